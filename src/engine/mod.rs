@@ -1,0 +1,568 @@
+//! The refresh engine: one account, one refresh, all of ARCHITECTURE.md's
+//! rules. Re-read the row, skip if no longer due, take the lease, call the
+//! provider, and write the outcome in one fenced transaction.
+
+mod report;
+mod single_flight;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+pub use report::{EngineError, RefreshReport};
+use single_flight::{Flight, SingleFlight};
+
+use crate::config::Settings;
+use crate::crypto::{Field, Keyring};
+use crate::domain::{AccessToken, AccountId, AccountStatus, Outcome, Provider, RefreshToken, Trigger};
+use crate::policy::{RefreshPolicy, delta, retry_delay};
+use crate::providers::{FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant};
+use crate::store::accounts::{self, AccountRow};
+use crate::store::attempts::{self, AttemptRow, NewAttempt};
+use crate::store::refresh::{self as refresh_store, Change, Committed, FailureChange, NewCredentials};
+
+/// A provider's `Retry-After` is honoured up to this; beyond it the answer is
+/// more likely a bug than a plan.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// This process's name in leases; unique per start.
+    pub owner: String,
+    pub lease_duration: Duration,
+    pub single_flight_wait: Duration,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    pub policies: HashMap<Provider, RefreshPolicy>,
+}
+
+impl EngineConfig {
+    pub fn from_settings(settings: &Settings) -> Self {
+        let owner = if settings.engine.instance_name.is_empty() {
+            default_instance_name()
+        } else {
+            settings.engine.instance_name.clone()
+        };
+        Self {
+            owner,
+            lease_duration: settings.http.request_timeout + settings.engine.lease_margin,
+            single_flight_wait: settings.engine.single_flight_wait,
+            retry_base: settings.engine.retry_base,
+            retry_cap: settings.engine.retry_cap,
+            policies: Provider::ALL
+                .iter()
+                .map(|p| (*p, RefreshPolicy::from(settings.providers.get(*p))))
+                .collect(),
+        }
+    }
+
+    pub fn policy(&self, provider: Provider) -> RefreshPolicy {
+        self.policies[&provider]
+    }
+}
+
+/// Host name, pid and a random suffix: unique per process start.
+pub fn default_instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+}
+
+/// Cheap to clone; all clones share one single-flight table.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    keyring: Arc<Keyring>,
+    providers: ProviderRegistry,
+    config: EngineConfig,
+    flights: SingleFlight,
+}
+
+/// Decrypted credentials, alive only for one provider call.
+struct Credentials {
+    access: AccessToken,
+    refresh: Option<RefreshToken>,
+}
+
+enum Lease {
+    Held(AccountRow),
+    /// Another process finished a refresh while this one waited.
+    Joined(RefreshReport),
+}
+
+impl Engine {
+    pub fn new(pool: PgPool, keyring: Arc<Keyring>, providers: ProviderRegistry, config: EngineConfig) -> Self {
+        Self { inner: Arc::new(Inner { pool, keyring, providers, config, flights: SingleFlight::default() }) }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.inner.config.owner
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Refreshes one account. Concurrent calls for the same account share one
+    /// provider call: in this process through the single-flight table, across
+    /// processes through the lease. Waiting is bounded by
+    /// `engine.single_flight_wait`.
+    pub async fn refresh(&self, id: &AccountId, trigger: Trigger) -> Result<RefreshReport, EngineError> {
+        let deadline = Instant::now() + self.inner.config.single_flight_wait;
+        loop {
+            match self.inner.flights.join(id) {
+                Flight::Lead(guard) => {
+                    let span = tracing::info_span!(
+                        "refresh",
+                        account_id = %id,
+                        trigger = %trigger,
+                        provider = tracing::field::Empty
+                    );
+                    let result = self.lead(id, trigger, deadline).instrument(span).await;
+                    guard.publish(&result);
+                    return result;
+                }
+                Flight::Follow(mut slot) => {
+                    let waited = tokio::time::timeout_at(deadline, async {
+                        slot.wait_for(Option::is_some).await.map(|v| v.clone())
+                    })
+                    .await;
+                    match waited {
+                        Ok(Ok(Some(result))) => {
+                            // A forced refresh cannot settle for a scheduled
+                            // flight that found nothing to do.
+                            let skipped = matches!(&result, Ok(r) if r.outcome == Outcome::Skipped);
+                            if skipped && trigger.ignores_schedule() {
+                                tokio::task::yield_now().await;
+                                continue;
+                            }
+                            return result;
+                        }
+                        // The leader was cancelled before publishing: lead instead.
+                        Ok(_) => continue,
+                        Err(_) => return Err(self.timeout_error(id)),
+                    }
+                }
+            }
+        }
+    }
+
+    fn timeout_error(&self, id: &AccountId) -> EngineError {
+        EngineError::InFlightTimeout {
+            account: id.clone(),
+            waited_secs: self.inner.config.single_flight_wait.as_secs(),
+        }
+    }
+
+    async fn lead(&self, id: &AccountId, trigger: Trigger, deadline: Instant) -> Result<RefreshReport, EngineError> {
+        let started_at = Utc::now();
+        let row = accounts::get(&self.inner.pool, id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+        tracing::Span::current().record("provider", row.provider.as_str());
+        if row.status == AccountStatus::Disconnected {
+            return Err(EngineError::Disconnected(id.clone()));
+        }
+        if !trigger.ignores_schedule() && !is_due(&row, started_at) {
+            return self.skip(&row, trigger, started_at, "not due").await;
+        }
+        let leased = match self.take_lease(&row, started_at, deadline).await? {
+            Lease::Held(leased) => leased,
+            Lease::Joined(report) => return Ok(report),
+        };
+        // Re-check under the lease: another process may have refreshed the
+        // account between the first read and the lease.
+        if !trigger.ignores_schedule() && !is_due(&leased, Utc::now()) {
+            return self.skip(&leased, trigger, started_at, "refreshed meanwhile").await;
+        }
+        self.run_leased(leased, trigger, started_at).await
+    }
+
+    async fn take_lease(&self, row: &AccountRow, started_at: DateTime<Utc>, deadline: Instant) -> Result<Lease, EngineError> {
+        let config = &self.inner.config;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if let Some(leased) =
+                refresh_store::acquire_lease(&self.inner.pool, &row.id, &config.owner, config.lease_duration).await?
+            {
+                if let Some(at) = leased.interrupted_refresh_at {
+                    tracing::warn!(interrupted_at = %at, "previous refresh ended without a result; its lease expired");
+                }
+                return Ok(Lease::Held(leased));
+            }
+            if Instant::now() + pause > deadline {
+                return Err(self.timeout_error(&row.id));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+
+            let current = accounts::get(&self.inner.pool, &row.id)
+                .await?
+                .ok_or_else(|| EngineError::NotFound(row.id.clone()))?;
+            if current.status == AccountStatus::Disconnected {
+                return Err(EngineError::Disconnected(row.id.clone()));
+            }
+            if current.lease_owner.is_none()
+                && let Some(attempt) = attempts::latest_finished_since(&self.inner.pool, &row.id, started_at).await?
+            {
+                return Ok(Lease::Joined(joined_report(&current, attempt)));
+            }
+        }
+    }
+
+    async fn run_leased(
+        &self,
+        leased: AccountRow,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+    ) -> Result<RefreshReport, EngineError> {
+        let flow = match self.inner.providers.get(leased.provider) {
+            Ok(flow) => flow.clone(),
+            Err(why) => {
+                let error = ProviderError::new(FailureKind::Config, why.to_owned());
+                return self.finish_failure(&leased, trigger, started_at, error, None).await;
+            }
+        };
+        let credentials = match self.decrypt(&leased) {
+            Ok(credentials) => credentials,
+            Err(error) => {
+                let failure = ProviderError::new(FailureKind::Config, error.to_string());
+                self.finish_failure(&leased, trigger, started_at, failure, None).await?;
+                return Err(error);
+            }
+        };
+        if flow.needs_refresh_token() && credentials.refresh.is_none() {
+            return self.no_refresh_token(&leased, trigger, started_at).await;
+        }
+
+        let result = flow
+            .refresh(RefreshRequest {
+                account_id: &leased.id,
+                provider: leased.provider,
+                access_token: &credentials.access,
+                refresh_token: credentials.refresh.as_ref(),
+                meta: &leased.meta,
+            })
+            .await;
+        match result {
+            Ok(grant) => self.finish_success(&leased, trigger, started_at, &credentials, grant).await,
+            Err(error) => self.finish_failure(&leased, trigger, started_at, error, Some(&credentials)).await,
+        }
+    }
+
+    fn decrypt(&self, row: &AccountRow) -> Result<Credentials, EngineError> {
+        let keyring = &self.inner.keyring;
+        let wrap = |e| EngineError::Credentials { account: row.id.clone(), source: Arc::new(e) };
+        let key_id = row.credentials_key_id.as_deref().unwrap_or("");
+        let access_blob = row.access_token_ciphertext.as_deref().ok_or_else(|| {
+            wrap(crate::crypto::CryptoError::Tampered { field: "access token", key_id: key_id.to_owned() })
+        })?;
+        let access = keyring.decrypt(&row.id, Field::AccessToken, key_id, access_blob).map_err(wrap)?;
+        let refresh = row
+            .refresh_token_ciphertext
+            .as_deref()
+            .map(|blob| keyring.decrypt(&row.id, Field::RefreshToken, key_id, blob))
+            .transpose()
+            .map_err(wrap)?;
+        Ok(Credentials {
+            access: AccessToken::new(access.expose_secret()),
+            refresh: refresh.map(|r| RefreshToken::new(r.expose_secret())),
+        })
+    }
+
+    async fn finish_success(
+        &self,
+        leased: &AccountRow,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        old: &Credentials,
+        grant: TokenGrant,
+    ) -> Result<RefreshReport, EngineError> {
+        let now = Utc::now();
+        let policy = self.inner.config.policy(leased.provider);
+        let lifetime = grant.expires_in.unwrap_or(policy.default_access_token_lifetime);
+        let expires_at = now + delta(lifetime);
+        // Never replace a stored refresh token with an absent one.
+        let refresh = grant.refresh_token.as_ref().or(old.refresh.as_ref());
+        let keyring = &self.inner.keyring;
+        let credentials = NewCredentials {
+            access_token_ciphertext: keyring.encrypt(&leased.id, Field::AccessToken, grant.access_token.expose()),
+            refresh_token_ciphertext: refresh.map(|rt| keyring.encrypt(&leased.id, Field::RefreshToken, rt.expose())),
+            key_id: keyring.primary_key_id().to_owned(),
+            issued_at: now,
+            expires_at: Some(expires_at),
+            refresh_token_expires_at: grant.refresh_token_expires_in.map(|d| now + delta(d)),
+            granted_scopes: grant.scopes.clone(),
+            next_attempt_at: policy.refresh_at(now, Some(expires_at)),
+        };
+        let note = grant.expires_in.is_none().then(|| {
+            format!("response had no expires_in; assumed {}", humantime::format_duration(lifetime))
+        });
+        let attempt = NewAttempt {
+            trigger,
+            started_at,
+            finished_at: now,
+            outcome: Outcome::Refreshed,
+            http_status: None,
+            provider_error_code: None,
+            message: note.clone(),
+        };
+        let committed = self.commit_with_retry(leased, &attempt, &Change::Refreshed(credentials)).await?;
+        let mut report = self.report(leased, trigger, Outcome::Refreshed, note);
+        match committed {
+            Committed::Applied { to, .. } => {
+                report.status = to;
+                report.token_expires_at = Some(expires_at);
+                tracing::info!(outcome = "refreshed", rotated = grant.refresh_token.is_some(), "refreshed");
+            }
+            Committed::Fenced { status } => {
+                report.status = status;
+                report.outcome = Outcome::TransientError;
+                report.message = Some("refresh result discarded by the fenced write".into());
+                tracing::error!("refresh result discarded: lease lost or credentials replaced meanwhile");
+            }
+            Committed::Gone => return Err(EngineError::NotFound(leased.id.clone())),
+        }
+        Ok(report)
+    }
+
+    async fn finish_failure(
+        &self,
+        leased: &AccountRow,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        error: ProviderError,
+        credentials: Option<&Credentials>,
+    ) -> Result<RefreshReport, EngineError> {
+        let now = Utc::now();
+        let config = &self.inner.config;
+        let secrets: Vec<&str> = credentials
+            .map(|c| std::iter::once(c.access.expose()).chain(c.refresh.as_ref().map(|r| r.expose())).collect())
+            .unwrap_or_default();
+        let mut text = scrub(&error.to_string(), &secrets);
+        let (new_status, count_failure, retry_in) = match error.kind {
+            FailureKind::Transient | FailureKind::RateLimited => {
+                let planned = retry_delay(
+                    leased.consecutive_failures.max(0) as u32 + 1,
+                    config.retry_base,
+                    config.retry_cap,
+                    rand::random(),
+                );
+                (None, true, Some(error.retry_after.map(|d| d.min(MAX_RETRY_AFTER)).unwrap_or(planned)))
+            }
+            FailureKind::RejectedExpired => (Some(AccountStatus::TokenExpired), true, None),
+            FailureKind::RejectedRevoked => (Some(AccountStatus::Revoked), true, None),
+            // The app is refused, not the account: no status change, no
+            // failure counted; look again after a while.
+            FailureKind::Config => (None, false, Some(retry_delay(4, config.retry_base, config.retry_cap, rand::random()))),
+        };
+        if new_status.is_some()
+            && let Some(at) = leased.interrupted_refresh_at
+        {
+            text.push_str(&format!(
+                "; the refresh token may have been consumed by an interrupted refresh started at {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        let next_attempt_at = retry_in.map(|d| now + delta(d));
+        let attempt = NewAttempt {
+            trigger,
+            started_at,
+            finished_at: now,
+            outcome: error.kind.outcome(),
+            http_status: error.http_status,
+            provider_error_code: error.code.clone(),
+            message: Some(text.clone()),
+        };
+        let change = Change::Failed(FailureChange {
+            error: text.clone(),
+            http_status: error.http_status,
+            count_failure,
+            next_attempt_at,
+            new_status,
+        });
+        let committed = self.commit_with_retry(leased, &attempt, &change).await?;
+        let mut report = self.report(leased, trigger, error.kind.outcome(), Some(text.clone()));
+        report.http_status = error.http_status;
+        report.provider_error_code = error.code;
+        report.retry_at = next_attempt_at;
+        report.status = match committed {
+            Committed::Applied { to, .. } => to,
+            Committed::Fenced { status } => {
+                report.message = Some(format!("{text} (ignored: the credentials changed meanwhile)"));
+                status
+            }
+            Committed::Gone => return Err(EngineError::NotFound(leased.id.clone())),
+        };
+        tracing::warn!(outcome = report.outcome.as_str(), status = report.status.as_str(), error = %text, "refresh failed");
+        Ok(report)
+    }
+
+    /// The flow needs a refresh token and none is stored: nothing to call.
+    /// Once the access token has expired no refresh is possible, which is
+    /// definitive; before that the account is fine until its expiry.
+    async fn no_refresh_token(
+        &self,
+        leased: &AccountRow,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+    ) -> Result<RefreshReport, EngineError> {
+        let now = Utc::now();
+        match leased.token_expires_at {
+            Some(expires) if expires > now => {
+                let message = format!(
+                    "no refresh token is stored; the user must reconnect before {}",
+                    expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+                let attempt = NewAttempt {
+                    trigger,
+                    started_at,
+                    finished_at: now,
+                    outcome: Outcome::Skipped,
+                    http_status: None,
+                    provider_error_code: None,
+                    message: Some(message.clone()),
+                };
+                // Look again at expiry, when the sweep makes it definitive.
+                let change = Change::Failed(FailureChange {
+                    error: message.clone(),
+                    http_status: None,
+                    count_failure: false,
+                    next_attempt_at: Some(expires),
+                    new_status: None,
+                });
+                self.commit_with_retry(leased, &attempt, &change).await?;
+                Ok(self.report(leased, trigger, Outcome::Skipped, Some(message)))
+            }
+            _ => {
+                let error = ProviderError::new(
+                    FailureKind::RejectedExpired,
+                    "the access token expired and no refresh token is stored",
+                );
+                self.finish_failure(leased, trigger, started_at, error, None).await
+            }
+        }
+    }
+
+    async fn skip(
+        &self,
+        row: &AccountRow,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        why: &str,
+    ) -> Result<RefreshReport, EngineError> {
+        let attempt = NewAttempt {
+            trigger,
+            started_at,
+            finished_at: Utc::now(),
+            outcome: Outcome::Skipped,
+            http_status: None,
+            provider_error_code: None,
+            message: Some(why.to_owned()),
+        };
+        self.commit_with_retry(row, &attempt, &Change::Skipped).await?;
+        tracing::debug!(outcome = "skipped", why, "refresh skipped");
+        Ok(self.report(row, trigger, Outcome::Skipped, Some(why.to_owned())))
+    }
+
+    /// New tokens exist only in memory until this commit lands, so a
+    /// connection error is retried for as long as the lease still protects
+    /// the write, instead of dropping a rotated refresh token.
+    async fn commit_with_retry(
+        &self,
+        leased: &AccountRow,
+        attempt: &NewAttempt,
+        change: &Change,
+    ) -> Result<Committed, EngineError> {
+        let give_up = Instant::now() + self.inner.config.lease_duration.saturating_sub(Duration::from_secs(1));
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match refresh_store::commit(&self.inner.pool, leased, &self.inner.config.owner, attempt, change).await {
+                Ok(committed) => return Ok(committed),
+                Err(e) if is_retryable(&e) && Instant::now() + pause < give_up => {
+                    tracing::warn!(error = %e, "writing the refresh result failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn report(&self, row: &AccountRow, trigger: Trigger, outcome: Outcome, message: Option<String>) -> RefreshReport {
+        RefreshReport {
+            account_id: row.id.clone(),
+            provider: row.provider,
+            trigger,
+            outcome,
+            status: row.status,
+            http_status: None,
+            provider_error_code: None,
+            message,
+            retry_at: None,
+            token_expires_at: row.token_expires_at,
+            joined: false,
+        }
+    }
+}
+
+fn is_due(row: &AccountRow, now: DateTime<Utc>) -> bool {
+    row.status == AccountStatus::Active && row.next_attempt_at.is_some_and(|at| at <= now)
+}
+
+fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_))
+        || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "40001" || c == "40P01"))
+}
+
+fn joined_report(current: &AccountRow, attempt: AttemptRow) -> RefreshReport {
+    RefreshReport {
+        account_id: current.id.clone(),
+        provider: current.provider,
+        trigger: attempt.trigger,
+        outcome: attempt.outcome,
+        status: current.status,
+        http_status: attempt.http_status.and_then(|s| u16::try_from(s).ok()),
+        provider_error_code: attempt.provider_error_code,
+        message: attempt.message,
+        retry_at: (current.consecutive_failures > 0).then_some(current.next_attempt_at).flatten(),
+        token_expires_at: current.token_expires_at,
+        joined: true,
+    }
+}
+
+/// Replaces any credential that a provider echoed back in its error text.
+fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(secret, "[redacted]");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub;
+
+    #[test]
+    fn scrub_removes_echoed_tokens() {
+        assert_eq!(scrub("bad token abcd1234 given", &["abcd1234"]), "bad token [redacted] given");
+    }
+}

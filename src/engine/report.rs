@@ -1,0 +1,57 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::crypto::CryptoError;
+use crate::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
+
+/// The result of one refresh call, as callers (CLI, API, workers) see it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefreshReport {
+    pub account_id: AccountId,
+    pub provider: Provider,
+    pub trigger: Trigger,
+    pub outcome: Outcome,
+    /// The account's status after the attempt.
+    pub status: AccountStatus,
+    pub http_status: Option<u16>,
+    pub provider_error_code: Option<String>,
+    pub message: Option<String>,
+    /// When the daemon will try again after a failure.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// True when this caller waited for a refresh started by another caller
+    /// and reports that refresh's result.
+    pub joined: bool,
+}
+
+impl RefreshReport {
+    pub fn succeeded(&self) -> bool {
+        self.outcome.is_success()
+    }
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown account {0}")]
+    NotFound(AccountId),
+    #[error("account {0} is disconnected")]
+    Disconnected(AccountId),
+    #[error("account {account}: {source}")]
+    Credentials {
+        account: AccountId,
+        #[source]
+        source: Arc<CryptoError>,
+    },
+    #[error("account {account}: a refresh is still in flight elsewhere after waiting {waited_secs}s")]
+    InFlightTimeout { account: AccountId, waited_secs: u64 },
+    #[error("database: {0}")]
+    Database(#[source] Arc<sqlx::Error>),
+}
+
+impl From<sqlx::Error> for EngineError {
+    fn from(e: sqlx::Error) -> Self {
+        EngineError::Database(Arc::new(e))
+    }
+}

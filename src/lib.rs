@@ -1,0 +1,21 @@
+//! tokenwarden: keeps the OAuth credentials of connected social-media
+//! accounts alive and reports, truthfully and early, which need a reconnect.
+//!
+//! Layout: `domain` (plain types) → `config` → `crypto` → `store`
+//! (PostgreSQL) → `providers` (platform HTTP) → `engine` (one refresh, all
+//! the safety rules) → `app` (start-up) → `cli` and `demo`. `fake` holds the
+//! loopback platforms the demo and the tests talk to.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod domain;
+pub mod engine;
+pub mod fake;
+pub mod policy;
+pub mod providers;
+pub mod registration;
+pub mod store;
+pub mod telemetry;

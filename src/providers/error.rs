@@ -1,0 +1,84 @@
+use std::fmt;
+use std::time::Duration;
+
+use crate::domain::Outcome;
+
+/// How a failed provider call must be treated. The status rules hang on
+/// this: only `RejectedExpired` and `RejectedRevoked` may change an
+/// account's status; `Config` is the operator's problem, never the user's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Network, timeout, 5xx, malformed answer: retry later.
+    Transient,
+    /// 429 or a platform's throttling answer: retry after the reset.
+    RateLimited,
+    /// The grant is expired or invalid: the user must reconnect.
+    RejectedExpired,
+    /// The user or the platform revoked access.
+    RejectedRevoked,
+    /// The app itself is refused (invalid_client, unauthorized_client, ...).
+    Config,
+}
+
+impl FailureKind {
+    pub fn outcome(self) -> Outcome {
+        match self {
+            FailureKind::Transient => Outcome::TransientError,
+            FailureKind::RateLimited => Outcome::RateLimited,
+            FailureKind::RejectedExpired => Outcome::RejectedExpired,
+            FailureKind::RejectedRevoked => Outcome::RejectedRevoked,
+            FailureKind::Config => Outcome::ConfigError,
+        }
+    }
+}
+
+/// A classified provider failure. `message` is for humans and is scrubbed of
+/// credentials by the engine before it is stored or logged.
+#[derive(Clone, Debug)]
+pub struct ProviderError {
+    pub kind: FailureKind,
+    pub http_status: Option<u16>,
+    /// The platform's own error code (`invalid_grant`, `190`, ...).
+    pub code: Option<String>,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self { kind, http_status: None, code: None, message: message.into(), retry_after: None }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Transient, message)
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.http_status = Some(status);
+        self
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(status) = self.http_status {
+            write!(f, "HTTP {status}: ")?;
+        }
+        if let Some(code) = &self.code {
+            write!(f, "{code}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ProviderError {}

@@ -1,0 +1,122 @@
+//! The generic RFC 6749 section 6 refresh: `POST grant_type=refresh_token`
+//! with client authentication in a Basic header or in the form body.
+//!
+//! Talks HTTP through `HttpClient` rather than the oauth2 crate: that crate's
+//! parser refuses documented variants (`expires_in` as a string), treats every
+//! non-200 alike without exposing the status, and reads unbounded bodies;
+//! all three matter for classifying answers correctly.
+
+use base64::Engine as _;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::config::{ClientAuth, ProviderSettings};
+use crate::providers::token_response::{classify_oauth_error, json_object, oauth_error, parse_grant, short};
+use crate::providers::{FailureKind, HttpClient, ProviderError, RefreshRequest, TokenGrant, TokenProvider};
+
+pub struct OAuth2Refresh {
+    token_url: Url,
+    client_id: String,
+    client_secret: Option<SecretString>,
+    client_auth: ClientAuth,
+    http: HttpClient,
+}
+
+impl OAuth2Refresh {
+    /// None when the platform has no client id configured.
+    pub fn from_settings(settings: &ProviderSettings, http: HttpClient) -> Option<Self> {
+        Some(Self {
+            token_url: settings.token_url.clone()?,
+            client_id: settings.client_id.clone()?,
+            client_secret: settings.client_secret.clone(),
+            client_auth: settings.client_auth,
+            http,
+        })
+    }
+
+    async fn call(&self, request: RefreshRequest<'_>) -> Result<TokenGrant, ProviderError> {
+        let refresh_token = request
+            .refresh_token
+            .ok_or_else(|| ProviderError::new(FailureKind::RejectedExpired, "no refresh token is stored"))?;
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ];
+        let mut builder = self.http.inner().post(self.token_url.clone());
+        match self.client_auth {
+            ClientAuth::Basic => {
+                // RFC 6749 2.3.1: id and secret are form-encoded before base64.
+                let id = form_encode(&self.client_id);
+                let secret = self.client_secret.as_ref().map(|s| form_encode(s.expose_secret())).unwrap_or_default();
+                let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+                builder = builder.header(reqwest::header::AUTHORIZATION, format!("Basic {credentials}"));
+            }
+            ClientAuth::Body => {
+                form.push(("client_id", &self.client_id));
+                if let Some(secret) = &self.client_secret {
+                    form.push(("client_secret", secret.expose_secret()));
+                }
+            }
+        }
+        let builder = builder.header(reqwest::header::ACCEPT, "application/json").form(&form);
+        let reply = self.http.send(builder).await?;
+        let status = reply.status;
+
+        if (200..300).contains(&status) {
+            let body = json_object(&reply)?;
+            if let Some((code, description)) = oauth_error(&body) {
+                // An error object in a 2xx answer is not a definitive answer
+                // from this flow: retry rather than act on it.
+                return Err(ProviderError::transient(format!("2xx response carried an error: {}", short(&description)))
+                    .with_status(status)
+                    .with_code(short(&code)));
+            }
+            return parse_grant(&body, status);
+        }
+
+        let retry_after = reply.retry_after();
+        if status == 429 {
+            return Err(ProviderError::new(FailureKind::RateLimited, "rate limited by the token endpoint")
+                .with_status(status)
+                .with_retry_after(retry_after));
+        }
+        if status >= 500 || status == 408 {
+            return Err(ProviderError::transient("token endpoint unavailable")
+                .with_status(status)
+                .with_retry_after(retry_after));
+        }
+        let parsed = json_object(&reply).ok().and_then(|body| oauth_error(&body));
+        match parsed {
+            Some((code, description)) => {
+                let kind = classify_oauth_error(&code, &description);
+                let message = if description.is_empty() { code.clone() } else { short(&description) };
+                Err(ProviderError::new(kind, message)
+                    .with_status(status)
+                    .with_code(short(&code))
+                    .with_retry_after(retry_after))
+            }
+            // A 401 without an OAuth body is the token endpoint refusing the
+            // client itself.
+            None if status == 401 => {
+                Err(ProviderError::new(FailureKind::Config, "client authentication refused").with_status(status))
+            }
+            None => Err(ProviderError::transient(format!(
+                "unexpected answer without an OAuth error ({} bytes)",
+                reply.body.len()
+            ))
+            .with_status(status)),
+        }
+    }
+}
+
+fn form_encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+impl TokenProvider for OAuth2Refresh {
+    fn refresh<'a>(&'a self, request: RefreshRequest<'a>) -> BoxFuture<'a, Result<TokenGrant, ProviderError>> {
+        self.call(request).boxed()
+    }
+}

@@ -1,0 +1,258 @@
+//! The `social_accounts` aggregate: registration (upsert), reads and listing.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgPool};
+
+use crate::crypto::{Field, Keyring};
+use crate::domain::{AccessToken, AccountId, AccountStatus, ConnectionType, Provider, RefreshToken};
+use crate::policy::RefreshPolicy;
+use crate::store::events;
+
+/// One row of `social_accounts`. Ciphertexts are opaque bytes here; the
+/// engine decrypts them only for the duration of a provider call.
+#[derive(Debug, Clone, FromRow)]
+pub struct AccountRow {
+    #[sqlx(try_from = "String")]
+    pub id: AccountId,
+    pub workspace_id: String,
+    #[sqlx(try_from = "String")]
+    pub provider: Provider,
+    pub external_id: String,
+    pub handle: Option<String>,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub status: AccountStatus,
+    pub status_reason: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub connection_type: ConnectionType,
+    pub granted_scopes: Vec<String>,
+    pub meta: serde_json::Value,
+    pub default_board_id: Option<String>,
+    pub connected_at: DateTime<Utc>,
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    pub token_issued_at: Option<DateTime<Utc>>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    pub last_refresh_attempt_at: Option<DateTime<Utc>>,
+    pub last_refresh_error: Option<String>,
+    pub last_refresh_error_status: Option<i32>,
+    pub consecutive_failures: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub access_token_ciphertext: Option<Vec<u8>>,
+    pub refresh_token_ciphertext: Option<Vec<u8>>,
+    pub credentials_key_id: Option<String>,
+    pub credentials_version: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub lease_started_at: Option<DateTime<Utc>>,
+    pub interrupted_refresh_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl AccountRow {
+    pub fn has_refresh_token(&self) -> bool {
+        self.refresh_token_ciphertext.is_some()
+    }
+}
+
+/// An account as the API tier or the CLI registers it.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub workspace_id: String,
+    pub provider: Provider,
+    pub external_id: String,
+    pub handle: Option<String>,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub connection_type: ConnectionType,
+    pub granted_scopes: Vec<String>,
+    pub meta: serde_json::Value,
+    pub default_board_id: Option<String>,
+    pub access_token: AccessToken,
+    pub refresh_token: Option<RefreshToken>,
+    pub token_issued_at: DateTime<Utc>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub account: AccountRow,
+    /// False when an existing account (same workspace, provider and external
+    /// id) was reconnected with new credentials.
+    pub created: bool,
+}
+
+/// Registers an account, or reconnects it: a reconnect replaces the
+/// credentials, sets ACTIVE, clears failures, and bumps the credentials
+/// version so that any refresh in flight for the old credentials is fenced
+/// out. A status change is written to the outbox in the same transaction.
+pub async fn register(
+    pool: &PgPool,
+    keyring: &Keyring,
+    policy: &RefreshPolicy,
+    new: &NewAccount,
+) -> Result<Registered, sqlx::Error> {
+    // Two registrations of one new account can race to INSERT; the loser
+    // retries and takes the reconnect path.
+    for _ in 0..2 {
+        match register_once(pool, keyring, policy, new).await {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+            other => return other,
+        }
+    }
+    register_once(pool, keyring, policy, new).await
+}
+
+async fn register_once(
+    pool: &PgPool,
+    keyring: &Keyring,
+    policy: &RefreshPolicy,
+    new: &NewAccount,
+) -> Result<Registered, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let existing: Option<(String, String)> = sqlx::query_as(
+        "SELECT id, status FROM social_accounts
+         WHERE workspace_id = $1 AND provider = $2 AND external_id = $3
+         FOR UPDATE",
+    )
+    .bind(&new.workspace_id)
+    .bind(new.provider.as_str())
+    .bind(&new.external_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+
+    let (id, previous_status) = match existing {
+        Some((id, status)) => (
+            id.parse::<AccountId>().map_err(|e| sqlx::Error::Decode(e.into()))?,
+            Some(status.parse::<AccountStatus>().map_err(|e| sqlx::Error::Decode(e.into()))?),
+        ),
+        None => (AccountId::generate(), None),
+    };
+    let access = keyring.encrypt(&id, Field::AccessToken, new.access_token.expose());
+    let refresh = new
+        .refresh_token
+        .as_ref()
+        .map(|rt| keyring.encrypt(&id, Field::RefreshToken, rt.expose()));
+    let next_attempt_at = policy.refresh_at(new.token_issued_at, new.token_expires_at);
+
+    let account: AccountRow = sqlx::query_as(
+        "INSERT INTO social_accounts (
+             id, workspace_id, provider, external_id, handle, display_name, avatar_url,
+             status, connection_type, granted_scopes, meta, default_board_id,
+             token_issued_at, token_expires_at, refresh_token_expires_at, next_attempt_at,
+             access_token_ciphertext, refresh_token_ciphertext, credentials_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ACTIVE', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         ON CONFLICT (id) DO UPDATE SET
+             handle = EXCLUDED.handle,
+             display_name = EXCLUDED.display_name,
+             avatar_url = EXCLUDED.avatar_url,
+             status = 'ACTIVE',
+             status_reason = NULL,
+             connection_type = EXCLUDED.connection_type,
+             granted_scopes = EXCLUDED.granted_scopes,
+             meta = EXCLUDED.meta,
+             default_board_id = EXCLUDED.default_board_id,
+             connected_at = now(),
+             token_issued_at = EXCLUDED.token_issued_at,
+             token_expires_at = EXCLUDED.token_expires_at,
+             refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
+             next_attempt_at = EXCLUDED.next_attempt_at,
+             last_refresh_error = NULL,
+             last_refresh_error_status = NULL,
+             consecutive_failures = 0,
+             access_token_ciphertext = EXCLUDED.access_token_ciphertext,
+             refresh_token_ciphertext = EXCLUDED.refresh_token_ciphertext,
+             credentials_key_id = EXCLUDED.credentials_key_id,
+             credentials_version = social_accounts.credentials_version + 1,
+             interrupted_refresh_at = NULL,
+             updated_at = now()
+         RETURNING *",
+    )
+    .bind(id.as_str())
+    .bind(&new.workspace_id)
+    .bind(new.provider.as_str())
+    .bind(&new.external_id)
+    .bind(&new.handle)
+    .bind(&new.display_name)
+    .bind(&new.avatar_url)
+    .bind(new.connection_type.as_str())
+    .bind(&new.granted_scopes)
+    .bind(&new.meta)
+    .bind(&new.default_board_id)
+    .bind(new.token_issued_at)
+    .bind(new.token_expires_at)
+    .bind(new.refresh_token_expires_at)
+    .bind(next_attempt_at)
+    .bind(access)
+    .bind(refresh)
+    .bind(keyring.primary_key_id())
+    .fetch_one(&mut *tx)
+    .await?;
+
+    let reason = match previous_status {
+        None => Some("connected"),
+        Some(AccountStatus::Active) => None,
+        Some(_) => Some("reconnected"),
+    };
+    if let Some(reason) = reason {
+        events::insert(&mut tx, &account, previous_status, AccountStatus::Active, reason).await?;
+    }
+    tx.commit().await?;
+    Ok(Registered {
+        account,
+        created: previous_status.is_none(),
+    })
+}
+
+pub async fn get(pool: &PgPool, id: &AccountId) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM social_accounts WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub status: Option<AccountStatus>,
+    pub provider: Option<Provider>,
+    pub workspace_id: Option<String>,
+    pub limit: i64,
+}
+
+/// Newest connected first.
+pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<AccountRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM social_accounts
+         WHERE ($1::text IS NULL OR status = $1)
+           AND ($2::text IS NULL OR provider = $2)
+           AND ($3::text IS NULL OR workspace_id = $3)
+         ORDER BY connected_at DESC, id DESC
+         LIMIT $4",
+    )
+    .bind(filter.status.map(|s| s.as_str()))
+    .bind(filter.provider.map(|p| p.as_str()))
+    .bind(&filter.workspace_id)
+    .bind(filter.limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Ids of ACTIVE accounts whose next attempt is due, oldest first.
+pub async fn due_ids(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<Vec<AccountId>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM social_accounts
+         WHERE status = 'ACTIVE' AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1
+         ORDER BY next_attempt_at
+         LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    ids.into_iter()
+        .map(|id| id.parse().map_err(|e: crate::domain::InvalidAccountId| sqlx::Error::Decode(e.into())))
+        .collect()
+}

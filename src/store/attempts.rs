@@ -1,0 +1,92 @@
+//! The refresh attempt history.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgPool};
+
+use crate::domain::{AccountId, Outcome, Provider, Trigger};
+
+/// What one attempt did; `message` is provider text already scrubbed of
+/// credentials.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub trigger: Trigger,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    pub provider_error_code: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub account_id: String,
+    pub provider: String,
+    #[sqlx(try_from = "String")]
+    pub trigger: Trigger,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    #[sqlx(try_from = "String")]
+    pub outcome: Outcome,
+    pub http_status: Option<i32>,
+    pub provider_error_code: Option<String>,
+    pub message: Option<String>,
+    pub duration_ms: i32,
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    account: &AccountId,
+    provider: Provider,
+    attempt: &NewAttempt,
+) -> Result<(), sqlx::Error> {
+    let duration_ms = (attempt.finished_at - attempt.started_at)
+        .num_milliseconds()
+        .clamp(0, i32::MAX as i64) as i32;
+    sqlx::query(
+        "INSERT INTO refresh_attempts
+             (account_id, provider, trigger, started_at, finished_at, outcome,
+              http_status, provider_error_code, message, duration_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(account.as_str())
+    .bind(provider.as_str())
+    .bind(attempt.trigger.as_str())
+    .bind(attempt.started_at)
+    .bind(attempt.finished_at)
+    .bind(attempt.outcome.as_str())
+    .bind(attempt.http_status.map(i32::from))
+    .bind(&attempt.provider_error_code)
+    .bind(&attempt.message)
+    .bind(duration_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The newest attempt that finished at or after `since` and actually ran
+/// (not skipped): the result a waiting caller joins.
+pub async fn latest_finished_since(
+    pool: &PgPool,
+    account: &AccountId,
+    since: DateTime<Utc>,
+) -> Result<Option<AttemptRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM refresh_attempts
+         WHERE account_id = $1 AND finished_at >= $2 AND outcome <> 'skipped'
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(account.as_str())
+    .bind(since)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn for_account(pool: &PgPool, account: &AccountId, limit: i64) -> Result<Vec<AttemptRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM refresh_attempts WHERE account_id = $1 ORDER BY id DESC LIMIT $2")
+        .bind(account.as_str())
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}

@@ -1,0 +1,287 @@
+//! The refresh lease and the one transaction that records a refresh's result.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::domain::{AccountId, AccountStatus};
+use crate::store::accounts::AccountRow;
+use crate::store::attempts::{self, NewAttempt};
+use crate::store::events;
+
+/// Takes the account's refresh lease if it is free or expired. Taking over an
+/// expired lease means a refresh started and never reported: its start is
+/// kept in `interrupted_refresh_at` (SET expressions read the old row).
+pub async fn acquire_lease(
+    pool: &PgPool,
+    id: &AccountId,
+    owner: &str,
+    lease_for: Duration,
+) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE social_accounts
+         SET lease_owner = $2,
+             lease_until = now() + make_interval(secs => $3),
+             lease_started_at = now(),
+             interrupted_refresh_at = CASE WHEN lease_owner IS NOT NULL
+                                           THEN lease_started_at
+                                           ELSE interrupted_refresh_at END
+         WHERE id = $1
+           AND status <> 'DISCONNECTED'
+           AND (lease_owner IS NULL OR lease_until < now())
+         RETURNING *",
+    )
+    .bind(id.as_str())
+    .bind(owner)
+    .bind(lease_for.as_secs_f64())
+    .fetch_optional(pool)
+    .await
+}
+
+/// New credentials, encrypted under `key_id`. Both values are always written,
+/// so a kept refresh token moves to the newest key with its access token.
+#[derive(Debug, Clone)]
+pub struct NewCredentials {
+    pub access_token_ciphertext: Vec<u8>,
+    pub refresh_token_ciphertext: Option<Vec<u8>>,
+    pub key_id: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `Some` when the provider said how long the refresh token lives.
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    pub granted_scopes: Option<Vec<String>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// What a failed attempt does to the account.
+#[derive(Debug, Clone)]
+pub struct FailureChange {
+    pub error: String,
+    pub http_status: Option<u16>,
+    /// Transient failures count towards backoff; configuration errors do not.
+    pub count_failure: bool,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// A definitive rejection: the status it moves the account to.
+    pub new_status: Option<AccountStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Change {
+    Refreshed(NewCredentials),
+    Failed(FailureChange),
+    /// Nothing happened at the provider; only the lease is released.
+    Skipped,
+}
+
+/// What the commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    Applied { from: AccountStatus, to: AccountStatus },
+    /// The lease was lost or the credentials changed meanwhile: new tokens or
+    /// a rejection were not applied (the attempt is still recorded).
+    Fenced { status: AccountStatus },
+    /// The account no longer exists.
+    Gone,
+}
+
+/// Writes a refresh's result in one transaction: the account row fenced by
+/// lease owner and credentials version, the attempt row, and the status
+/// event. Releases the lease if this owner still holds it.
+pub async fn commit(
+    pool: &PgPool,
+    leased: &AccountRow,
+    owner: &str,
+    attempt: &NewAttempt,
+    change: &Change,
+) -> Result<Committed, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let current: Option<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT status, credentials_version, lease_owner FROM social_accounts WHERE id = $1 FOR UPDATE",
+    )
+    .bind(leased.id.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((status, version, lease_owner)) = current else {
+        return Ok(Committed::Gone);
+    };
+    let from: AccountStatus = status.parse().map_err(|e: crate::domain::UnknownVariant| sqlx::Error::Decode(e.into()))?;
+    let holds_lease = lease_owner.as_deref() == Some(owner);
+    let fenced_ok = holds_lease && version == leased.credentials_version;
+
+    let mut to = from;
+    let mut recorded = attempt.clone();
+    match change {
+        Change::Refreshed(creds) if fenced_ok => {
+            to = AccountStatus::Active;
+            write_credentials(&mut tx, &leased.id, creds, attempt.finished_at).await?;
+        }
+        Change::Refreshed(_) => {
+            recorded.outcome = crate::domain::Outcome::TransientError;
+            recorded.message = Some(fenced_message(holds_lease));
+            record_attempt_only(&mut tx, &leased.id, holds_lease, attempt.finished_at).await?;
+        }
+        Change::Failed(failure) => {
+            let mut failure = failure.clone();
+            if failure.new_status.is_some() && !fenced_ok {
+                // Rule: a rejection of credentials that have since changed is
+                // stale and must not change the status.
+                failure.new_status = None;
+                failure.count_failure = false;
+                recorded.message = Some(format!(
+                    "{} (ignored: {})",
+                    attempt.message.as_deref().unwrap_or("rejected"),
+                    if holds_lease { "credentials changed meanwhile" } else { "lease lost" }
+                ));
+            }
+            if let Some(new_status) = failure.new_status {
+                to = new_status;
+            }
+            write_failure(&mut tx, &leased.id, &failure, holds_lease, attempt.finished_at).await?;
+        }
+        Change::Skipped => {
+            if holds_lease {
+                release(&mut tx, &leased.id).await?;
+            }
+        }
+    }
+    attempts::insert(&mut tx, &leased.id, leased.provider, &recorded).await?;
+    if to != from {
+        let reason = match change {
+            Change::Refreshed(_) => "refreshed".to_owned(),
+            Change::Failed(f) => f.error.clone(),
+            Change::Skipped => unreachable!("a skip never changes status"),
+        };
+        events::insert(&mut tx, leased, Some(from), to, &reason).await?;
+    }
+    tx.commit().await?;
+
+    let applied = match change {
+        Change::Refreshed(_) => fenced_ok,
+        Change::Failed(f) => f.new_status.is_none() || fenced_ok,
+        Change::Skipped => true,
+    };
+    Ok(if applied { Committed::Applied { from, to } } else { Committed::Fenced { status: from } })
+}
+
+fn fenced_message(holds_lease: bool) -> String {
+    if holds_lease {
+        "refresh result discarded: the credentials were replaced while the provider call ran".into()
+    } else {
+        "refresh result discarded: the refresh lease expired before the result could be written; \
+         the provider may have consumed the stored refresh token"
+            .into()
+    }
+}
+
+async fn write_credentials(
+    tx: &mut sqlx::PgConnection,
+    id: &AccountId,
+    creds: &NewCredentials,
+    attempted_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE social_accounts SET
+             access_token_ciphertext = $2,
+             refresh_token_ciphertext = $3,
+             credentials_key_id = $4,
+             credentials_version = credentials_version + 1,
+             token_issued_at = $5,
+             last_refreshed_at = $5,
+             token_expires_at = $6,
+             refresh_token_expires_at = COALESCE($7, refresh_token_expires_at),
+             granted_scopes = COALESCE($8, granted_scopes),
+             next_attempt_at = $9,
+             last_refresh_attempt_at = $10,
+             last_refresh_error = NULL,
+             last_refresh_error_status = NULL,
+             consecutive_failures = 0,
+             status = 'ACTIVE',
+             status_reason = NULL,
+             interrupted_refresh_at = NULL,
+             lease_owner = NULL, lease_until = NULL, lease_started_at = NULL,
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(&creds.access_token_ciphertext)
+    .bind(&creds.refresh_token_ciphertext)
+    .bind(&creds.key_id)
+    .bind(creds.issued_at)
+    .bind(creds.expires_at)
+    .bind(creds.refresh_token_expires_at)
+    .bind(&creds.granted_scopes)
+    .bind(creds.next_attempt_at)
+    .bind(attempted_at)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_failure(
+    tx: &mut sqlx::PgConnection,
+    id: &AccountId,
+    failure: &FailureChange,
+    release_lease: bool,
+    attempted_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE social_accounts SET
+             last_refresh_attempt_at = $2,
+             last_refresh_error = $3,
+             last_refresh_error_status = $4,
+             consecutive_failures = consecutive_failures + $5,
+             next_attempt_at = COALESCE($6, next_attempt_at),
+             status = COALESCE($7, status),
+             status_reason = CASE WHEN $7 IS NULL THEN status_reason ELSE $3 END,
+             lease_owner = CASE WHEN $8 THEN NULL ELSE lease_owner END,
+             lease_until = CASE WHEN $8 THEN NULL ELSE lease_until END,
+             lease_started_at = CASE WHEN $8 THEN NULL ELSE lease_started_at END,
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(attempted_at)
+    .bind(&failure.error)
+    .bind(failure.http_status.map(i32::from))
+    .bind(i32::from(failure.count_failure))
+    .bind(failure.next_attempt_at)
+    .bind(failure.new_status.map(|s| s.as_str()))
+    .bind(release_lease)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn record_attempt_only(
+    tx: &mut sqlx::PgConnection,
+    id: &AccountId,
+    release_lease: bool,
+    attempted_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE social_accounts SET
+             last_refresh_attempt_at = $2,
+             lease_owner = CASE WHEN $3 THEN NULL ELSE lease_owner END,
+             lease_until = CASE WHEN $3 THEN NULL ELSE lease_until END,
+             lease_started_at = CASE WHEN $3 THEN NULL ELSE lease_started_at END,
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(attempted_at)
+    .bind(release_lease)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn release(tx: &mut sqlx::PgConnection, id: &AccountId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE social_accounts SET lease_owner = NULL, lease_until = NULL, lease_started_at = NULL WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
