@@ -176,7 +176,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("{id}:{}", base64::engine::general_purpose::STANDARD.encode(key));
         return Ok(ExitCode::SUCCESS);
     }
-    let settings = Settings::load(cli.config.as_deref())?;
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if matches!(cli.command, Command::Demo(_)) {
+        settings.log.filter = "error".into();
+    }
     crate::telemetry::init(&settings.log);
     match cli.command {
         Command::Migrate => {

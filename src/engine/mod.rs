@@ -330,7 +330,8 @@ impl Engine {
             Committed::Applied { to, .. } => {
                 report.status = to;
                 report.token_expires_at = Some(expires_at);
-                tracing::info!(outcome = "refreshed", rotated = grant.refresh_token.is_some(), "refreshed");
+                let rotated = matches!((&grant.refresh_token, &old.refresh), (Some(new), Some(old)) if new.expose() != old.expose());
+                tracing::info!(outcome = "refreshed", rotated, "refreshed");
             }
             Committed::Fenced { status } => {
                 report.status = status;

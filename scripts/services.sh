@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Makes PostgreSQL and Redis available on loopback for the demo and the tests:
+# uses them where they already run, starts them where they are installed but
+# stopped, installs them with apt-get where they are absent. Then makes sure
+# the local development role and databases exist.
+#
+# The `tokenwarden` role it creates has the password `tokenwarden` and is
+# meant for a developer machine only.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+log() { echo "services: $*" >&2; }
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; }
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+
+apt_install() {
+  log "installing $*"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  command -v psql >/dev/null && command -v pg_isready >/dev/null || apt_install postgresql-client
+  if pg_up; then return; fi
+  command -v pg_ctlcluster >/dev/null && [ -n "$(ls /etc/postgresql 2>/dev/null)" ] || apt_install postgresql
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  log "starting PostgreSQL $version"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do pg_up && return; sleep 1; done
+  log "PostgreSQL did not come up on 127.0.0.1:5432"; exit 1
+}
+
+ensure_redis() {
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  if redis_up; then return; fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  redis_up && return
+  log "starting Redis"
+  local dir=/var/lib/redis
+  [ -w "$dir" ] || dir=$(mktemp -d)
+  $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir "$dir" >/dev/null
+  for _ in $(seq 1 30); do redis_up && return; sleep 1; done
+  log "Redis did not come up on 127.0.0.1:6379"; exit 1
+}
+
+# Runs SQL as a superuser: over loopback where auth allows it, else as the
+# postgres system user over the local socket.
+as_superuser() {
+  if psql -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt -c "SELECT 1" >/dev/null 2>&1; then
+    psql -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"
+  elif [ "$(id -u)" -eq 0 ]; then
+    runuser -u postgres -- psql -d postgres -v ON_ERROR_STOP=1 -qAt "$@"
+  else
+    sudo -u postgres psql -d postgres -v ON_ERROR_STOP=1 -qAt "$@"
+  fi
+}
+
+ensure_databases() {
+  as_superuser >/dev/null <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tokenwarden') THEN
+    CREATE ROLE tokenwarden LOGIN PASSWORD 'tokenwarden';
+  END IF;
+END $$;
+SELECT 'CREATE DATABASE tokenwarden OWNER tokenwarden'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'tokenwarden')\gexec
+SELECT 'CREATE DATABASE tokenwarden_test OWNER tokenwarden'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'tokenwarden_test')\gexec
+SQL
+}
+
+ensure_postgres
+ensure_redis
+ensure_databases
+log "PostgreSQL and Redis are up on 127.0.0.1"
