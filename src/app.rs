@@ -42,14 +42,28 @@ impl App {
         Self::with_pool(settings, pool, keyring).await
     }
 
-    pub async fn with_pool(settings: Settings, pool: PgPool, keyring: Arc<Keyring>) -> anyhow::Result<Self> {
+    pub async fn with_pool(
+        settings: Settings,
+        pool: PgPool,
+        keyring: Arc<Keyring>,
+    ) -> anyhow::Result<Self> {
         if settings.database.migrate_on_start {
             store::migrate(&pool).await.context("applying migrations")?;
         }
         store::keys::check_keys(&pool, &keyring).await?;
-        let providers =
-            ProviderRegistry::from_settings(&settings.providers, &settings.http).context("building the HTTP client")?;
-        let engine = Engine::new(pool.clone(), keyring.clone(), providers, EngineConfig::from_settings(&settings));
-        Ok(Self { settings, pool, keyring, engine })
+        let providers = ProviderRegistry::from_settings(&settings.providers, &settings.http)
+            .context("building the HTTP client")?;
+        let engine = Engine::new(
+            pool.clone(),
+            keyring.clone(),
+            providers,
+            EngineConfig::from_settings(&settings),
+        );
+        Ok(Self {
+            settings,
+            pool,
+            keyring,
+            engine,
+        })
     }
 }

@@ -16,7 +16,11 @@ use crate::registration::{AccountSpec, CredentialsSpec};
 use crate::store::{self, accounts};
 
 #[derive(Parser, Debug)]
-#[command(name = "tokenwarden", version, about = "OAuth token-refresh and account-health daemon")]
+#[command(
+    name = "tokenwarden",
+    version,
+    about = "OAuth token-refresh and account-health daemon"
+)]
 pub struct Cli {
     /// Configuration file layered over the built-in defaults.
     #[arg(long, global = true, env = "TOKENWARDEN_CONFIG", value_name = "FILE")]
@@ -134,16 +138,23 @@ pub enum KeysCommand {
 }
 
 fn parse_trigger(s: &str) -> Result<Trigger, String> {
-    s.parse().map_err(|e: crate::domain::UnknownVariant| e.to_string())
+    s.parse()
+        .map_err(|e: crate::domain::UnknownVariant| e.to_string())
 }
 fn parse_status(s: &str) -> Result<AccountStatus, String> {
-    s.to_ascii_uppercase().parse().map_err(|e: crate::domain::UnknownVariant| e.to_string())
+    s.to_ascii_uppercase()
+        .parse()
+        .map_err(|e: crate::domain::UnknownVariant| e.to_string())
 }
 fn parse_provider(s: &str) -> Result<Provider, String> {
-    s.to_ascii_uppercase().parse().map_err(|e: crate::domain::UnknownVariant| e.to_string())
+    s.to_ascii_uppercase()
+        .parse()
+        .map_err(|e: crate::domain::UnknownVariant| e.to_string())
 }
 fn parse_connection_type(s: &str) -> Result<ConnectionType, String> {
-    s.to_ascii_lowercase().parse().map_err(|e: crate::domain::UnknownVariant| e.to_string())
+    s.to_ascii_lowercase()
+        .parse()
+        .map_err(|e: crate::domain::UnknownVariant| e.to_string())
 }
 
 /// Exit codes: 0 success, 1 error, 2 configuration error, 3 refresh failed.
@@ -170,10 +181,16 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Keys { command: KeysCommand::Generate { id } } = &cli.command {
+    if let Command::Keys {
+        command: KeysCommand::Generate { id },
+    } = &cli.command
+    {
         use base64::Engine as _;
         let key: [u8; 32] = rand::random();
-        println!("{id}:{}", base64::engine::general_purpose::STANDARD.encode(key));
+        println!(
+            "{id}:{}",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
@@ -190,22 +207,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => check_config(&settings)?,
         Command::Accounts { command } => accounts_command(settings, command).await?,
         Command::Refresh { id, trigger } => return refresh(settings, id, trigger).await,
-        Command::Keys { command: KeysCommand::Rotate { batch_size } } => {
+        Command::Keys {
+            command: KeysCommand::Rotate { batch_size },
+        } => {
             if batch_size < 1 {
                 bail!("--batch-size must be at least 1");
             }
             let app = App::start(settings).await?;
             let report = store::keys::rotate(&app.pool, &app.keyring, batch_size).await?;
-            println!("re-encrypted {} account(s) under key {:?}", report.rotated, app.keyring.primary_key_id());
+            println!(
+                "re-encrypted {} account(s) under key {:?}",
+                report.rotated,
+                app.keyring.primary_key_id()
+            );
             for (id, error) in &report.failed {
                 println!("  could not re-encrypt {id}: {error}");
             }
             if report.remaining > 0 {
-                println!("{} account(s) still use an older key; run the command again", report.remaining);
+                println!(
+                    "{} account(s) still use an older key; run the command again",
+                    report.remaining
+                );
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Keys { command: KeysCommand::Generate { .. } } => unreachable!("handled above"),
+        Command::Keys {
+            command: KeysCommand::Generate { .. },
+        } => unreachable!("handled above"),
         Command::Demo(args) => return crate::demo::run(settings, args).await,
     }
     Ok(ExitCode::SUCCESS)
@@ -215,8 +243,16 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     let keyring = app::keyring(settings)?;
     let db = store::connect_options(&settings.database, None)?;
     println!("configuration is valid");
-    println!("database: {}:{}/{}", db.get_host(), db.get_port(), db.get_database().unwrap_or("(default)"));
-    println!("encryption keys (newest first): {}", keyring.key_ids().collect::<Vec<_>>().join(", "));
+    println!(
+        "database: {}:{}/{}",
+        db.get_host(),
+        db.get_port(),
+        db.get_database().unwrap_or("(default)")
+    );
+    println!(
+        "encryption keys (newest first): {}",
+        keyring.key_ids().collect::<Vec<_>>().join(", ")
+    );
     println!("provider                  flow            client   token endpoint");
     for provider in Provider::ALL {
         let section = settings.providers.get(*provider);
@@ -224,8 +260,16 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
             Flow::Oauth2Refresh => "oauth2_refresh",
             Flow::None => "none",
         };
-        let client = if section.client_id.is_some() { "set" } else { "unset" };
-        let url = section.token_url.as_ref().map(|u| u.as_str()).unwrap_or("-");
+        let client = if section.client_id.is_some() {
+            "set"
+        } else {
+            "unset"
+        };
+        let url = section
+            .token_url
+            .as_ref()
+            .map(|u| u.as_str())
+            .unwrap_or("-");
         println!("{:<25} {flow:<15} {client:<8} {url}", provider.as_str());
     }
     Ok(())
@@ -239,12 +283,26 @@ async fn accounts_command(settings: Settings, command: AccountsCommand) -> anyho
             let app = App::start(settings).await?;
             let policy = RefreshPolicy::from(app.settings.providers.get(new.provider));
             let registered = accounts::register(&app.pool, &app.keyring, &policy, &new).await?;
-            let verb = if registered.created { "registered" } else { "reconnected" };
+            let verb = if registered.created {
+                "registered"
+            } else {
+                "reconnected"
+            };
             println!("{verb} {}", registered.account.id);
         }
-        AccountsCommand::List { status, provider, workspace, limit } => {
+        AccountsCommand::List {
+            status,
+            provider,
+            workspace,
+            limit,
+        } => {
             let pool = app::connect(&settings, None).await?;
-            let filter = accounts::ListFilter { status, provider, workspace_id: workspace, limit: limit.clamp(1, 10_000) };
+            let filter = accounts::ListFilter {
+                status,
+                provider,
+                workspace_id: workspace,
+                limit: limit.clamp(1, 10_000),
+            };
             let rows = accounts::list(&pool, &filter).await?;
             println!(
                 "{:<36} {:<24} {:<13} {:<20} {:<20} {:>8}",
@@ -264,7 +322,9 @@ async fn accounts_command(settings: Settings, command: AccountsCommand) -> anyho
         }
         AccountsCommand::Show { id } => {
             let pool = app::connect(&settings, None).await?;
-            let row = accounts::get(&pool, &id).await?.with_context(|| format!("unknown account {id}"))?;
+            let row = accounts::get(&pool, &id)
+                .await?
+                .with_context(|| format!("unknown account {id}"))?;
             print_account(&row);
             let attempts = store::attempts::for_account(&pool, &id, 10).await?;
             if !attempts.is_empty() {
@@ -286,7 +346,8 @@ async fn accounts_command(settings: Settings, command: AccountsCommand) -> anyho
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 fn print_account(row: &accounts::AccountRow) {
@@ -296,24 +357,64 @@ fn print_account(row: &accounts::AccountRow) {
     println!("provider:                  {}", row.provider);
     println!("external id:               {}", row.external_id);
     println!("handle:                    {}", opt(&row.handle));
-    println!("status:                    {}{}", row.status, row.status_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
-    println!("scopes:                    {}", row.granted_scopes.join(" "));
-    println!("connected at:              {}", row.connected_at.format("%Y-%m-%d %H:%M:%S"));
+    println!(
+        "status:                    {}{}",
+        row.status,
+        row.status_reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "scopes:                    {}",
+        row.granted_scopes.join(" ")
+    );
+    println!(
+        "connected at:              {}",
+        row.connected_at.format("%Y-%m-%d %H:%M:%S")
+    );
     println!("last refreshed at:         {}", time(row.last_refreshed_at));
     println!("token expires at:          {}", time(row.token_expires_at));
-    println!("refresh token expires at:  {}", time(row.refresh_token_expires_at));
-    println!("refresh token stored:      {}", if row.has_refresh_token() { "yes" } else { "no" });
+    println!(
+        "refresh token expires at:  {}",
+        time(row.refresh_token_expires_at)
+    );
+    println!(
+        "refresh token stored:      {}",
+        if row.has_refresh_token() { "yes" } else { "no" }
+    );
     println!("next attempt at:           {}", time(row.next_attempt_at));
-    println!("last refresh attempt at:   {}", time(row.last_refresh_attempt_at));
-    println!("last refresh error:        {}", opt(&row.last_refresh_error));
-    println!("last refresh error status: {}", row.last_refresh_error_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()));
+    println!(
+        "last refresh attempt at:   {}",
+        time(row.last_refresh_attempt_at)
+    );
+    println!(
+        "last refresh error:        {}",
+        opt(&row.last_refresh_error)
+    );
+    println!(
+        "last refresh error status: {}",
+        row.last_refresh_error_status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into())
+    );
     println!("consecutive failures:      {}", row.consecutive_failures);
-    println!("credentials version:       {} (key {})", row.credentials_version, opt(&row.credentials_key_id));
+    println!(
+        "credentials version:       {} (key {})",
+        row.credentials_version,
+        opt(&row.credentials_key_id)
+    );
     if let Some(owner) = &row.lease_owner {
-        println!("refresh in flight:         {owner} until {}", time(row.lease_until));
+        println!(
+            "refresh in flight:         {owner} until {}",
+            time(row.lease_until)
+        );
     }
     if let Some(at) = row.interrupted_refresh_at {
-        println!("interrupted refresh at:    {}", at.format("%Y-%m-%d %H:%M:%S"));
+        println!(
+            "interrupted refresh at:    {}",
+            at.format("%Y-%m-%d %H:%M:%S")
+        );
     }
 }
 
@@ -323,13 +424,15 @@ fn account_spec(args: AddArgs) -> anyhow::Result<AccountSpec> {
         if path.as_os_str() == "-" {
             std::io::stdin().read_to_string(&mut text)?;
         } else {
-            text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
         }
         // serde_json's message names the field and position, never the value.
         return serde_json::from_str(&text).context("the account JSON is invalid");
     }
     let read_token = |path: &PathBuf| -> anyhow::Result<String> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Ok(text.trim().to_owned())
     };
     let meta = args
@@ -350,8 +453,16 @@ fn account_spec(args: AddArgs) -> anyhow::Result<AccountSpec> {
         meta,
         default_board_id: args.default_board_id,
         credentials: CredentialsSpec {
-            access_token: read_token(args.access_token_file.as_ref().context("--access-token-file is required")?)?,
-            refresh_token: args.refresh_token_file.as_ref().map(read_token).transpose()?,
+            access_token: read_token(
+                args.access_token_file
+                    .as_ref()
+                    .context("--access-token-file is required")?,
+            )?,
+            refresh_token: args
+                .refresh_token_file
+                .as_ref()
+                .map(read_token)
+                .transpose()?,
             expires_in: args.expires_in,
             token_expires_at: args.token_expires_at,
             refresh_token_expires_at: args.refresh_token_expires_at,
@@ -363,7 +474,15 @@ async fn refresh(settings: Settings, id: AccountId, trigger: Trigger) -> anyhow:
     let app = App::start(settings).await?;
     let report = app.engine.refresh(&id, trigger).await?;
     println!("account:  {}", report.account_id);
-    println!("outcome:  {}{}", report.outcome, if report.joined { " (joined a refresh already in flight)" } else { "" });
+    println!(
+        "outcome:  {}{}",
+        report.outcome,
+        if report.joined {
+            " (joined a refresh already in flight)"
+        } else {
+            ""
+        }
+    );
     println!("status:   {}", report.status);
     if let Some(at) = report.token_expires_at {
         println!("expires:  {}", at.format("%Y-%m-%d %H:%M:%S"));
@@ -374,7 +493,11 @@ async fn refresh(settings: Settings, id: AccountId, trigger: Trigger) -> anyhow:
     if let Some(at) = report.retry_at {
         println!("retry at: {}", at.format("%Y-%m-%d %H:%M:%S"));
     }
-    Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 #[cfg(test)]

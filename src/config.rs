@@ -22,11 +22,36 @@ pub const ENV_PREFIX: &str = "TOKENWARDEN__";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// Figment's message names the key and the layer it came from.
-    #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    /// Each problem with its key, lowercased as in the files, and the layer
+    /// it came from.
+    #[error("{0}")]
+    Load(String),
     #[error("configuration key `{key}`: {problem}")]
     Invalid { key: String, problem: String },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        let problems: Vec<String> = error
+            .into_iter()
+            .map(|e| {
+                let key = e.path.join(".").to_ascii_lowercase();
+                let origin = match &e.metadata {
+                    Some(m) => match &m.source {
+                        Some(figment::Source::File(path)) => format!(" (from {})", path.display()),
+                        _ => format!(" (from {})", m.name),
+                    },
+                    None => String::new(),
+                };
+                if key.is_empty() {
+                    format!("configuration: {}{origin}", e.kind)
+                } else {
+                    format!("configuration key `{key}`: {}{origin}", e.kind)
+                }
+            })
+            .collect();
+        ConfigError::Load(problems.join("; "))
+    }
 }
 
 impl ConfigError {
@@ -205,7 +230,13 @@ impl ProviderSettings {
     fn defaults_for(provider: Provider) -> Self {
         use Provider::*;
         let (flow, token_url, client_auth, rotates, lifetime_secs) = match provider {
-            X => (Flow::Oauth2Refresh, Some("https://api.x.com/2/oauth2/token"), ClientAuth::Basic, true, 7_200),
+            X => (
+                Flow::Oauth2Refresh,
+                Some("https://api.x.com/2/oauth2/token"),
+                ClientAuth::Basic,
+                true,
+                7_200,
+            ),
             LinkedinPerson | LinkedinCompany => (
                 Flow::Oauth2Refresh,
                 Some("https://www.linkedin.com/oauth/v2/accessToken"),
@@ -213,12 +244,26 @@ impl ProviderSettings {
                 false,
                 60 * 86_400,
             ),
-            Youtube => (Flow::Oauth2Refresh, Some("https://oauth2.googleapis.com/token"), ClientAuth::Body, false, 3_600),
-            Pinterest => (Flow::Oauth2Refresh, Some("https://api.pinterest.com/v5/oauth/token"), ClientAuth::Basic, true, 30 * 86_400),
+            Youtube => (
+                Flow::Oauth2Refresh,
+                Some("https://oauth2.googleapis.com/token"),
+                ClientAuth::Body,
+                false,
+                3_600,
+            ),
+            Pinterest => (
+                Flow::Oauth2Refresh,
+                Some("https://api.pinterest.com/v5/oauth/token"),
+                ClientAuth::Basic,
+                true,
+                30 * 86_400,
+            ),
             TiktokBusiness | TiktokPersonal => (Flow::None, None, ClientAuth::Body, true, 86_400),
             InstagramLogin | Threads => (Flow::None, None, ClientAuth::Body, false, 60 * 86_400),
             Bluesky => (Flow::None, None, ClientAuth::Body, true, 7_200),
-            FacebookPage | InstagramFacebookLogin | Mastodon => (Flow::None, None, ClientAuth::Body, false, 60 * 86_400),
+            FacebookPage | InstagramFacebookLogin | Mastodon => {
+                (Flow::None, None, ClientAuth::Body, false, 60 * 86_400)
+            }
         };
         Self {
             flow,
@@ -296,19 +341,27 @@ impl Settings {
     }
 
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
-        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        let mut settings: Settings = figment.extract()?;
         settings.read_secret_files()?;
         settings.validate()?;
         Ok(settings)
     }
 
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
-        resolve_secret_file("database.url", &mut self.database.url, &self.database.url_file)?;
+        resolve_secret_file(
+            "database.url",
+            &mut self.database.url,
+            &self.database.url_file,
+        )?;
         resolve_secret_file("crypto.keys", &mut self.crypto.keys, &self.crypto.keys_file)?;
         for provider in Provider::ALL {
             let key = format!("providers.{}.client_secret", provider.config_key());
             let section = self.providers.get_mut(*provider);
-            resolve_secret_file(&key, &mut section.client_secret, &section.client_secret_file)?;
+            resolve_secret_file(
+                &key,
+                &mut section.client_secret,
+                &section.client_secret_file,
+            )?;
         }
         Ok(())
     }
@@ -322,7 +375,10 @@ impl Settings {
             ));
         }
         if self.database.max_connections == 0 {
-            return Err(ConfigError::invalid("database.max_connections", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "database.max_connections",
+                "must be at least 1",
+            ));
         }
         nonzero("database.acquire_timeout", self.database.acquire_timeout)?;
         nonzero("http.connect_timeout", self.http.connect_timeout)?;
@@ -348,7 +404,10 @@ impl Settings {
         nonzero("engine.single_flight_wait", self.engine.single_flight_wait)?;
         nonzero("engine.retry_base", self.engine.retry_base)?;
         if self.engine.retry_cap < self.engine.retry_base {
-            return Err(ConfigError::invalid("engine.retry_cap", "must not be below engine.retry_base"));
+            return Err(ConfigError::invalid(
+                "engine.retry_cap",
+                "must not be below engine.retry_base",
+            ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return Err(ConfigError::invalid("log.filter", e.to_string()));
@@ -363,19 +422,34 @@ impl Settings {
         let section = self.providers.get(provider);
         let key = |field: &str| format!("providers.{}.{field}", provider.config_key());
         if !(section.refresh_fraction > 0.0 && section.refresh_fraction <= 1.0) {
-            return Err(ConfigError::invalid(key("refresh_fraction"), "must be in (0, 1]"));
+            return Err(ConfigError::invalid(
+                key("refresh_fraction"),
+                "must be in (0, 1]",
+            ));
         }
-        nonzero(&key("default_access_token_lifetime"), section.default_access_token_lifetime)?;
+        nonzero(
+            &key("default_access_token_lifetime"),
+            section.default_access_token_lifetime,
+        )?;
         if let Some(url) = &section.token_url
             && !matches!(url.scheme(), "https" | "http")
         {
-            return Err(ConfigError::invalid(key("token_url"), "must be an http(s) URL"));
+            return Err(ConfigError::invalid(
+                key("token_url"),
+                "must be an http(s) URL",
+            ));
         }
         if section.flow == Flow::Oauth2Refresh && section.token_url.is_none() {
-            return Err(ConfigError::invalid(key("token_url"), "is required by flow oauth2_refresh"));
+            return Err(ConfigError::invalid(
+                key("token_url"),
+                "is required by flow oauth2_refresh",
+            ));
         }
         if section.client_id.as_deref() == Some("") {
-            return Err(ConfigError::invalid(key("client_id"), "must not be empty when set"));
+            return Err(ConfigError::invalid(
+                key("client_id"),
+                "must not be empty when set",
+            ));
         }
         Ok(())
     }
@@ -398,11 +472,17 @@ fn resolve_secret_file(
 ) -> Result<(), ConfigError> {
     let Some(path) = file else { return Ok(()) };
     let read = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::invalid(format!("{key}_file"), format!("cannot read {}: {e}", path.display()))
+        ConfigError::invalid(
+            format!("{key}_file"),
+            format!("cannot read {}: {e}", path.display()),
+        )
     })?;
     let value = read.trim_end_matches(['\r', '\n']);
     if value.is_empty() {
-        return Err(ConfigError::invalid(format!("{key}_file"), format!("{} is empty", path.display())));
+        return Err(ConfigError::invalid(
+            format!("{key}_file"),
+            format!("{} is empty", path.display()),
+        ));
     }
     // A file overrides the built-in default; naming both explicitly would be
     // caught only if the default were absent, so the file simply wins.
@@ -416,7 +496,8 @@ mod tests {
 
     #[test]
     fn default_toml_matches_the_built_in_defaults() {
-        let from_file = Settings::from_figment(Figment::new().merge(Toml::string(DEFAULT_TOML))).unwrap();
+        let from_file =
+            Settings::from_figment(Figment::new().merge(Toml::string(DEFAULT_TOML))).unwrap();
         let built_in = Settings::from_figment(Figment::new()).unwrap();
         assert_eq!(format!("{from_file:?}"), format!("{built_in:?}"));
     }
@@ -429,17 +510,31 @@ mod tests {
         let file: toml::Value = toml::from_str(DEFAULT_TOML).unwrap();
         let mut missing = Vec::new();
         collect_missing("", &defaults, &file, &mut missing);
-        assert!(missing.is_empty(), "keys missing from config/default.toml: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "keys missing from config/default.toml: {missing:?}"
+        );
     }
 
     fn toml_value(settings: &Settings) -> toml::Value {
         toml::Value::try_from(settings).unwrap()
     }
 
-    fn collect_missing(prefix: &str, want: &toml::Value, have: &toml::Value, missing: &mut Vec<String>) {
-        let toml::Value::Table(want) = want else { return };
+    fn collect_missing(
+        prefix: &str,
+        want: &toml::Value,
+        have: &toml::Value,
+        missing: &mut Vec<String>,
+    ) {
+        let toml::Value::Table(want) = want else {
+            return;
+        };
         for (key, value) in want {
-            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
             match have.get(key) {
                 None => missing.push(path),
                 Some(have) => collect_missing(&path, value, have, missing),

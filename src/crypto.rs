@@ -20,7 +20,9 @@ pub enum CryptoError {
     BadKeys(String),
     #[error("no key with id {0:?} is configured in crypto.keys")]
     UnknownKeyId(String),
-    #[error("stored {field} could not be decrypted with key {key_id:?}: ciphertext altered or bound to another account")]
+    #[error(
+        "stored {field} could not be decrypted with key {key_id:?}: ciphertext altered or bound to another account"
+    )]
     Tampered { field: &'static str, key_id: String },
 }
 
@@ -66,7 +68,9 @@ impl Keyring {
             })?;
             let valid_id = !id.is_empty()
                 && id.len() <= 32
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !valid_id {
                 return Err(CryptoError::BadKeys(format!(
                     "entry {position}: key id must be 1-32 characters of A-Z a-z 0-9 - _"
@@ -74,7 +78,11 @@ impl Keyring {
             }
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
-                .map_err(|_| CryptoError::BadKeys(format!("entry {position} (id {id:?}): key is not valid base64")))?;
+                .map_err(|_| {
+                    CryptoError::BadKeys(format!(
+                        "entry {position} (id {id:?}): key is not valid base64"
+                    ))
+                })?;
             if bytes.len() != 32 {
                 return Err(CryptoError::BadKeys(format!(
                     "entry {position} (id {id:?}): key must be 32 bytes, got {}",
@@ -96,7 +104,10 @@ impl Keyring {
     /// A keyring with one fresh random key, for the demo and tests.
     pub fn generate(id: &str) -> Self {
         let key = Aes256Gcm::generate_key(aes_gcm::aead::OsRng);
-        let spec = format!("{id}:{}", base64::engine::general_purpose::STANDARD.encode(key));
+        let spec = format!(
+            "{id}:{}",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
         Self::parse(&SecretString::from(spec)).expect("generated key is valid")
     }
 
@@ -120,7 +131,10 @@ impl Keyring {
         let ciphertext = cipher
             .encrypt(
                 Nonce::from_slice(&nonce_bytes),
-                Payload { msg: plaintext.as_bytes(), aad: &aad },
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: &aad,
+                },
             )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
@@ -141,14 +155,23 @@ impl Keyring {
             .iter()
             .find(|(id, _)| id == key_id)
             .ok_or_else(|| CryptoError::UnknownKeyId(key_id.to_owned()))?;
-        let tampered = || CryptoError::Tampered { field: field.name(), key_id: key_id.to_owned() };
+        let tampered = || CryptoError::Tampered {
+            field: field.name(),
+            key_id: key_id.to_owned(),
+        };
         if stored.len() < NONCE_LEN {
             return Err(tampered());
         }
         let (nonce, ciphertext) = stored.split_at(NONCE_LEN);
         let aad = associated_data(account, field, key_id);
         let plaintext = cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| tampered())?;
         let text = String::from_utf8(plaintext).map_err(|_| tampered())?;
         Ok(SecretString::from(text))
@@ -193,19 +216,26 @@ mod tests {
     fn nonces_differ_per_value() {
         let ring = Keyring::generate("k1");
         let a = AccountId::generate();
-        assert_ne!(ring.encrypt(&a, Field::AccessToken, "x"), ring.encrypt(&a, Field::AccessToken, "x"));
+        assert_ne!(
+            ring.encrypt(&a, Field::AccessToken, "x"),
+            ring.encrypt(&a, Field::AccessToken, "x")
+        );
     }
 
     #[test]
     fn bad_specs_name_the_entry_without_key_material() {
         let short = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
-        let err = Keyring::parse(&spec(&format!("k1:{short}"))).unwrap_err().to_string();
+        let err = Keyring::parse(&spec(&format!("k1:{short}")))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("entry 1") && err.contains("32 bytes"), "{err}");
         assert!(!err.contains(&short));
         let err = Keyring::parse(&spec("nocolon")).unwrap_err().to_string();
         assert!(err.contains("id:base64key"), "{err}");
         let good = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
-        let err = Keyring::parse(&spec(&format!("k1:{good},k1:{good}"))).unwrap_err().to_string();
+        let err = Keyring::parse(&spec(&format!("k1:{good},k1:{good}")))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("twice"), "{err}");
     }
 }

@@ -24,7 +24,9 @@ use tokio::task::JoinSet;
 use crate::app::{self, App};
 use crate::config::{ClientAuth, Flow, Settings};
 use crate::crypto::{Field, Keyring};
-use crate::domain::{AccessToken, AccountStatus, ConnectionType, Outcome, Provider, RefreshToken, Trigger};
+use crate::domain::{
+    AccessToken, AccountStatus, ConnectionType, Outcome, Provider, RefreshToken, Trigger,
+};
 use crate::fake::{FakeOAuthServer, FamilySpec};
 use crate::policy::RefreshPolicy;
 use crate::store::accounts::{self, NewAccount};
@@ -51,10 +53,34 @@ pub struct DemoArgs {
 /// counterparts have.
 const DEMO_PLATFORMS: &[(Provider, &str, ClientAuth, bool, bool)] = &[
     // provider, path, client auth, rotates, returns a refresh token
-    (Provider::X, "/x/2/oauth2/token", ClientAuth::Basic, true, true),
-    (Provider::Pinterest, "/pinterest/v5/oauth/token", ClientAuth::Basic, true, true),
-    (Provider::LinkedinPerson, "/linkedin/oauth/v2/accessToken", ClientAuth::Body, false, true),
-    (Provider::Youtube, "/google/token", ClientAuth::Body, false, false),
+    (
+        Provider::X,
+        "/x/2/oauth2/token",
+        ClientAuth::Basic,
+        true,
+        true,
+    ),
+    (
+        Provider::Pinterest,
+        "/pinterest/v5/oauth/token",
+        ClientAuth::Basic,
+        true,
+        true,
+    ),
+    (
+        Provider::LinkedinPerson,
+        "/linkedin/oauth/v2/accessToken",
+        ClientAuth::Body,
+        false,
+        true,
+    ),
+    (
+        Provider::Youtube,
+        "/google/token",
+        ClientAuth::Body,
+        false,
+        false,
+    ),
 ];
 
 #[derive(Default)]
@@ -152,7 +178,9 @@ async fn fresh_schema(settings: &Settings) -> anyhow::Result<PgPool> {
     .context("creating the demo schema")?;
     admin.close().await;
     let pool = app::connect(settings, Some(DEMO_SCHEMA)).await?;
-    crate::store::migrate(&pool).await.context("migrating the demo schema")?;
+    crate::store::migrate(&pool)
+        .await
+        .context("migrating the demo schema")?;
     Ok(pool)
 }
 
@@ -225,7 +253,9 @@ async fn print_progress(
         failing,
         expired,
         revoked,
-        next_due.map(|s| format!("{:.0}s", s.max(0.0))).unwrap_or_else(|| "-".into()),
+        next_due
+            .map(|s| format!("{:.0}s", s.max(0.0)))
+            .unwrap_or_else(|| "-".into()),
         fake.call_count(),
     );
     Ok(())
@@ -235,19 +265,41 @@ async fn print_progress(
 /// rotating platform holds a refresh token the platform still accepts, and
 /// the platform never saw a spent token again.
 async fn verify(app: &App, fake: &FakeOAuthServer) -> anyhow::Result<ExitCode> {
-    let rows = accounts::list(&app.pool, &accounts::ListFilter { status: Some(AccountStatus::Active), limit: i64::MAX, ..Default::default() })
-        .await?;
+    let rows = accounts::list(
+        &app.pool,
+        &accounts::ListFilter {
+            status: Some(AccountStatus::Active),
+            limit: i64::MAX,
+            ..Default::default()
+        },
+    )
+    .await?;
     let mut checked = 0;
     let mut stranded = 0;
-    for row in rows.iter().filter(|r| matches!(r.provider, Provider::X | Provider::Pinterest)) {
-        let (Some(blob), Some(key_id)) = (&row.refresh_token_ciphertext, &row.credentials_key_id) else { continue };
-        let refresh = app.keyring.decrypt(&row.id, Field::RefreshToken, key_id, blob)?;
+    for row in rows
+        .iter()
+        .filter(|r| matches!(r.provider, Provider::X | Provider::Pinterest))
+    {
+        let (Some(blob), Some(key_id)) = (&row.refresh_token_ciphertext, &row.credentials_key_id)
+        else {
+            continue;
+        };
+        let refresh = app
+            .keyring
+            .decrypt(&row.id, Field::RefreshToken, key_id, blob)?;
         checked += 1;
         if !fake.is_live(refresh.expose_secret()) {
             stranded += 1;
         }
     }
     let replays = fake.reuse_detected();
-    println!("rotating accounts holding a live refresh token: {}/{checked}; spent tokens replayed: {replays}", checked - stranded);
-    Ok(if stranded == 0 && replays == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "rotating accounts holding a live refresh token: {}/{checked}; spent tokens replayed: {replays}",
+        checked - stranded
+    );
+    Ok(if stranded == 0 && replays == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

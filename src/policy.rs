@@ -29,7 +29,11 @@ impl RefreshPolicy {
     /// should be refreshed: at `refresh_fraction` of its lifetime, never later
     /// than `refresh_margin` before expiry, never before it was issued.
     /// A token that never expires has no refresh moment.
-    pub fn refresh_at(&self, issued_at: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    pub fn refresh_at(
+        &self,
+        issued_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
         let expires_at = expires_at?;
         let lifetime = (expires_at - issued_at).max(TimeDelta::zero());
         let at_fraction = issued_at + scale(lifetime, self.refresh_fraction);
@@ -45,7 +49,9 @@ pub fn retry_delay(failures: u32, base: Duration, cap: Duration, unit: f64) -> D
     let exponent = failures.saturating_sub(1).min(30);
     let ceiling = base.saturating_mul(1 << exponent).min(cap);
     // A floor of one second keeps a zero draw from retrying in a hot loop.
-    ceiling.mul_f64(unit.clamp(0.0, 1.0)).max(Duration::from_secs(1).min(ceiling))
+    ceiling
+        .mul_f64(unit.clamp(0.0, 1.0))
+        .max(Duration::from_secs(1).min(ceiling))
 }
 
 pub fn delta(d: Duration) -> TimeDelta {
@@ -71,7 +77,9 @@ mod tests {
     #[test]
     fn refreshes_at_two_thirds_of_a_long_lifetime() {
         let issued = Utc::now();
-        let at = policy().refresh_at(issued, Some(issued + TimeDelta::hours(3))).unwrap();
+        let at = policy()
+            .refresh_at(issued, Some(issued + TimeDelta::hours(3)))
+            .unwrap();
         assert_eq!(at - issued, TimeDelta::hours(2));
     }
 
@@ -86,7 +94,9 @@ mod tests {
     #[test]
     fn already_expired_tokens_are_due_at_issue() {
         let issued = Utc::now();
-        let at = policy().refresh_at(issued, Some(issued - TimeDelta::minutes(1))).unwrap();
+        let at = policy()
+            .refresh_at(issued, Some(issued - TimeDelta::minutes(1)))
+            .unwrap();
         assert_eq!(at, issued);
         assert_eq!(policy().refresh_at(issued, None), None);
     }

@@ -41,7 +41,10 @@ impl std::fmt::Debug for CredentialsSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CredentialsSpec")
             .field("access_token", &"[redacted]")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("expires_in", &self.expires_in)
             .field("token_expires_at", &self.token_expires_at)
             .finish()
@@ -56,7 +59,10 @@ pub struct InvalidField {
 }
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> InvalidField {
-    InvalidField { field, problem: problem.into() }
+    InvalidField {
+        field,
+        problem: problem.into(),
+    }
 }
 
 fn required(field: &'static str, value: &str) -> Result<String, InvalidField> {
@@ -78,7 +84,10 @@ impl AccountSpec {
         }
         let token_expires_at = match (credentials.expires_in, credentials.token_expires_at) {
             (Some(_), Some(_)) => {
-                return Err(invalid("credentials.expires_in", "give expires_in or token_expires_at, not both"));
+                return Err(invalid(
+                    "credentials.expires_in",
+                    "give expires_in or token_expires_at, not both",
+                ));
             }
             (Some(seconds), None) if seconds < 0 => {
                 return Err(invalid("credentials.expires_in", "must not be negative"));

@@ -22,7 +22,10 @@ async fn registration_sets_active_and_emits_one_event() {
     let (id, _) = env.connect(Provider::X, rotating()).await;
     let row = env.row(&id).await;
     assert_eq!(row.status, AccountStatus::Active);
-    assert_eq!(env.events(&id).await, vec![(None, "ACTIVE".into(), "connected".into())]);
+    assert_eq!(
+        env.events(&id).await,
+        vec![(None, "ACTIVE".into(), "connected".into())]
+    );
 }
 
 #[tokio::test]
@@ -33,7 +36,10 @@ async fn successful_refresh_rotates_and_persists_the_new_refresh_token() {
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::Refreshed);
     let stored = env.stored_refresh_token(&id).await.unwrap();
-    assert_ne!(stored, first.refresh_token, "the rotated refresh token is stored");
+    assert_ne!(
+        stored, first.refresh_token,
+        "the rotated refresh token is stored"
+    );
     assert!(env.fake.is_live(&stored));
     assert!(!env.fake.is_live(&first.refresh_token));
 
@@ -42,10 +48,20 @@ async fn successful_refresh_rotates_and_persists_the_new_refresh_token() {
     assert_eq!(row.credentials_version, 2);
     assert!(row.last_refreshed_at.is_some());
     let expires = row.token_expires_at.unwrap();
-    assert!((expires - (Utc::now() + TimeDelta::hours(1))).num_seconds().abs() < 10);
+    assert!(
+        (expires - (Utc::now() + TimeDelta::hours(1)))
+            .num_seconds()
+            .abs()
+            < 10
+    );
     // Next refresh planned at 2/3 of the new lifetime.
     let next = row.next_attempt_at.unwrap();
-    assert!((next - (Utc::now() + TimeDelta::minutes(40))).num_seconds().abs() < 10);
+    assert!(
+        (next - (Utc::now() + TimeDelta::minutes(40)))
+            .num_seconds()
+            .abs()
+            < 10
+    );
 
     // The next scheduled refresh uses the new token and works again.
     env.db.pool.execute_due_now(&id).await;
@@ -57,7 +73,15 @@ async fn successful_refresh_rotates_and_persists_the_new_refresh_token() {
 #[tokio::test]
 async fn invalid_grant_moves_to_token_expired_with_one_event() {
     let env = TestEnv::new().await;
-    let (id, _) = env.connect(Provider::X, FamilySpec { expire_after: Some(0), ..rotating() }).await;
+    let (id, _) = env
+        .connect(
+            Provider::X,
+            FamilySpec {
+                expire_after: Some(0),
+                ..rotating()
+            },
+        )
+        .await;
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::RejectedExpired);
     assert_eq!(report.status, AccountStatus::TokenExpired);
@@ -74,7 +98,15 @@ async fn invalid_grant_moves_to_token_expired_with_one_event() {
 #[tokio::test]
 async fn revoked_grant_moves_to_revoked() {
     let env = TestEnv::new().await;
-    let (id, _) = env.connect(Provider::X, FamilySpec { revoke_after: Some(0), ..rotating() }).await;
+    let (id, _) = env
+        .connect(
+            Provider::X,
+            FamilySpec {
+                revoke_after: Some(0),
+                ..rotating()
+            },
+        )
+        .await;
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::RejectedRevoked);
     assert_eq!(env.row(&id).await.status, AccountStatus::Revoked);
@@ -85,15 +117,31 @@ async fn revoked_grant_moves_to_revoked() {
 async fn expired_access_token_without_refresh_token_is_token_expired() {
     let env = TestEnv::new().await;
     let tokens = env.fake.issue(rotating());
-    let mut new = common::new_account(Provider::LinkedinPerson, "no-rt", &tokens, Utc::now() - TimeDelta::days(61), Some(Utc::now() - TimeDelta::minutes(1)));
+    let mut new = common::new_account(
+        Provider::LinkedinPerson,
+        "no-rt",
+        &tokens,
+        Utc::now() - TimeDelta::days(61),
+        Some(Utc::now() - TimeDelta::minutes(1)),
+    );
     new.refresh_token = None;
-    let policy = tokenwarden::policy::RefreshPolicy::from(env.settings.providers.get(Provider::LinkedinPerson));
-    let id = tokenwarden::store::accounts::register(env.pool(), &env.keyring, &policy, &new).await.unwrap().account.id;
+    let policy = tokenwarden::policy::RefreshPolicy::from(
+        env.settings.providers.get(Provider::LinkedinPerson),
+    );
+    let id = tokenwarden::store::accounts::register(env.pool(), &env.keyring, &policy, &new)
+        .await
+        .unwrap()
+        .account
+        .id;
 
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::RejectedExpired);
     assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
-    assert_eq!(env.fake.call_count(), 0, "nothing to call without a refresh token");
+    assert_eq!(
+        env.fake.call_count(),
+        0,
+        "nothing to call without a refresh token"
+    );
 }
 
 #[tokio::test]
@@ -101,17 +149,33 @@ async fn valid_access_token_without_refresh_token_stays_active_until_expiry() {
     let env = TestEnv::new().await;
     let tokens = env.fake.issue(rotating());
     let expires = Utc::now() + TimeDelta::days(10);
-    let mut new = common::new_account(Provider::LinkedinPerson, "no-rt", &tokens, Utc::now() - TimeDelta::days(50), Some(expires));
+    let mut new = common::new_account(
+        Provider::LinkedinPerson,
+        "no-rt",
+        &tokens,
+        Utc::now() - TimeDelta::days(50),
+        Some(expires),
+    );
     new.refresh_token = None;
-    let policy = tokenwarden::policy::RefreshPolicy::from(env.settings.providers.get(Provider::LinkedinPerson));
-    let id = tokenwarden::store::accounts::register(env.pool(), &env.keyring, &policy, &new).await.unwrap().account.id;
+    let policy = tokenwarden::policy::RefreshPolicy::from(
+        env.settings.providers.get(Provider::LinkedinPerson),
+    );
+    let id = tokenwarden::store::accounts::register(env.pool(), &env.keyring, &policy, &new)
+        .await
+        .unwrap()
+        .account
+        .id;
 
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::Skipped);
     let row = env.row(&id).await;
     assert_eq!(row.status, AccountStatus::Active);
     assert!(row.last_refresh_error.unwrap().contains("reconnect before"));
-    assert_eq!(row.next_attempt_at.unwrap().timestamp(), expires.timestamp(), "looked at again at expiry");
+    assert_eq!(
+        row.next_attempt_at.unwrap().timestamp(),
+        expires.timestamp(),
+        "looked at again at expiry"
+    );
 }
 
 #[tokio::test]
@@ -131,19 +195,44 @@ async fn disconnected_accounts_are_never_refreshed() {
 #[tokio::test]
 async fn reconnect_after_expiry_returns_to_active_with_a_recovery_event() {
     let env = TestEnv::new().await;
-    let (id, _) = env.connect(Provider::X, FamilySpec { expire_after: Some(0), ..rotating() }).await;
+    let (id, _) = env
+        .connect(
+            Provider::X,
+            FamilySpec {
+                expire_after: Some(0),
+                ..rotating()
+            },
+        )
+        .await;
     env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
 
     let fresh = env.fake.issue(rotating());
-    let again = env.register(Provider::X, &fresh, Utc::now(), Some(Utc::now() + TimeDelta::hours(2))).await;
-    assert_eq!(again, id, "same workspace, provider and external id: same account");
+    let again = env
+        .register(
+            Provider::X,
+            &fresh,
+            Utc::now(),
+            Some(Utc::now() + TimeDelta::hours(2)),
+        )
+        .await;
+    assert_eq!(
+        again, id,
+        "same workspace, provider and external id: same account"
+    );
     let row = env.row(&id).await;
     assert_eq!(row.status, AccountStatus::Active);
     assert_eq!(row.consecutive_failures, 0);
     assert!(row.last_refresh_error.is_none());
     let events = env.events(&id).await;
-    assert_eq!(events.last().unwrap(), &(Some("TOKEN_EXPIRED".into()), "ACTIVE".into(), "reconnected".into()));
+    assert_eq!(
+        events.last().unwrap(),
+        &(
+            Some("TOKEN_EXPIRED".into()),
+            "ACTIVE".into(),
+            "reconnected".into()
+        )
+    );
 }
 
 #[tokio::test]
@@ -167,12 +256,15 @@ async fn rule1_transient_failure_never_changes_status_and_schedules_a_retry() {
     let env = TestEnv::new().await;
     let (id, tokens) = env.connect(Provider::X, rotating()).await;
     // The access token has already expired: still ACTIVE, still retried.
-    sqlx::query("UPDATE social_accounts SET token_expires_at = now() - interval '1 minute' WHERE id = $1")
-        .bind(id.as_str())
-        .execute(env.pool())
-        .await
-        .unwrap();
-    env.fake.script_next(ScriptedResponse::raw(503, "text/plain", "down").header("retry-after", "90"));
+    sqlx::query(
+        "UPDATE social_accounts SET token_expires_at = now() - interval '1 minute' WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .execute(env.pool())
+    .await
+    .unwrap();
+    env.fake
+        .script_next(ScriptedResponse::raw(503, "text/plain", "down").header("retry-after", "90"));
 
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::TransientError);
@@ -182,8 +274,14 @@ async fn rule1_transient_failure_never_changes_status_and_schedules_a_retry() {
     assert_eq!(row.consecutive_failures, 1);
     assert_eq!(row.last_refresh_error_status, Some(503));
     let retry_in = (row.next_attempt_at.unwrap() - Utc::now()).num_seconds();
-    assert!((85..=91).contains(&retry_in), "Retry-After honoured, got {retry_in}s");
-    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), tokens.refresh_token);
+    assert!(
+        (85..=91).contains(&retry_in),
+        "Retry-After honoured, got {retry_in}s"
+    );
+    assert_eq!(
+        env.stored_refresh_token(&id).await.unwrap(),
+        tokens.refresh_token
+    );
     assert_eq!(env.events(&id).await.len(), 1, "no status event");
 }
 
@@ -191,8 +289,12 @@ async fn rule1_transient_failure_never_changes_status_and_schedules_a_retry() {
 async fn rule1_rate_limit_reads_retry_after_as_an_http_date() {
     let env = TestEnv::new().await;
     let (id, _) = env.connect(Provider::X, rotating()).await;
-    let at = (Utc::now() + TimeDelta::seconds(300)).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-    env.fake.script_next(ScriptedResponse::json(429, json!({"errors": [{"code": 88}]})).header("retry-after", at));
+    let at = (Utc::now() + TimeDelta::seconds(300))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    env.fake.script_next(
+        ScriptedResponse::json(429, json!({"errors": [{"code": 88}]})).header("retry-after", at),
+    );
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::RateLimited);
     let retry_in = (env.row(&id).await.next_attempt_at.unwrap() - Utc::now()).num_seconds();
@@ -212,7 +314,11 @@ async fn rule1_backoff_grows_with_consecutive_failures() {
         .execute(env.pool())
         .await
         .unwrap();
-    env.fake.script_next(ScriptedResponse::raw(502, "text/html", "<html>bad gateway</html>"));
+    env.fake.script_next(ScriptedResponse::raw(
+        502,
+        "text/html",
+        "<html>bad gateway</html>",
+    ));
     env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     let row = env.row(&id).await;
     assert_eq!(row.consecutive_failures, 7);
@@ -232,7 +338,10 @@ async fn rule1_timeout_is_transient() {
     assert_eq!(env.row(&id).await.status, AccountStatus::Active);
     // The server did rotate: the daemon cannot know; the old token stays
     // stored and the next attempt will be told it may have been consumed.
-    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), tokens.refresh_token);
+    assert_eq!(
+        env.stored_refresh_token(&id).await.unwrap(),
+        tokens.refresh_token
+    );
 }
 
 #[tokio::test]
@@ -252,7 +361,10 @@ async fn rule1_connection_refused_is_transient() {
 async fn rule2_invalid_client_never_touches_the_account_status_or_failures() {
     let env = TestEnv::new().await;
     let (id, _) = env.connect(Provider::X, rotating()).await;
-    env.fake.script_next(ScriptedResponse::json(401, json!({"error": "invalid_client", "error_description": "Client authentication failed"})));
+    env.fake.script_next(ScriptedResponse::json(
+        401,
+        json!({"error": "invalid_client", "error_description": "Client authentication failed"}),
+    ));
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::ConfigError);
     let row = env.row(&id).await;
@@ -264,11 +376,15 @@ async fn rule2_invalid_client_never_touches_the_account_status_or_failures() {
 
 #[tokio::test]
 async fn rule2_unauthorized_client_and_wrong_secret_are_config_errors() {
-    let env = TestEnv::with(|s| s.providers.x.client_secret = Some("wrong".to_owned().into())).await;
+    let env =
+        TestEnv::with(|s| s.providers.x.client_secret = Some("wrong".to_owned().into())).await;
     let (id, _) = env.connect(Provider::X, rotating()).await;
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::ConfigError, "{:?}", report.message);
-    env.fake.script_next(ScriptedResponse::json(400, json!({"error": "unauthorized_client"})));
+    env.fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"error": "unauthorized_client"}),
+    ));
     let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
     assert_eq!(report.outcome, Outcome::ConfigError);
     assert_eq!(env.row(&id).await.status, AccountStatus::Active);
@@ -279,11 +395,21 @@ async fn rule2_unconfigured_platform_is_a_config_error() {
     let env = TestEnv::new().await;
     let tokens = env.fake.issue(rotating());
     let id = env
-        .register(Provider::TiktokBusiness, &tokens, Utc::now() - TimeDelta::hours(1), Some(Utc::now()))
+        .register(
+            Provider::TiktokBusiness,
+            &tokens,
+            Utc::now() - TimeDelta::hours(1),
+            Some(Utc::now()),
+        )
         .await;
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::ConfigError);
-    assert!(report.message.unwrap().contains("providers.tiktok_business.flow"));
+    assert!(
+        report
+            .message
+            .unwrap()
+            .contains("providers.tiktok_business.flow")
+    );
     assert_eq!(env.row(&id).await.status, AccountStatus::Active);
 }
 
@@ -291,30 +417,51 @@ async fn rule2_unconfigured_platform_is_a_config_error() {
 async fn rule3_stale_rejection_is_ignored_when_the_user_reconnected_meanwhile() {
     let env = TestEnv::new().await;
     let (id, _) = env.connect(Provider::X, rotating()).await;
-    env.fake.script_next(ScriptedResponse::json(400, json!({"error": "invalid_grant", "error_description": "expired"})));
+    env.fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"error": "invalid_grant", "error_description": "expired"}),
+    ));
     env.fake.set_answer_delay(Duration::from_millis(800));
 
     let engine = env.engine.clone();
     let refresh_id = id.clone();
-    let refresh = tokio::spawn(async move { engine.refresh(&refresh_id, Trigger::Scheduled).await });
+    let refresh =
+        tokio::spawn(async move { engine.refresh(&refresh_id, Trigger::Scheduled).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The user reconnects while the provider call is in flight.
     let fresh = env.fake.issue(rotating());
-    env.register(Provider::X, &fresh, Utc::now(), Some(Utc::now() + TimeDelta::hours(2))).await;
+    env.register(
+        Provider::X,
+        &fresh,
+        Utc::now(),
+        Some(Utc::now() + TimeDelta::hours(2)),
+    )
+    .await;
 
     let report = refresh.await.unwrap().unwrap();
     assert_eq!(report.status, AccountStatus::Active);
     assert!(report.message.unwrap().contains("ignored"));
     let row = env.row(&id).await;
     assert_eq!(row.status, AccountStatus::Active);
-    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), fresh.refresh_token);
+    assert_eq!(
+        env.stored_refresh_token(&id).await.unwrap(),
+        fresh.refresh_token
+    );
     assert_eq!(env.events(&id).await.len(), 1, "no TOKEN_EXPIRED event");
 }
 
 #[tokio::test]
 async fn rule4_every_status_change_writes_exactly_one_event() {
     let env = TestEnv::new().await;
-    let (id, _) = env.connect(Provider::X, FamilySpec { revoke_after: Some(1), ..rotating() }).await;
+    let (id, _) = env
+        .connect(
+            Provider::X,
+            FamilySpec {
+                revoke_after: Some(1),
+                ..rotating()
+            },
+        )
+        .await;
     env.engine.refresh(&id, Trigger::Forced).await.unwrap(); // ACTIVE -> ACTIVE: no event
     env.engine.refresh(&id, Trigger::Forced).await.unwrap(); // -> REVOKED
     env.engine.refresh(&id, Trigger::Forced).await.unwrap(); // REVOKED -> REVOKED: no event
@@ -327,7 +474,8 @@ async fn rule4_every_status_change_writes_exactly_one_event() {
 async fn rule5_attempt_time_is_written_every_time_and_success_clears_errors() {
     let env = TestEnv::new().await;
     let (id, _) = env.connect(Provider::X, rotating()).await;
-    env.fake.script_next(ScriptedResponse::raw(500, "text/plain", "oops"));
+    env.fake
+        .script_next(ScriptedResponse::raw(500, "text/plain", "oops"));
     env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     let failed = env.row(&id).await;
     let first_attempt = failed.last_refresh_attempt_at.unwrap();
@@ -350,7 +498,14 @@ async fn rule5_attempt_time_is_written_every_time_and_success_clears_errors() {
 async fn scheduled_refresh_of_an_account_not_yet_due_is_skipped() {
     let env = TestEnv::new().await;
     let tokens = env.fake.issue(rotating());
-    let id = env.register(Provider::X, &tokens, Utc::now(), Some(Utc::now() + TimeDelta::hours(2))).await;
+    let id = env
+        .register(
+            Provider::X,
+            &tokens,
+            Utc::now(),
+            Some(Utc::now() + TimeDelta::hours(2)),
+        )
+        .await;
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::Skipped);
     assert_eq!(env.fake.call_count(), 0);
@@ -373,13 +528,28 @@ async fn client_auth_follows_configuration() {
     let env = TestEnv::new().await;
     let (x, _) = env.connect(Provider::X, rotating()).await;
     let tokens = env.fake.issue(google_like());
-    let yt = env.register(Provider::Youtube, &tokens, Utc::now() - TimeDelta::hours(1), Some(Utc::now())).await;
+    let yt = env
+        .register(
+            Provider::Youtube,
+            &tokens,
+            Utc::now() - TimeDelta::hours(1),
+            Some(Utc::now()),
+        )
+        .await;
     env.engine.refresh(&x, Trigger::Forced).await.unwrap();
     env.engine.refresh(&yt, Trigger::Forced).await.unwrap();
-    let seen: Vec<_> = env.fake.calls().into_iter().map(|c| (c.path, c.client_auth)).collect();
+    let seen: Vec<_> = env
+        .fake
+        .calls()
+        .into_iter()
+        .map(|c| (c.path, c.client_auth))
+        .collect();
     assert_eq!(
         seen,
-        vec![("/x/token".to_owned(), ClientAuthSeen::Basic), ("/youtube/token".to_owned(), ClientAuthSeen::Body)]
+        vec![
+            ("/x/token".to_owned(), ClientAuthSeen::Basic),
+            ("/youtube/token".to_owned(), ClientAuthSeen::Body)
+        ]
     );
 }
 
@@ -387,11 +557,21 @@ async fn client_auth_follows_configuration() {
 async fn response_without_refresh_token_keeps_the_stored_one() {
     let env = TestEnv::new().await;
     let tokens = env.fake.issue(google_like());
-    let id = env.register(Provider::Youtube, &tokens, Utc::now() - TimeDelta::hours(1), Some(Utc::now())).await;
+    let id = env
+        .register(
+            Provider::Youtube,
+            &tokens,
+            Utc::now() - TimeDelta::hours(1),
+            Some(Utc::now()),
+        )
+        .await;
     let old_access = env.stored_access_token(&id).await;
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::Refreshed);
-    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), tokens.refresh_token);
+    assert_eq!(
+        env.stored_refresh_token(&id).await.unwrap(),
+        tokens.refresh_token
+    );
     assert_ne!(env.stored_access_token(&id).await, old_access);
 }
 
@@ -400,13 +580,22 @@ async fn two_tasks_racing_make_one_provider_call() {
     let env = TestEnv::new().await;
     let (id, _) = env.connect(Provider::X, rotating()).await;
     env.fake.set_answer_delay(Duration::from_millis(300));
-    let (a, b) = tokio::join!(env.engine.refresh(&id, Trigger::Forced), env.engine.refresh(&id, Trigger::Forced));
+    let (a, b) = tokio::join!(
+        env.engine.refresh(&id, Trigger::Forced),
+        env.engine.refresh(&id, Trigger::Forced)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(env.fake.call_count(), 1);
-    assert_eq!((a.outcome, b.outcome), (Outcome::Refreshed, Outcome::Refreshed));
+    assert_eq!(
+        (a.outcome, b.outcome),
+        (Outcome::Refreshed, Outcome::Refreshed)
+    );
     assert!(a.joined ^ b.joined, "one led, one joined");
     let stored = env.stored_refresh_token(&id).await.unwrap();
-    assert!(env.fake.is_live(&stored), "the account still holds a working refresh token");
+    assert!(
+        env.fake.is_live(&stored),
+        "the account still holds a working refresh token"
+    );
 }
 
 #[tokio::test]
@@ -415,13 +604,26 @@ async fn two_engines_racing_on_the_database_lease_make_one_provider_call() {
     let (id, _) = env.connect(Provider::X, rotating()).await;
     let other = env.other_engine("engine-b");
     env.fake.set_answer_delay(Duration::from_millis(500));
-    let (a, b) = tokio::join!(env.engine.refresh(&id, Trigger::Forced), other.refresh(&id, Trigger::Forced));
+    let (a, b) = tokio::join!(
+        env.engine.refresh(&id, Trigger::Forced),
+        other.refresh(&id, Trigger::Forced)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(env.fake.call_count(), 1, "one provider call across both engines");
+    assert_eq!(
+        env.fake.call_count(),
+        1,
+        "one provider call across both engines"
+    );
     assert_eq!(env.fake.reuse_detected(), 0);
-    assert_eq!((a.outcome, b.outcome), (Outcome::Refreshed, Outcome::Refreshed));
+    assert_eq!(
+        (a.outcome, b.outcome),
+        (Outcome::Refreshed, Outcome::Refreshed)
+    );
     assert!(a.joined ^ b.joined);
-    assert!(env.fake.is_live(&env.stored_refresh_token(&id).await.unwrap()));
+    assert!(
+        env.fake
+            .is_live(&env.stored_refresh_token(&id).await.unwrap())
+    );
 }
 
 #[tokio::test]
@@ -437,7 +639,11 @@ async fn waiting_for_a_lease_held_elsewhere_is_bounded() {
     let err = env.engine.refresh(&id, Trigger::Forced).await.unwrap_err();
     assert!(matches!(err, EngineError::InFlightTimeout { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(env.fake.call_count(), 0, "no provider call without the lease");
+    assert_eq!(
+        env.fake.call_count(),
+        0,
+        "no provider call without the lease"
+    );
 }
 
 #[tokio::test]
@@ -457,8 +663,16 @@ async fn fenced_write_discards_a_result_when_the_lease_was_lost() {
         .unwrap();
     let report = refresh.await.unwrap().unwrap();
     assert_eq!(report.outcome, Outcome::TransientError);
-    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), tokens.refresh_token, "nothing written");
-    assert_eq!(env.row(&id).await.lease_owner.as_deref(), Some("usurper"), "the other lease untouched");
+    assert_eq!(
+        env.stored_refresh_token(&id).await.unwrap(),
+        tokens.refresh_token,
+        "nothing written"
+    );
+    assert_eq!(
+        env.row(&id).await.lease_owner.as_deref(),
+        Some("usurper"),
+        "the other lease untouched"
+    );
 }
 
 #[tokio::test]
@@ -475,17 +689,28 @@ async fn aborted_refresh_is_reported_as_interrupted_by_the_next_attempt() {
     task.abort();
     let _ = task.await;
     env.fake.set_answer_delay(Duration::ZERO);
-    assert!(env.row(&id).await.lease_owner.is_some(), "the lease outlives the dead task");
+    assert!(
+        env.row(&id).await.lease_owner.is_some(),
+        "the lease outlives the dead task"
+    );
 
     tokio::time::sleep(Duration::from_millis(3200)).await;
-    let report = env.other_engine("engine-b").refresh(&id, Trigger::Forced).await.unwrap();
+    let report = env
+        .other_engine("engine-b")
+        .refresh(&id, Trigger::Forced)
+        .await
+        .unwrap();
     // The strict platform saw the spent token again and revoked the family.
     assert_eq!(report.outcome, Outcome::RejectedRevoked);
     let message = report.message.unwrap();
     assert!(message.contains("interrupted refresh"), "{message}");
     let row = env.row(&id).await;
     assert_eq!(row.status, AccountStatus::Revoked);
-    assert!(row.last_refresh_error.unwrap().contains("interrupted refresh"));
+    assert!(
+        row.last_refresh_error
+            .unwrap()
+            .contains("interrupted refresh")
+    );
 }
 
 #[tokio::test]
@@ -513,23 +738,41 @@ async fn assert_malformed_is_transient(response: ScriptedResponse, expect_in_mes
     let before = env.row(&id).await;
     env.fake.script_next(response);
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
-    assert_eq!(report.outcome, Outcome::TransientError, "{:?}", report.message);
+    assert_eq!(
+        report.outcome,
+        Outcome::TransientError,
+        "{:?}",
+        report.message
+    );
     let message = report.message.unwrap();
     assert!(message.contains(expect_in_message), "{message}");
     let after = env.row(&id).await;
     assert_eq!(after.status, AccountStatus::Active);
     assert_eq!(after.credentials_version, before.credentials_version);
-    assert_eq!(after.access_token_ciphertext, before.access_token_ciphertext);
-    assert_eq!(after.refresh_token_ciphertext, before.refresh_token_ciphertext);
+    assert_eq!(
+        after.access_token_ciphertext,
+        before.access_token_ciphertext
+    );
+    assert_eq!(
+        after.refresh_token_ciphertext,
+        before.refresh_token_ciphertext
+    );
     assert_eq!(after.token_expires_at, before.token_expires_at);
-    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), tokens.refresh_token);
+    assert_eq!(
+        env.stored_refresh_token(&id).await.unwrap(),
+        tokens.refresh_token
+    );
     assert!(!message.contains(&tokens.refresh_token));
 }
 
 #[tokio::test]
 async fn malformed_html_error_page() {
     assert_malformed_is_transient(
-        ScriptedResponse::raw(200, "text/html", "<html><body>Service Unavailable</body></html>"),
+        ScriptedResponse::raw(
+            200,
+            "text/html",
+            "<html><body>Service Unavailable</body></html>",
+        ),
         "not a JSON object (text/html",
     )
     .await;
@@ -538,7 +781,11 @@ async fn malformed_html_error_page() {
 #[tokio::test]
 async fn malformed_truncated_json() {
     assert_malformed_is_transient(
-        ScriptedResponse::raw(200, "application/json", r#"{"access_token":"at_x","expires_in":36"#),
+        ScriptedResponse::raw(
+            200,
+            "application/json",
+            r#"{"access_token":"at_x","expires_in":36"#,
+        ),
         "not a JSON object",
     )
     .await;
@@ -547,13 +794,20 @@ async fn malformed_truncated_json() {
 #[tokio::test]
 async fn malformed_ten_megabyte_body() {
     let body = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(10 * 1024 * 1024));
-    assert_malformed_is_transient(ScriptedResponse::raw(200, "application/json", body), "exceeds the 1048576-byte limit").await;
+    assert_malformed_is_transient(
+        ScriptedResponse::raw(200, "application/json", body),
+        "exceeds the 1048576-byte limit",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn malformed_negative_expires_in() {
     assert_malformed_is_transient(
-        ScriptedResponse::json(200, json!({"access_token": "at_new", "expires_in": -3600, "refresh_token": "rt_new"})),
+        ScriptedResponse::json(
+            200,
+            json!({"access_token": "at_new", "expires_in": -3600, "refresh_token": "rt_new"}),
+        ),
         "expires_in",
     )
     .await;
@@ -562,7 +816,10 @@ async fn malformed_negative_expires_in() {
 #[tokio::test]
 async fn malformed_non_numeric_expires_in() {
     assert_malformed_is_transient(
-        ScriptedResponse::json(200, json!({"access_token": "at_new", "expires_in": "an hour"})),
+        ScriptedResponse::json(
+            200,
+            json!({"access_token": "at_new", "expires_in": "an hour"}),
+        ),
         "expires_in",
     )
     .await;
@@ -571,7 +828,10 @@ async fn malformed_non_numeric_expires_in() {
 #[tokio::test]
 async fn malformed_200_carrying_an_error_object() {
     assert_malformed_is_transient(
-        ScriptedResponse::json(200, json!({"error": "invalid_grant", "error_description": "nope"})),
+        ScriptedResponse::json(
+            200,
+            json!({"error": "invalid_grant", "error_description": "nope"}),
+        ),
         "2xx response carried an error",
     )
     .await;
@@ -588,18 +848,30 @@ async fn malformed_missing_access_token() {
 
 #[tokio::test]
 async fn malformed_unknown_4xx_without_oauth_body_is_transient() {
-    assert_malformed_is_transient(ScriptedResponse::raw(418, "text/plain", "teapot"), "unexpected answer").await;
+    assert_malformed_is_transient(
+        ScriptedResponse::raw(418, "text/plain", "teapot"),
+        "unexpected answer",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn expires_in_as_a_numeric_string_is_a_documented_variant() {
     let env = TestEnv::new().await;
     let (id, tokens) = env.connect(Provider::X, rotating()).await;
-    env.fake.script_next(ScriptedResponse::json(200, json!({"access_token": "at_new", "expires_in": "7200", "refresh_token": "rt_new"})));
+    env.fake.script_next(ScriptedResponse::json(
+        200,
+        json!({"access_token": "at_new", "expires_in": "7200", "refresh_token": "rt_new"}),
+    ));
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::Refreshed);
     let row = env.row(&id).await;
-    assert!((row.token_expires_at.unwrap() - (Utc::now() + TimeDelta::hours(2))).num_seconds().abs() < 10);
+    assert!(
+        (row.token_expires_at.unwrap() - (Utc::now() + TimeDelta::hours(2)))
+            .num_seconds()
+            .abs()
+            < 10
+    );
     assert_eq!(env.stored_refresh_token(&id).await.unwrap(), "rt_new");
     assert_ne!(tokens.refresh_token, "rt_new");
 }
@@ -611,13 +883,26 @@ async fn missing_expires_in_stores_the_tokens_and_assumes_the_configured_lifetim
     // strand the account. The configured default lifetime applies.
     let env = TestEnv::new().await;
     let (id, _) = env.connect(Provider::X, rotating()).await;
-    env.fake.script_next(ScriptedResponse::json(200, json!({"access_token": "at_new", "refresh_token": "rt_new"})));
+    env.fake.script_next(ScriptedResponse::json(
+        200,
+        json!({"access_token": "at_new", "refresh_token": "rt_new"}),
+    ));
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::Refreshed);
     assert!(report.message.unwrap().contains("no expires_in"));
     let row = env.row(&id).await;
-    let default = env.settings.providers.x.default_access_token_lifetime.as_secs() as i64;
-    assert!((row.token_expires_at.unwrap() - (Utc::now() + TimeDelta::seconds(default))).num_seconds().abs() < 10);
+    let default = env
+        .settings
+        .providers
+        .x
+        .default_access_token_lifetime
+        .as_secs() as i64;
+    assert!(
+        (row.token_expires_at.unwrap() - (Utc::now() + TimeDelta::seconds(default)))
+            .num_seconds()
+            .abs()
+            < 10
+    );
     assert_eq!(env.stored_refresh_token(&id).await.unwrap(), "rt_new");
 }
 

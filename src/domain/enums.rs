@@ -148,7 +148,10 @@ impl Trigger {
 
 impl Outcome {
     pub fn is_success(self) -> bool {
-        matches!(self, Outcome::Refreshed | Outcome::Healthy | Outcome::Skipped)
+        matches!(
+            self,
+            Outcome::Refreshed | Outcome::Healthy | Outcome::Skipped
+        )
     }
 }
 
@@ -169,6 +172,9 @@ mod tests {
     #[test]
     fn unknown_names_list_the_expected_ones() {
         let err = "FRIENDSTER".parse::<Provider>().unwrap_err().to_string();
-        assert!(err.contains("FRIENDSTER") && err.contains("MASTODON"), "{err}");
+        assert!(
+            err.contains("FRIENDSTER") && err.contains("MASTODON"),
+            "{err}"
+        );
     }
 }

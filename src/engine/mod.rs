@@ -20,12 +20,16 @@ use single_flight::{Flight, SingleFlight};
 
 use crate::config::Settings;
 use crate::crypto::{Field, Keyring};
-use crate::domain::{AccessToken, AccountId, AccountStatus, Outcome, Provider, RefreshToken, Trigger};
+use crate::domain::{
+    AccessToken, AccountId, AccountStatus, Outcome, Provider, RefreshToken, Trigger,
+};
 use crate::policy::{RefreshPolicy, delta, retry_delay};
 use crate::providers::{FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant};
 use crate::store::accounts::{self, AccountRow};
 use crate::store::attempts::{self, AttemptRow, NewAttempt};
-use crate::store::refresh::{self as refresh_store, Change, Committed, FailureChange, NewCredentials};
+use crate::store::refresh::{
+    self as refresh_store, Change, Committed, FailureChange, NewCredentials,
+};
 
 /// A provider's `Retry-After` is honoured up to this; beyond it the answer is
 /// more likely a bug than a plan.
@@ -74,7 +78,11 @@ pub fn default_instance_name() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".to_owned());
-    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 /// Cheap to clone; all clones share one single-flight table.
@@ -98,14 +106,27 @@ struct Credentials {
 }
 
 enum Lease {
-    Held(AccountRow),
+    Held(Box<AccountRow>),
     /// Another process finished a refresh while this one waited.
     Joined(RefreshReport),
 }
 
 impl Engine {
-    pub fn new(pool: PgPool, keyring: Arc<Keyring>, providers: ProviderRegistry, config: EngineConfig) -> Self {
-        Self { inner: Arc::new(Inner { pool, keyring, providers, config, flights: SingleFlight::default() }) }
+    pub fn new(
+        pool: PgPool,
+        keyring: Arc<Keyring>,
+        providers: ProviderRegistry,
+        config: EngineConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                keyring,
+                providers,
+                config,
+                flights: SingleFlight::default(),
+            }),
+        }
     }
 
     pub fn owner(&self) -> &str {
@@ -124,7 +145,11 @@ impl Engine {
     /// provider call: in this process through the single-flight table, across
     /// processes through the lease. Waiting is bounded by
     /// `engine.single_flight_wait`.
-    pub async fn refresh(&self, id: &AccountId, trigger: Trigger) -> Result<RefreshReport, EngineError> {
+    pub async fn refresh(
+        &self,
+        id: &AccountId,
+        trigger: Trigger,
+    ) -> Result<RefreshReport, EngineError> {
         let deadline = Instant::now() + self.inner.config.single_flight_wait;
         loop {
             match self.inner.flights.join(id) {
@@ -171,7 +196,12 @@ impl Engine {
         }
     }
 
-    async fn lead(&self, id: &AccountId, trigger: Trigger, deadline: Instant) -> Result<RefreshReport, EngineError> {
+    async fn lead(
+        &self,
+        id: &AccountId,
+        trigger: Trigger,
+        deadline: Instant,
+    ) -> Result<RefreshReport, EngineError> {
         let started_at = Utc::now();
         let row = accounts::get(&self.inner.pool, id)
             .await?
@@ -184,28 +214,40 @@ impl Engine {
             return self.skip(&row, trigger, started_at, "not due").await;
         }
         let leased = match self.take_lease(&row, started_at, deadline).await? {
-            Lease::Held(leased) => leased,
+            Lease::Held(leased) => *leased,
             Lease::Joined(report) => return Ok(report),
         };
         // Re-check under the lease: another process may have refreshed the
         // account between the first read and the lease.
         if !trigger.ignores_schedule() && !is_due(&leased, Utc::now()) {
-            return self.skip(&leased, trigger, started_at, "refreshed meanwhile").await;
+            return self
+                .skip(&leased, trigger, started_at, "refreshed meanwhile")
+                .await;
         }
         self.run_leased(leased, trigger, started_at).await
     }
 
-    async fn take_lease(&self, row: &AccountRow, started_at: DateTime<Utc>, deadline: Instant) -> Result<Lease, EngineError> {
+    async fn take_lease(
+        &self,
+        row: &AccountRow,
+        started_at: DateTime<Utc>,
+        deadline: Instant,
+    ) -> Result<Lease, EngineError> {
         let config = &self.inner.config;
         let mut pause = Duration::from_millis(50);
         loop {
-            if let Some(leased) =
-                refresh_store::acquire_lease(&self.inner.pool, &row.id, &config.owner, config.lease_duration).await?
+            if let Some(leased) = refresh_store::acquire_lease(
+                &self.inner.pool,
+                &row.id,
+                &config.owner,
+                config.lease_duration,
+            )
+            .await?
             {
                 if let Some(at) = leased.interrupted_refresh_at {
                     tracing::warn!(interrupted_at = %at, "previous refresh ended without a result; its lease expired");
                 }
-                return Ok(Lease::Held(leased));
+                return Ok(Lease::Held(Box::new(leased)));
             }
             if Instant::now() + pause > deadline {
                 return Err(self.timeout_error(&row.id));
@@ -220,7 +262,8 @@ impl Engine {
                 return Err(EngineError::Disconnected(row.id.clone()));
             }
             if current.lease_owner.is_none()
-                && let Some(attempt) = attempts::latest_finished_since(&self.inner.pool, &row.id, started_at).await?
+                && let Some(attempt) =
+                    attempts::latest_finished_since(&self.inner.pool, &row.id, started_at).await?
             {
                 return Ok(Lease::Joined(joined_report(&current, attempt)));
             }
@@ -237,14 +280,17 @@ impl Engine {
             Ok(flow) => flow.clone(),
             Err(why) => {
                 let error = ProviderError::new(FailureKind::Config, why.to_owned());
-                return self.finish_failure(&leased, trigger, started_at, error, None).await;
+                return self
+                    .finish_failure(&leased, trigger, started_at, error, None)
+                    .await;
             }
         };
         let credentials = match self.decrypt(&leased) {
             Ok(credentials) => credentials,
             Err(error) => {
                 let failure = ProviderError::new(FailureKind::Config, error.to_string());
-                self.finish_failure(&leased, trigger, started_at, failure, None).await?;
+                self.finish_failure(&leased, trigger, started_at, failure, None)
+                    .await?;
                 return Err(error);
             }
         };
@@ -262,19 +308,33 @@ impl Engine {
             })
             .await;
         match result {
-            Ok(grant) => self.finish_success(&leased, trigger, started_at, &credentials, grant).await,
-            Err(error) => self.finish_failure(&leased, trigger, started_at, error, Some(&credentials)).await,
+            Ok(grant) => {
+                self.finish_success(&leased, trigger, started_at, &credentials, grant)
+                    .await
+            }
+            Err(error) => {
+                self.finish_failure(&leased, trigger, started_at, error, Some(&credentials))
+                    .await
+            }
         }
     }
 
     fn decrypt(&self, row: &AccountRow) -> Result<Credentials, EngineError> {
         let keyring = &self.inner.keyring;
-        let wrap = |e| EngineError::Credentials { account: row.id.clone(), source: Arc::new(e) };
+        let wrap = |e| EngineError::Credentials {
+            account: row.id.clone(),
+            source: Arc::new(e),
+        };
         let key_id = row.credentials_key_id.as_deref().unwrap_or("");
         let access_blob = row.access_token_ciphertext.as_deref().ok_or_else(|| {
-            wrap(crate::crypto::CryptoError::Tampered { field: "access token", key_id: key_id.to_owned() })
+            wrap(crate::crypto::CryptoError::Tampered {
+                field: "access token",
+                key_id: key_id.to_owned(),
+            })
         })?;
-        let access = keyring.decrypt(&row.id, Field::AccessToken, key_id, access_blob).map_err(wrap)?;
+        let access = keyring
+            .decrypt(&row.id, Field::AccessToken, key_id, access_blob)
+            .map_err(wrap)?;
         let refresh = row
             .refresh_token_ciphertext
             .as_deref()
@@ -297,14 +357,21 @@ impl Engine {
     ) -> Result<RefreshReport, EngineError> {
         let now = Utc::now();
         let policy = self.inner.config.policy(leased.provider);
-        let lifetime = grant.expires_in.unwrap_or(policy.default_access_token_lifetime);
+        let lifetime = grant
+            .expires_in
+            .unwrap_or(policy.default_access_token_lifetime);
         let expires_at = now + delta(lifetime);
         // Never replace a stored refresh token with an absent one.
         let refresh = grant.refresh_token.as_ref().or(old.refresh.as_ref());
         let keyring = &self.inner.keyring;
         let credentials = NewCredentials {
-            access_token_ciphertext: keyring.encrypt(&leased.id, Field::AccessToken, grant.access_token.expose()),
-            refresh_token_ciphertext: refresh.map(|rt| keyring.encrypt(&leased.id, Field::RefreshToken, rt.expose())),
+            access_token_ciphertext: keyring.encrypt(
+                &leased.id,
+                Field::AccessToken,
+                grant.access_token.expose(),
+            ),
+            refresh_token_ciphertext: refresh
+                .map(|rt| keyring.encrypt(&leased.id, Field::RefreshToken, rt.expose())),
             key_id: keyring.primary_key_id().to_owned(),
             issued_at: now,
             expires_at: Some(expires_at),
@@ -313,7 +380,10 @@ impl Engine {
             next_attempt_at: policy.refresh_at(now, Some(expires_at)),
         };
         let note = grant.expires_in.is_none().then(|| {
-            format!("response had no expires_in; assumed {}", humantime::format_duration(lifetime))
+            format!(
+                "response had no expires_in; assumed {}",
+                humantime::format_duration(lifetime)
+            )
         });
         let attempt = NewAttempt {
             trigger,
@@ -324,7 +394,9 @@ impl Engine {
             provider_error_code: None,
             message: note.clone(),
         };
-        let committed = self.commit_with_retry(leased, &attempt, &Change::Refreshed(credentials)).await?;
+        let committed = self
+            .commit_with_retry(leased, &attempt, &Change::Refreshed(credentials))
+            .await?;
         let mut report = self.report(leased, trigger, Outcome::Refreshed, note);
         match committed {
             Committed::Applied { to, .. } => {
@@ -337,7 +409,9 @@ impl Engine {
                 report.status = status;
                 report.outcome = Outcome::TransientError;
                 report.message = Some("refresh result discarded by the fenced write".into());
-                tracing::error!("refresh result discarded: lease lost or credentials replaced meanwhile");
+                tracing::error!(
+                    "refresh result discarded: lease lost or credentials replaced meanwhile"
+                );
             }
             Committed::Gone => return Err(EngineError::NotFound(leased.id.clone())),
         }
@@ -355,7 +429,11 @@ impl Engine {
         let now = Utc::now();
         let config = &self.inner.config;
         let secrets: Vec<&str> = credentials
-            .map(|c| std::iter::once(c.access.expose()).chain(c.refresh.as_ref().map(|r| r.expose())).collect())
+            .map(|c| {
+                std::iter::once(c.access.expose())
+                    .chain(c.refresh.as_ref().map(|r| r.expose()))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut text = scrub(&error.to_string(), &secrets);
         let (new_status, count_failure, retry_in) = match error.kind {
@@ -366,13 +444,31 @@ impl Engine {
                     config.retry_cap,
                     rand::random(),
                 );
-                (None, true, Some(error.retry_after.map(|d| d.min(MAX_RETRY_AFTER)).unwrap_or(planned)))
+                (
+                    None,
+                    true,
+                    Some(
+                        error
+                            .retry_after
+                            .map(|d| d.min(MAX_RETRY_AFTER))
+                            .unwrap_or(planned),
+                    ),
+                )
             }
             FailureKind::RejectedExpired => (Some(AccountStatus::TokenExpired), true, None),
             FailureKind::RejectedRevoked => (Some(AccountStatus::Revoked), true, None),
             // The app is refused, not the account: no status change, no
             // failure counted; look again after a while.
-            FailureKind::Config => (None, false, Some(retry_delay(4, config.retry_base, config.retry_cap, rand::random()))),
+            FailureKind::Config => (
+                None,
+                false,
+                Some(retry_delay(
+                    4,
+                    config.retry_base,
+                    config.retry_cap,
+                    rand::random(),
+                )),
+            ),
         };
         if new_status.is_some()
             && let Some(at) = leased.interrupted_refresh_at
@@ -407,7 +503,9 @@ impl Engine {
         report.status = match committed {
             Committed::Applied { to, .. } => to,
             Committed::Fenced { status } => {
-                report.message = Some(format!("{text} (ignored: the credentials changed meanwhile)"));
+                report.message = Some(format!(
+                    "{text} (ignored: the credentials changed meanwhile)"
+                ));
                 status
             }
             Committed::Gone => return Err(EngineError::NotFound(leased.id.clone())),
@@ -457,7 +555,8 @@ impl Engine {
                     FailureKind::RejectedExpired,
                     "the access token expired and no refresh token is stored",
                 );
-                self.finish_failure(leased, trigger, started_at, error, None).await
+                self.finish_failure(leased, trigger, started_at, error, None)
+                    .await
             }
         }
     }
@@ -478,7 +577,8 @@ impl Engine {
             provider_error_code: None,
             message: Some(why.to_owned()),
         };
-        self.commit_with_retry(row, &attempt, &Change::Skipped).await?;
+        self.commit_with_retry(row, &attempt, &Change::Skipped)
+            .await?;
         tracing::debug!(outcome = "skipped", why, "refresh skipped");
         Ok(self.report(row, trigger, Outcome::Skipped, Some(why.to_owned())))
     }
@@ -492,10 +592,23 @@ impl Engine {
         attempt: &NewAttempt,
         change: &Change,
     ) -> Result<Committed, EngineError> {
-        let give_up = Instant::now() + self.inner.config.lease_duration.saturating_sub(Duration::from_secs(1));
+        let give_up = Instant::now()
+            + self
+                .inner
+                .config
+                .lease_duration
+                .saturating_sub(Duration::from_secs(1));
         let mut pause = Duration::from_millis(100);
         loop {
-            match refresh_store::commit(&self.inner.pool, leased, &self.inner.config.owner, attempt, change).await {
+            match refresh_store::commit(
+                &self.inner.pool,
+                leased,
+                &self.inner.config.owner,
+                attempt,
+                change,
+            )
+            .await
+            {
                 Ok(committed) => return Ok(committed),
                 Err(e) if is_retryable(&e) && Instant::now() + pause < give_up => {
                     tracing::warn!(error = %e, "writing the refresh result failed; retrying");
@@ -507,7 +620,13 @@ impl Engine {
         }
     }
 
-    fn report(&self, row: &AccountRow, trigger: Trigger, outcome: Outcome, message: Option<String>) -> RefreshReport {
+    fn report(
+        &self,
+        row: &AccountRow,
+        trigger: Trigger,
+        outcome: Outcome,
+        message: Option<String>,
+    ) -> RefreshReport {
         RefreshReport {
             account_id: row.id.clone(),
             provider: row.provider,
@@ -529,8 +648,13 @@ fn is_due(row: &AccountRow, now: DateTime<Utc>) -> bool {
 }
 
 fn is_retryable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_))
-        || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "40001" || c == "40P01"))
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_)
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "40001" || c == "40P01"))
 }
 
 fn joined_report(current: &AccountRow, attempt: AttemptRow) -> RefreshReport {
@@ -543,7 +667,9 @@ fn joined_report(current: &AccountRow, attempt: AttemptRow) -> RefreshReport {
         http_status: attempt.http_status.and_then(|s| u16::try_from(s).ok()),
         provider_error_code: attempt.provider_error_code,
         message: attempt.message,
-        retry_at: (current.consecutive_failures > 0).then_some(current.next_attempt_at).flatten(),
+        retry_at: (current.consecutive_failures > 0)
+            .then_some(current.next_attempt_at)
+            .flatten(),
         token_expires_at: current.token_expires_at,
         joined: true,
     }
@@ -564,6 +690,9 @@ mod tests {
 
     #[test]
     fn scrub_removes_echoed_tokens() {
-        assert_eq!(scrub("bad token abcd1234 given", &["abcd1234"]), "bad token [redacted] given");
+        assert_eq!(
+            scrub("bad token abcd1234 given", &["abcd1234"]),
+            "bad token [redacted] given"
+        );
     }
 }

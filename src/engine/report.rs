@@ -44,8 +44,13 @@ pub enum EngineError {
         #[source]
         source: Arc<CryptoError>,
     },
-    #[error("account {account}: a refresh is still in flight elsewhere after waiting {waited_secs}s")]
-    InFlightTimeout { account: AccountId, waited_secs: u64 },
+    #[error(
+        "account {account}: a refresh is still in flight elsewhere after waiting {waited_secs}s"
+    )]
+    InFlightTimeout {
+        account: AccountId,
+        waited_secs: u64,
+    },
     #[error("database: {0}")]
     Database(#[source] Arc<sqlx::Error>),
 }

@@ -39,10 +39,17 @@ impl SingleFlight {
         if let Some((_, slot)) = flights.get(account) {
             return Flight::Follow(slot.clone());
         }
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (sender, receiver) = watch::channel(None);
         flights.insert(account.clone(), (id, receiver));
-        Flight::Lead(LeaderGuard { flights: self.flights.clone(), account: account.clone(), id, sender })
+        Flight::Lead(LeaderGuard {
+            flights: self.flights.clone(),
+            account: account.clone(),
+            id,
+            sender,
+        })
     }
 }
 
@@ -59,7 +66,10 @@ impl LeaderGuard {
 impl Drop for LeaderGuard {
     fn drop(&mut self) {
         let mut flights = self.flights.lock().expect("single-flight map poisoned");
-        if flights.get(&self.account).is_some_and(|(id, _)| *id == self.id) {
+        if flights
+            .get(&self.account)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
             flights.remove(&self.account);
         }
     }

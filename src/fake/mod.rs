@@ -4,4 +4,6 @@
 
 mod oauth;
 
-pub use oauth::{CallRecord, ClientAuthSeen, FakeOAuthServer, FamilySpec, IssuedTokens, ScriptedResponse};
+pub use oauth::{
+    CallRecord, ClientAuthSeen, FakeOAuthServer, FamilySpec, IssuedTokens, ScriptedResponse,
+};

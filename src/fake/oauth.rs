@@ -65,11 +65,21 @@ pub struct ScriptedResponse {
 
 impl ScriptedResponse {
     pub fn json(status: u16, body: serde_json::Value) -> Self {
-        Self { status, content_type: "application/json", body: body.to_string().into_bytes(), headers: vec![] }
+        Self {
+            status,
+            content_type: "application/json",
+            body: body.to_string().into_bytes(),
+            headers: vec![],
+        }
     }
 
     pub fn raw(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
-        Self { status, content_type, body: body.into(), headers: vec![] }
+        Self {
+            status,
+            content_type,
+            body: body.into(),
+            headers: vec![],
+        }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -142,11 +152,15 @@ impl FakeOAuthServer {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let app = Router::new().fallback(token_endpoint).with_state(shared.clone());
+        let app = Router::new()
+            .fallback(token_endpoint)
+            .with_state(shared.clone());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(stopped.cancelled_owned()).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped.cancelled_owned())
+                .await;
         });
         Ok(Self { addr, shared, stop })
     }
@@ -162,8 +176,18 @@ impl FakeOAuthServer {
         let refresh = new_token("rt", family);
         inner.refresh_tokens.insert(refresh.clone(), (family, true));
         let expires_in = spec.access_lifetime.unwrap_or(3600);
-        inner.families.push(Family { spec, revoked: false, refreshes: 0, calls: 0, current_refresh: refresh.clone() });
-        IssuedTokens { access_token: new_token("at", family), refresh_token: refresh, expires_in }
+        inner.families.push(Family {
+            spec,
+            revoked: false,
+            refreshes: 0,
+            calls: 0,
+            current_refresh: refresh.clone(),
+        });
+        IssuedTokens {
+            access_token: new_token("at", family),
+            refresh_token: refresh,
+            expires_in,
+        }
     }
 
     /// Queues a canned answer for the next call.
@@ -172,7 +196,11 @@ impl FakeOAuthServer {
     }
 
     pub fn set_answer_delay(&self, delay: Duration) {
-        *self.shared.answer_delay.lock().expect("fake state poisoned") = delay;
+        *self
+            .shared
+            .answer_delay
+            .lock()
+            .expect("fake state poisoned") = delay;
     }
 
     /// Token endpoint calls so far.
@@ -216,7 +244,11 @@ fn new_token(kind: &str, family: usize) -> String {
 }
 
 fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
-    (status, axum::Json(json!({"error": code, "error_description": description}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": code, "error_description": description})),
+    )
+        .into_response()
 }
 
 async fn token_endpoint(
@@ -230,15 +262,30 @@ async fn token_endpoint(
     let delay = *shared.answer_delay.lock().expect("fake state poisoned");
     let response = {
         let mut inner = shared.inner.lock().expect("fake state poisoned");
-        inner.calls.push(CallRecord { path: uri.path().to_owned(), client_auth: auth_seen, at: Instant::now() });
+        inner.calls.push(CallRecord {
+            path: uri.path().to_owned(),
+            client_auth: auth_seen,
+            at: Instant::now(),
+        });
         if let Some(scripted) = inner.scripted.pop_front() {
             scripted_response(scripted)
         } else if !client_ok {
-            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed")
+            oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Client authentication failed",
+            )
         } else if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
-            oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be refresh_token")
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be refresh_token",
+            )
         } else {
-            refresh(&mut inner, form.get("refresh_token").map(String::as_str).unwrap_or(""))
+            refresh(
+                &mut inner,
+                form.get("refresh_token").map(String::as_str).unwrap_or(""),
+            )
         }
     };
     if !delay.is_zero() {
@@ -247,8 +294,14 @@ async fn token_endpoint(
     response
 }
 
-fn check_client(shared: &Shared, headers: &HeaderMap, form: &HashMap<String, String>) -> (ClientAuthSeen, bool) {
-    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+fn check_client(
+    shared: &Shared,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> (ClientAuthSeen, bool) {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
         && let Some(encoded) = value.strip_prefix("Basic ")
     {
         let decoded = base64::engine::general_purpose::STANDARD
@@ -257,41 +310,86 @@ fn check_client(shared: &Shared, headers: &HeaderMap, form: &HashMap<String, Str
             .and_then(|d| String::from_utf8(d).ok())
             .unwrap_or_default();
         let (id, secret) = decoded.split_once(':').unwrap_or(("", ""));
-        let decode = |s: &str| url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
-        let ok = decode(id).as_deref() == Some(&shared.client_id) && decode(secret).as_deref() == Some(&shared.client_secret);
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("v={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
+        let ok = decode(id).as_deref() == Some(&shared.client_id)
+            && decode(secret).as_deref() == Some(&shared.client_secret);
         return (ClientAuthSeen::Basic, ok);
     }
     match (form.get("client_id"), form.get("client_secret")) {
-        (Some(id), Some(secret)) => (ClientAuthSeen::Body, *id == shared.client_id && *secret == shared.client_secret),
+        (Some(id), Some(secret)) => (
+            ClientAuthSeen::Body,
+            *id == shared.client_id && *secret == shared.client_secret,
+        ),
         _ => (ClientAuthSeen::None, false),
     }
 }
 
 fn refresh(inner: &mut Inner, presented: &str) -> Response {
     let Some((family_index, valid)) = inner.refresh_tokens.get(presented).copied() else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid refresh token");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid refresh token",
+        );
     };
     let family = &mut inner.families[family_index];
     family.calls += 1;
     if family.revoked {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been revoked");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Token has been revoked",
+        );
     }
     if !valid {
         // Reuse of a spent token: treat the family as stolen.
         family.revoked = true;
         inner.reuse_detected += 1;
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Refresh token reused; token family revoked");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Refresh token reused; token family revoked",
+        );
     }
-    if family.spec.fail_every.is_some_and(|n| n > 0 && family.calls % n == 0) {
-        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "2")], "upstream unavailable").into_response();
+    if family
+        .spec
+        .fail_every
+        .is_some_and(|n| n > 0 && family.calls.is_multiple_of(n))
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            "upstream unavailable",
+        )
+            .into_response();
     }
-    if family.spec.revoke_after.is_some_and(|n| family.refreshes >= n) {
+    if family
+        .spec
+        .revoke_after
+        .is_some_and(|n| family.refreshes >= n)
+    {
         family.revoked = true;
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been revoked");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Token has been revoked",
+        );
     }
-    if family.spec.expire_after.is_some_and(|n| family.refreshes >= n) {
+    if family
+        .spec
+        .expire_after
+        .is_some_and(|n| family.refreshes >= n)
+    {
         family.revoked = true;
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been expired");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Token has been expired",
+        );
     }
     family.refreshes += 1;
     let spec = family.spec.clone();
@@ -305,8 +403,12 @@ fn refresh(inner: &mut Inner, presented: &str) -> Response {
     }
     if spec.rotating {
         let next = new_token("rt", family_index);
-        inner.refresh_tokens.insert(presented.to_owned(), (family_index, false));
-        inner.refresh_tokens.insert(next.clone(), (family_index, true));
+        inner
+            .refresh_tokens
+            .insert(presented.to_owned(), (family_index, false));
+        inner
+            .refresh_tokens
+            .insert(next.clone(), (family_index, true));
         inner.families[family_index].current_refresh = next.clone();
         body["refresh_token"] = json!(next);
     } else if spec.return_refresh_token {
@@ -316,10 +418,15 @@ fn refresh(inner: &mut Inner, presented: &str) -> Response {
 }
 
 fn scripted_response(scripted: ScriptedResponse) -> Response {
-    let mut response = (StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK), scripted.body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(scripted.content_type));
+    let mut response = (
+        StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
+        scripted.body,
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(scripted.content_type),
+    );
     for (name, value) in scripted.headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, value);

@@ -46,7 +46,13 @@ pub struct ProviderError {
 
 impl ProviderError {
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        Self { kind, http_status: None, code: None, message: message.into(), retry_after: None }
+        Self {
+            kind,
+            http_status: None,
+            code: None,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn transient(message: impl Into<String>) -> Self {

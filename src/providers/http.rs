@@ -38,7 +38,9 @@ impl HttpReply {
         if let Ok(seconds) = value.parse::<u64>() {
             return Some(Duration::from_secs(seconds));
         }
-        let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc2822(value)
+            .ok()?
+            .with_timezone(&Utc);
         Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
     }
 }
@@ -52,7 +54,10 @@ impl HttpClient {
             .timeout(settings.request_timeout)
             .user_agent(settings.user_agent.clone())
             .build()?;
-        Ok(Self { client, max_response_bytes: settings.max_response_bytes })
+        Ok(Self {
+            client,
+            max_response_bytes: settings.max_response_bytes,
+        })
     }
 
     pub fn inner(&self) -> &reqwest::Client {
@@ -67,7 +72,10 @@ impl HttpClient {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let cap = self.max_response_bytes;
-        if response.content_length().is_some_and(|len| len > cap as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > cap as u64)
+        {
             return Err(too_large(status, cap));
         }
         let mut body = Vec::new();
@@ -77,13 +85,19 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpReply { status, headers, body })
+        Ok(HttpReply {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
 fn too_large(status: u16, cap: usize) -> ProviderError {
-    ProviderError::transient(format!("response body exceeds the {cap}-byte limit (http.max_response_bytes)"))
-        .with_status(status)
+    ProviderError::transient(format!(
+        "response body exceeds the {cap}-byte limit (http.max_response_bytes)"
+    ))
+    .with_status(status)
 }
 
 fn transport_error(error: reqwest::Error) -> ProviderError {

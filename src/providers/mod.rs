@@ -47,7 +47,10 @@ pub trait TokenProvider: Send + Sync {
         true
     }
 
-    fn refresh<'a>(&'a self, request: RefreshRequest<'a>) -> BoxFuture<'a, Result<TokenGrant, ProviderError>>;
+    fn refresh<'a>(
+        &'a self,
+        request: RefreshRequest<'a>,
+    ) -> BoxFuture<'a, Result<TokenGrant, ProviderError>>;
 }
 
 /// The flow configured for each platform, or why there is none.
@@ -58,7 +61,10 @@ pub struct ProviderRegistry {
 }
 
 impl ProviderRegistry {
-    pub fn from_settings(settings: &ProvidersSettings, http: &HttpSettings) -> Result<Self, reqwest::Error> {
+    pub fn from_settings(
+        settings: &ProvidersSettings,
+        http: &HttpSettings,
+    ) -> Result<Self, reqwest::Error> {
         let client = HttpClient::new(http)?;
         let mut registry = Self::default();
         for provider in Provider::ALL {
@@ -71,17 +77,19 @@ impl ProviderRegistry {
                         format!("no refresh flow is configured for {provider} (providers.{key}.flow = \"none\")"),
                     );
                 }
-                Flow::Oauth2Refresh => match OAuth2Refresh::from_settings(section, client.clone()) {
-                    Some(flow) => {
-                        registry.flows.insert(*provider, Arc::new(flow));
-                    }
-                    None => {
-                        registry.missing.insert(
+                Flow::Oauth2Refresh => {
+                    match OAuth2Refresh::from_settings(section, client.clone()) {
+                        Some(flow) => {
+                            registry.flows.insert(*provider, Arc::new(flow));
+                        }
+                        None => {
+                            registry.missing.insert(
                             *provider,
                             format!("{provider} is not configured: providers.{key}.client_id is not set"),
                         );
+                        }
                     }
-                },
+                }
             }
         }
         Ok(registry)
@@ -95,8 +103,11 @@ impl ProviderRegistry {
     }
 
     pub fn get(&self, provider: Provider) -> Result<&Arc<dyn TokenProvider>, &str> {
-        self.flows
-            .get(&provider)
-            .ok_or_else(|| self.missing.get(&provider).map(String::as_str).unwrap_or("not configured"))
+        self.flows.get(&provider).ok_or_else(|| {
+            self.missing
+                .get(&provider)
+                .map(String::as_str)
+                .unwrap_or("not configured")
+        })
     }
 }

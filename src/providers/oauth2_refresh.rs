@@ -13,8 +13,12 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::config::{ClientAuth, ProviderSettings};
-use crate::providers::token_response::{classify_oauth_error, json_object, oauth_error, parse_grant, short};
-use crate::providers::{FailureKind, HttpClient, ProviderError, RefreshRequest, TokenGrant, TokenProvider};
+use crate::providers::token_response::{
+    classify_oauth_error, json_object, oauth_error, parse_grant, short,
+};
+use crate::providers::{
+    FailureKind, HttpClient, ProviderError, RefreshRequest, TokenGrant, TokenProvider,
+};
 
 pub struct OAuth2Refresh {
     token_url: Url,
@@ -37,9 +41,9 @@ impl OAuth2Refresh {
     }
 
     async fn call(&self, request: RefreshRequest<'_>) -> Result<TokenGrant, ProviderError> {
-        let refresh_token = request
-            .refresh_token
-            .ok_or_else(|| ProviderError::new(FailureKind::RejectedExpired, "no refresh token is stored"))?;
+        let refresh_token = request.refresh_token.ok_or_else(|| {
+            ProviderError::new(FailureKind::RejectedExpired, "no refresh token is stored")
+        })?;
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
@@ -49,9 +53,17 @@ impl OAuth2Refresh {
             ClientAuth::Basic => {
                 // RFC 6749 2.3.1: id and secret are form-encoded before base64.
                 let id = form_encode(&self.client_id);
-                let secret = self.client_secret.as_ref().map(|s| form_encode(s.expose_secret())).unwrap_or_default();
-                let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-                builder = builder.header(reqwest::header::AUTHORIZATION, format!("Basic {credentials}"));
+                let secret = self
+                    .client_secret
+                    .as_ref()
+                    .map(|s| form_encode(s.expose_secret()))
+                    .unwrap_or_default();
+                let credentials =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+                builder = builder.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Basic {credentials}"),
+                );
             }
             ClientAuth::Body => {
                 form.push(("client_id", &self.client_id));
@@ -60,7 +72,9 @@ impl OAuth2Refresh {
                 }
             }
         }
-        let builder = builder.header(reqwest::header::ACCEPT, "application/json").form(&form);
+        let builder = builder
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form);
         let reply = self.http.send(builder).await?;
         let status = reply.status;
 
@@ -69,18 +83,24 @@ impl OAuth2Refresh {
             if let Some((code, description)) = oauth_error(&body) {
                 // An error object in a 2xx answer is not a definitive answer
                 // from this flow: retry rather than act on it.
-                return Err(ProviderError::transient(format!("2xx response carried an error: {}", short(&description)))
-                    .with_status(status)
-                    .with_code(short(&code)));
+                return Err(ProviderError::transient(format!(
+                    "2xx response carried an error: {}",
+                    short(&description)
+                ))
+                .with_status(status)
+                .with_code(short(&code)));
             }
             return parse_grant(&body, status);
         }
 
         let retry_after = reply.retry_after();
         if status == 429 {
-            return Err(ProviderError::new(FailureKind::RateLimited, "rate limited by the token endpoint")
-                .with_status(status)
-                .with_retry_after(retry_after));
+            return Err(ProviderError::new(
+                FailureKind::RateLimited,
+                "rate limited by the token endpoint",
+            )
+            .with_status(status)
+            .with_retry_after(retry_after));
         }
         if status >= 500 || status == 408 {
             return Err(ProviderError::transient("token endpoint unavailable")
@@ -91,7 +111,11 @@ impl OAuth2Refresh {
         match parsed {
             Some((code, description)) => {
                 let kind = classify_oauth_error(&code, &description);
-                let message = if description.is_empty() { code.clone() } else { short(&description) };
+                let message = if description.is_empty() {
+                    code.clone()
+                } else {
+                    short(&description)
+                };
                 Err(ProviderError::new(kind, message)
                     .with_status(status)
                     .with_code(short(&code))
@@ -99,9 +123,11 @@ impl OAuth2Refresh {
             }
             // A 401 without an OAuth body is the token endpoint refusing the
             // client itself.
-            None if status == 401 => {
-                Err(ProviderError::new(FailureKind::Config, "client authentication refused").with_status(status))
-            }
+            None if status == 401 => Err(ProviderError::new(
+                FailureKind::Config,
+                "client authentication refused",
+            )
+            .with_status(status)),
             None => Err(ProviderError::transient(format!(
                 "unexpected answer without an OAuth error ({} bytes)",
                 reply.body.len()
@@ -116,7 +142,10 @@ fn form_encode(value: &str) -> String {
 }
 
 impl TokenProvider for OAuth2Refresh {
-    fn refresh<'a>(&'a self, request: RefreshRequest<'a>) -> BoxFuture<'a, Result<TokenGrant, ProviderError>> {
+    fn refresh<'a>(
+        &'a self,
+        request: RefreshRequest<'a>,
+    ) -> BoxFuture<'a, Result<TokenGrant, ProviderError>> {
         self.call(request).boxed()
     }
 }

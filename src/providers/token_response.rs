@@ -15,9 +15,22 @@ use crate::providers::{FailureKind, HttpReply, ProviderError, TokenGrant};
 /// what arrived (without echoing the body, which may hold tokens).
 pub fn json_object(reply: &HttpReply) -> Result<Map<String, Value>, ProviderError> {
     let describe = || {
-        let kind = reply.content_type().split(';').next().unwrap_or("").trim().to_owned();
-        let kind = if kind.is_empty() { "no content type".to_owned() } else { kind };
-        format!("response is not a JSON object ({kind}, {} bytes)", reply.body.len())
+        let kind = reply
+            .content_type()
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let kind = if kind.is_empty() {
+            "no content type".to_owned()
+        } else {
+            kind
+        };
+        format!(
+            "response is not a JSON object ({kind}, {} bytes)",
+            reply.body.len()
+        )
     };
     match serde_json::from_slice::<Value>(&reply.body) {
         Ok(Value::Object(map)) => Ok(map),
@@ -27,7 +40,9 @@ pub fn json_object(reply: &HttpReply) -> Result<Map<String, Value>, ProviderErro
 
 /// The grant in a 2xx token response.
 pub fn parse_grant(body: &Map<String, Value>, status: u16) -> Result<TokenGrant, ProviderError> {
-    let malformed = |what: &str| ProviderError::transient(format!("malformed token response: {what}")).with_status(status);
+    let malformed = |what: &str| {
+        ProviderError::transient(format!("malformed token response: {what}")).with_status(status)
+    };
 
     let access_token = match body.get("access_token") {
         Some(Value::String(s)) if !s.trim().is_empty() => AccessToken::new(s.clone()),
@@ -42,10 +57,11 @@ pub fn parse_grant(body: &Map<String, Value>, status: u16) -> Result<TokenGrant,
         Some(_) => return Err(malformed("refresh_token is not a string")),
     };
     let expires_in = lifetime(body, "expires_in").map_err(|e| malformed(&e))?;
-    let refresh_token_expires_in = match lifetime(body, "refresh_token_expires_in").map_err(|e| malformed(&e))? {
-        Some(d) => Some(d),
-        None => lifetime(body, "refresh_expires_in").map_err(|e| malformed(&e))?,
-    };
+    let refresh_token_expires_in =
+        match lifetime(body, "refresh_token_expires_in").map_err(|e| malformed(&e))? {
+            Some(d) => Some(d),
+            None => lifetime(body, "refresh_expires_in").map_err(|e| malformed(&e))?,
+        };
     let scopes = match body.get("scope") {
         Some(Value::String(s)) => Some(
             s.split([' ', ','])
@@ -55,7 +71,13 @@ pub fn parse_grant(body: &Map<String, Value>, status: u16) -> Result<TokenGrant,
         ),
         _ => None,
     };
-    Ok(TokenGrant { access_token, refresh_token, expires_in, refresh_token_expires_in, scopes })
+    Ok(TokenGrant {
+        access_token,
+        refresh_token,
+        expires_in,
+        refresh_token_expires_in,
+        scopes,
+    })
 }
 
 /// A lifetime in seconds: a non-negative integer, or such an integer sent as
@@ -64,8 +86,15 @@ fn lifetime(body: &Map<String, Value>, key: &str) -> Result<Option<Duration>, St
     let bad = || format!("{key} is not a non-negative number of seconds");
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(|s| Some(Duration::from_secs(s))).ok_or_else(bad),
-        Some(Value::String(s)) => s.trim().parse::<u64>().map(|s| Some(Duration::from_secs(s))).map_err(|_| bad()),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(|s| Some(Duration::from_secs(s)))
+            .ok_or_else(bad),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<u64>()
+            .map(|s| Some(Duration::from_secs(s)))
+            .map_err(|_| bad()),
         Some(_) => Err(bad()),
     }
 }
@@ -91,9 +120,11 @@ pub fn classify_oauth_error(code: &str, description: &str) -> FailureKind {
                 FailureKind::RejectedExpired
             }
         }
-        "invalid_client" | "unauthorized_client" | "unsupported_grant_type" | "invalid_scope" | "invalid_request" => {
-            FailureKind::Config
-        }
+        "invalid_client"
+        | "unauthorized_client"
+        | "unsupported_grant_type"
+        | "invalid_scope"
+        | "invalid_request" => FailureKind::Config,
         "temporarily_unavailable" | "server_error" => FailureKind::Transient,
         "slow_down" => FailureKind::RateLimited,
         _ => FailureKind::Transient,
@@ -103,7 +134,10 @@ pub fn classify_oauth_error(code: &str, description: &str) -> FailureKind {
 /// Trims provider text to something fit for a log line and a database column.
 pub fn short(text: &str) -> String {
     const MAX: usize = 300;
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if flat.chars().count() > MAX {
         let cut: String = flat.chars().take(MAX).collect();
         format!("{cut}…")
@@ -129,7 +163,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(grant.expires_in, Some(Duration::from_secs(3600)));
-        assert_eq!(grant.refresh_token_expires_in, Some(Duration::from_secs(86400)));
+        assert_eq!(
+            grant.refresh_token_expires_in,
+            Some(Duration::from_secs(86400))
+        );
         assert_eq!(grant.scopes.unwrap(), vec!["a", "b"]);
     }
 
@@ -150,7 +187,8 @@ mod tests {
 
     #[test]
     fn empty_refresh_token_means_keep_the_stored_one() {
-        let grant = parse_grant(&obj(json!({"access_token": "a", "refresh_token": ""})), 200).unwrap();
+        let grant =
+            parse_grant(&obj(json!({"access_token": "a", "refresh_token": ""})), 200).unwrap();
         assert!(grant.refresh_token.is_none());
     }
 }

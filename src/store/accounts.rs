@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgPool};
 
 use crate::crypto::{Field, Keyring};
-use crate::domain::{AccessToken, AccountId, AccountStatus, ConnectionType, Provider, RefreshToken};
+use crate::domain::{
+    AccessToken, AccountId, AccountStatus, ConnectionType, Provider, RefreshToken,
+};
 use crate::policy::RefreshPolicy;
 use crate::store::events;
 
@@ -126,8 +128,13 @@ async fn register_once(
 
     let (id, previous_status) = match existing {
         Some((id, status)) => (
-            id.parse::<AccountId>().map_err(|e| sqlx::Error::Decode(e.into()))?,
-            Some(status.parse::<AccountStatus>().map_err(|e| sqlx::Error::Decode(e.into()))?),
+            id.parse::<AccountId>()
+                .map_err(|e| sqlx::Error::Decode(e.into()))?,
+            Some(
+                status
+                    .parse::<AccountStatus>()
+                    .map_err(|e| sqlx::Error::Decode(e.into()))?,
+            ),
         ),
         None => (AccountId::generate(), None),
     };
@@ -198,7 +205,14 @@ async fn register_once(
         Some(_) => Some("reconnected"),
     };
     if let Some(reason) = reason {
-        events::insert(&mut tx, &account, previous_status, AccountStatus::Active, reason).await?;
+        events::insert(
+            &mut tx,
+            &account,
+            previous_status,
+            AccountStatus::Active,
+            reason,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Registered {
@@ -241,7 +255,11 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<AccountRow>,
 }
 
 /// Ids of ACTIVE accounts whose next attempt is due, oldest first.
-pub async fn due_ids(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<Vec<AccountId>, sqlx::Error> {
+pub async fn due_ids(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<AccountId>, sqlx::Error> {
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM social_accounts
          WHERE status = 'ACTIVE' AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1
@@ -253,6 +271,9 @@ pub async fn due_ids(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<Ve
     .fetch_all(pool)
     .await?;
     ids.into_iter()
-        .map(|id| id.parse().map_err(|e: crate::domain::InvalidAccountId| sqlx::Error::Decode(e.into())))
+        .map(|id| {
+            id.parse()
+                .map_err(|e: crate::domain::InvalidAccountId| sqlx::Error::Decode(e.into()))
+        })
         .collect()
 }

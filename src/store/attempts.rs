@@ -83,7 +83,11 @@ pub async fn latest_finished_since(
     .await
 }
 
-pub async fn for_account(pool: &PgPool, account: &AccountId, limit: i64) -> Result<Vec<AttemptRow>, sqlx::Error> {
+pub async fn for_account(
+    pool: &PgPool,
+    account: &AccountId,
+    limit: i64,
+) -> Result<Vec<AttemptRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM refresh_attempts WHERE account_id = $1 ORDER BY id DESC LIMIT $2")
         .bind(account.as_str())
         .bind(limit)

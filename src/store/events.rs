@@ -43,7 +43,10 @@ pub async fn insert(
     Ok(())
 }
 
-pub async fn for_account(pool: &sqlx::PgPool, account_id: &str) -> Result<Vec<EventRow>, sqlx::Error> {
+pub async fn for_account(
+    pool: &sqlx::PgPool,
+    account_id: &str,
+) -> Result<Vec<EventRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM account_events WHERE account_id = $1 ORDER BY id")
         .bind(account_id)
         .fetch_all(pool)

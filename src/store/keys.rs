@@ -31,7 +31,10 @@ pub enum KeyCheckError {
         "stored credentials use key id(s) {missing:?} that crypto.keys does not configure \
          (configured: {configured:?}); add the old key(s) to crypto.keys, newest first"
     )]
-    MissingKeys { missing: Vec<String>, configured: Vec<String> },
+    MissingKeys {
+        missing: Vec<String>,
+        configured: Vec<String>,
+    },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -63,12 +66,18 @@ pub struct RotationReport {
 }
 
 type OldRow = (String, Option<Vec<u8>>, Option<Vec<u8>>, String);
+/// Re-encrypted access and refresh token ciphertexts.
+type Ciphertexts = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Re-encrypts every row not under the primary key, `batch` rows per
 /// transaction. Online: rows locked by a running refresh are skipped and
 /// picked up by a later pass (a refresh writes under the primary key anyway).
 /// Resumable: progress is the key id column itself.
-pub async fn rotate(pool: &PgPool, keyring: &Keyring, batch: i64) -> Result<RotationReport, sqlx::Error> {
+pub async fn rotate(
+    pool: &PgPool,
+    keyring: &Keyring,
+    batch: i64,
+) -> Result<RotationReport, sqlx::Error> {
     let primary = keyring.primary_key_id();
     let mut report = RotationReport::default();
     for pass in 0..5 {
@@ -146,17 +155,25 @@ fn reencrypt(
     access: Option<&[u8]>,
     refresh: Option<&[u8]>,
     key_id: &str,
-) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), CryptoError> {
-    let account: AccountId = id
-        .parse()
-        .map_err(|_| CryptoError::Tampered { field: "account id", key_id: key_id.to_owned() })?;
+) -> Result<Ciphertexts, CryptoError> {
+    let account: AccountId = id.parse().map_err(|_| CryptoError::Tampered {
+        field: "account id",
+        key_id: key_id.to_owned(),
+    })?;
     let out = |field: Field, value: Option<&[u8]>| -> Result<Option<Vec<u8>>, CryptoError> {
         value
             .map(|blob| {
                 let plain = keyring.decrypt(&account, field, key_id, blob)?;
-                Ok(keyring.encrypt(&account, field, secrecy::ExposeSecret::expose_secret(&plain)))
+                Ok(keyring.encrypt(
+                    &account,
+                    field,
+                    secrecy::ExposeSecret::expose_secret(&plain),
+                ))
             })
             .transpose()
     };
-    Ok((out(Field::AccessToken, access)?, out(Field::RefreshToken, refresh)?))
+    Ok((
+        out(Field::AccessToken, access)?,
+        out(Field::RefreshToken, refresh)?,
+    ))
 }

@@ -35,7 +35,10 @@ pub fn connect_options(
     Ok(options.log_statements(tracing::log::LevelFilter::Trace))
 }
 
-pub async fn connect(settings: &DatabaseSettings, schema: Option<&str>) -> Result<PgPool, sqlx::Error> {
+pub async fn connect(
+    settings: &DatabaseSettings,
+    schema: Option<&str>,
+) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)

@@ -77,7 +77,10 @@ pub enum Change {
 /// What the commit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Committed {
-    Applied { from: AccountStatus, to: AccountStatus },
+    Applied {
+        from: AccountStatus,
+        to: AccountStatus,
+    },
     /// The lease was lost or the credentials changed meanwhile: new tokens or
     /// a rejection were not applied (the attempt is still recorded).
     Fenced { status: AccountStatus },
@@ -105,7 +108,9 @@ pub async fn commit(
     let Some((status, version, lease_owner)) = current else {
         return Ok(Committed::Gone);
     };
-    let from: AccountStatus = status.parse().map_err(|e: crate::domain::UnknownVariant| sqlx::Error::Decode(e.into()))?;
+    let from: AccountStatus = status
+        .parse()
+        .map_err(|e: crate::domain::UnknownVariant| sqlx::Error::Decode(e.into()))?;
     let holds_lease = lease_owner.as_deref() == Some(owner);
     let fenced_ok = holds_lease && version == leased.credentials_version;
 
@@ -131,13 +136,24 @@ pub async fn commit(
                 recorded.message = Some(format!(
                     "{} (ignored: {})",
                     attempt.message.as_deref().unwrap_or("rejected"),
-                    if holds_lease { "credentials changed meanwhile" } else { "lease lost" }
+                    if holds_lease {
+                        "credentials changed meanwhile"
+                    } else {
+                        "lease lost"
+                    }
                 ));
             }
             if let Some(new_status) = failure.new_status {
                 to = new_status;
             }
-            write_failure(&mut tx, &leased.id, &failure, holds_lease, attempt.finished_at).await?;
+            write_failure(
+                &mut tx,
+                &leased.id,
+                &failure,
+                holds_lease,
+                attempt.finished_at,
+            )
+            .await?;
         }
         Change::Skipped => {
             if holds_lease {
@@ -161,7 +177,11 @@ pub async fn commit(
         Change::Failed(f) => f.new_status.is_none() || fenced_ok,
         Change::Skipped => true,
     };
-    Ok(if applied { Committed::Applied { from, to } } else { Committed::Fenced { status: from } })
+    Ok(if applied {
+        Committed::Applied { from, to }
+    } else {
+        Committed::Fenced { status: from }
+    })
 }
 
 fn fenced_message(holds_lease: bool) -> String {

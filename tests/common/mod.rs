@@ -23,8 +23,9 @@ pub const CLIENT_ID: &str = "test-client";
 pub const CLIENT_SECRET: &str = "test-client-secret";
 
 pub fn database_url() -> String {
-    std::env::var("TOKENWARDEN_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://tokenwarden:tokenwarden@127.0.0.1:5432/tokenwarden_test".into())
+    std::env::var("TOKENWARDEN_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        "postgres://tokenwarden:tokenwarden@127.0.0.1:5432/tokenwarden_test".into()
+    })
 }
 
 /// A schema of its own for one test, migrated, dropped when the value drops.
@@ -40,7 +41,9 @@ impl TestDb {
             Utc::now().timestamp(),
             rand::random::<u32>()
         );
-        let admin = PgPool::connect(&database_url()).await.expect("test database reachable");
+        let admin = PgPool::connect(&database_url())
+            .await
+            .expect("test database reachable");
         sweep_stale_schemas(&admin).await;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&admin)
@@ -73,12 +76,17 @@ impl Drop for TestDb {
         let schema = self.schema.clone();
         // Drop runs outside async context: use a small runtime of its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(admin) = PgPool::connect(&database_url()).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                        .execute(&admin)
-                        .await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                    )))
+                    .execute(&admin)
+                    .await;
                     admin.close().await;
                 }
             });
@@ -98,16 +106,19 @@ async fn sweep_stale_schemas(admin: &PgPool) {
     for schema in stale {
         let created = schema.split('_').nth(2).and_then(|t| t.parse::<i64>().ok());
         if created.is_some_and(|t| t < cutoff) {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                .execute(admin)
-                .await;
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .execute(admin)
+            .await;
         }
     }
 }
 
 /// Settings pointing every OAuth platform at the fake, with short timeouts.
 pub fn settings_for(fake: &FakeOAuthServer) -> Settings {
-    let mut settings = Settings::from_figment(Figment::new().merge(Toml::string(DEFAULT_TOML))).unwrap();
+    let mut settings =
+        Settings::from_figment(Figment::new().merge(Toml::string(DEFAULT_TOML))).unwrap();
     settings.database.url = Some(SecretString::from(database_url()));
     settings.http.request_timeout = Duration::from_secs(5);
     settings.http.connect_timeout = Duration::from_secs(2);
@@ -146,12 +157,20 @@ impl TestEnv {
     /// Builds the environment after `tweak` adjusts the settings.
     pub async fn with(tweak: impl FnOnce(&mut Settings)) -> Self {
         let db = TestDb::new().await;
-        let fake = FakeOAuthServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+        let fake = FakeOAuthServer::start(CLIENT_ID, CLIENT_SECRET)
+            .await
+            .unwrap();
         let mut settings = settings_for(&fake);
         tweak(&mut settings);
         let keyring = Arc::new(Keyring::generate("k1"));
         let engine = engine_for(&db.pool, &settings, keyring.clone(), "engine-a");
-        Self { db, fake, settings, keyring, engine }
+        Self {
+            db,
+            fake,
+            settings,
+            keyring,
+            engine,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -166,7 +185,14 @@ impl TestEnv {
     /// Connects an account whose tokens come from the fake, due now.
     pub async fn connect(&self, provider: Provider, spec: FamilySpec) -> (AccountId, IssuedTokens) {
         let tokens = self.fake.issue(spec);
-        let id = self.register(provider, &tokens, Utc::now() - TimeDelta::hours(1), Some(Utc::now() + TimeDelta::seconds(60))).await;
+        let id = self
+            .register(
+                provider,
+                &tokens,
+                Utc::now() - TimeDelta::hours(1),
+                Some(Utc::now() + TimeDelta::seconds(60)),
+            )
+            .await;
         (id, tokens)
     }
 
@@ -179,11 +205,18 @@ impl TestEnv {
     ) -> AccountId {
         let new = new_account(provider, "ext-1", tokens, issued_at, expires_at);
         let policy = RefreshPolicy::from(self.settings.providers.get(provider));
-        accounts::register(self.pool(), &self.keyring, &policy, &new).await.unwrap().account.id
+        accounts::register(self.pool(), &self.keyring, &policy, &new)
+            .await
+            .unwrap()
+            .account
+            .id
     }
 
     pub async fn row(&self, id: &AccountId) -> accounts::AccountRow {
-        accounts::get(self.pool(), id).await.unwrap().expect("account exists")
+        accounts::get(self.pool(), id)
+            .await
+            .unwrap()
+            .expect("account exists")
     }
 
     /// The stored refresh token, decrypted.
@@ -191,7 +224,12 @@ impl TestEnv {
         let row = self.row(id).await;
         row.refresh_token_ciphertext.map(|blob| {
             self.keyring
-                .decrypt(id, Field::RefreshToken, row.credentials_key_id.as_deref().unwrap(), &blob)
+                .decrypt(
+                    id,
+                    Field::RefreshToken,
+                    row.credentials_key_id.as_deref().unwrap(),
+                    &blob,
+                )
                 .unwrap()
                 .expose_secret()
                 .to_owned()
@@ -201,7 +239,12 @@ impl TestEnv {
     pub async fn stored_access_token(&self, id: &AccountId) -> String {
         let row = self.row(id).await;
         self.keyring
-            .decrypt(id, Field::AccessToken, row.credentials_key_id.as_deref().unwrap(), row.access_token_ciphertext.as_deref().unwrap())
+            .decrypt(
+                id,
+                Field::AccessToken,
+                row.credentials_key_id.as_deref().unwrap(),
+                row.access_token_ciphertext.as_deref().unwrap(),
+            )
             .unwrap()
             .expose_secret()
             .to_owned()
@@ -217,7 +260,12 @@ impl TestEnv {
     }
 }
 
-pub fn engine_for(pool: &PgPool, settings: &Settings, keyring: Arc<Keyring>, owner: &str) -> Engine {
+pub fn engine_for(
+    pool: &PgPool,
+    settings: &Settings,
+    keyring: Arc<Keyring>,
+    owner: &str,
+) -> Engine {
     let providers = ProviderRegistry::from_settings(&settings.providers, &settings.http).unwrap();
     let mut config = EngineConfig::from_settings(settings);
     config.owner = owner.to_owned();
@@ -257,5 +305,9 @@ pub fn rotating() -> FamilySpec {
 
 /// A non-rotating family that omits the refresh token, like Google.
 pub fn google_like() -> FamilySpec {
-    FamilySpec { rotating: false, return_refresh_token: false, ..FamilySpec::default() }
+    FamilySpec {
+        rotating: false,
+        return_refresh_token: false,
+        ..FamilySpec::default()
+    }
 }
