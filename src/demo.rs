@@ -31,8 +31,6 @@ use crate::fake::{FakeOAuthServer, FamilySpec};
 use crate::policy::RefreshPolicy;
 use crate::store::accounts::{self, NewAccount};
 
-pub const DEMO_SCHEMA: &str = "tokenwarden_demo";
-
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Accounts to seed.
@@ -47,6 +45,25 @@ pub struct DemoArgs {
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 2)]
     pub progress_every: u64,
+    /// Schema the demo recreates and works in (kept afterwards for a look).
+    #[arg(long, default_value = "tokenwarden_demo", value_parser = parse_schema)]
+    pub schema: String,
+    /// Drop the schema when the demo ends.
+    #[arg(long)]
+    pub drop_schema: bool,
+}
+
+fn parse_schema(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err("a schema name is 1-63 characters of a-z 0-9 _".into())
+    }
 }
 
 /// The platforms the demo exercises, with the behaviour their real
@@ -113,7 +130,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
             Keyring::generate("demo")
         }
     };
-    let pool = fresh_schema(&settings).await?;
+    let pool = fresh_schema(&settings, &args.schema).await?;
     let app = App::with_pool(settings, pool, Arc::new(keyring)).await?;
     seed(&app, &fake, args.accounts).await?;
     println!(
@@ -164,20 +181,37 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
     // Let refreshes in flight commit: a rotated token must not be dropped.
     while tasks.join_next().await.is_some() {}
     print_progress(&app.pool, &tally, &fake, started.elapsed()).await?;
-    verify(&app, &fake).await
+    let verdict = verify(&app, &fake).await;
+    app.pool.close().await;
+    if args.drop_schema {
+        let admin = app::connect(&app.settings, None).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            args.schema
+        )))
+        .execute(&admin)
+        .await?;
+    } else {
+        println!(
+            "the demo's accounts stay in schema {} until the next run",
+            args.schema
+        );
+    }
+    verdict
 }
 
 /// Recreates the demo's schema so each run starts clean.
-async fn fresh_schema(settings: &Settings) -> anyhow::Result<PgPool> {
+async fn fresh_schema(settings: &Settings, schema: &str) -> anyhow::Result<PgPool> {
     let admin = app::connect(settings, None).await?;
+    // `schema` passed parse_schema: safe to splice.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {DEMO_SCHEMA} CASCADE; CREATE SCHEMA {DEMO_SCHEMA};"
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
     )))
     .execute(&admin)
     .await
     .context("creating the demo schema")?;
     admin.close().await;
-    let pool = app::connect(settings, Some(DEMO_SCHEMA)).await?;
+    let pool = app::connect(settings, Some(schema)).await?;
     crate::store::migrate(&pool)
         .await
         .context("migrating the demo schema")?;

@@ -351,6 +351,7 @@ async fn the_daemon_refuses_to_start_without_a_key() {
 #[tokio::test]
 async fn the_demo_refreshes_accounts_live_and_strands_no_rotating_token() {
     let procs = Procs::new().await;
+    let demo_schema = format!("{}_demo", procs.db.schema);
     let out = procs
         .run(&[
             "demo",
@@ -360,6 +361,9 @@ async fn the_demo_refreshes_accounts_live_and_strands_no_rotating_token() {
             "22s",
             "--progress-every",
             "5",
+            "--schema",
+            &demo_schema,
+            "--drop-schema",
         ])
         .await;
     let printed = text(&out);
