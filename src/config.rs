@@ -70,8 +70,138 @@ pub struct Settings {
     pub crypto: CryptoSettings,
     pub http: HttpSettings,
     pub engine: EngineSettings,
+    pub redis: RedisSettings,
+    pub scheduler: SchedulerSettings,
+    pub worker: WorkerSettings,
+    pub circuit: CircuitSettings,
+    pub shutdown: ShutdownSettings,
     pub log: LogSettings,
     pub providers: ProvidersSettings,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Secret: may carry a password.
+    #[serde(skip_serializing)]
+    pub url: Option<SecretString>,
+    pub url_file: Option<PathBuf>,
+    /// The queue's name; keep the braces so every key of the queue hashes to
+    /// one Redis Cluster slot.
+    pub queue: String,
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: Some(SecretString::from("redis://127.0.0.1:6379")),
+            url_file: None,
+            queue: "{tokenwarden}:refresh".to_owned(),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Time between scans for due accounts.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Accounts claimed per transaction.
+    pub batch_size: i64,
+    /// Upper bound on claimed accounts whose job has not finished.
+    pub max_outstanding: i64,
+    /// A claim whose job has not finished by then is claimed again.
+    #[serde(with = "humantime_serde")]
+    pub claim_timeout: Duration,
+    /// Accounts moved to TOKEN_EXPIRED per sweep statement.
+    pub sweep_batch_size: i64,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            batch_size: 500,
+            max_outstanding: 4_000,
+            claim_timeout: Duration::from_secs(120),
+            sweep_batch_size: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Refreshes in flight per process.
+    pub concurrency: usize,
+    /// A job still running after this is abandoned (its lease then expires).
+    #[serde(with = "humantime_serde")]
+    pub job_timeout: Duration,
+    /// How often an idle worker asks Redis for work.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Worker liveness in Redis: jobs of a worker silent for
+    /// heartbeat_interval x missed_heartbeats are handed to others.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    pub missed_heartbeats: usize,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 256,
+            job_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(200),
+            heartbeat_interval: Duration::from_secs(5),
+            missed_heartbeats: 3,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitSettings {
+    /// Outcomes remembered per provider.
+    pub window: usize,
+    /// The provider pauses when this share of the window failed...
+    pub failure_ratio: f64,
+    /// ...once at least this many calls are in the window.
+    pub min_calls: usize,
+    /// How long a paused provider rests before one probe call.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+impl Default for CircuitSettings {
+    fn default() -> Self {
+        Self {
+            window: 50,
+            failure_ratio: 0.5,
+            min_calls: 20,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// How long refreshes in flight may take to finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -196,6 +326,17 @@ pub enum Flow {
     None,
 }
 
+/// When the daemon refreshes a platform's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshMode {
+    /// Ahead of expiry, inside the refresh window.
+    Proactive,
+    /// When a valid token is asked for, plus a keep-alive refresh every
+    /// `keep_alive_interval` so an idle refresh token does not die.
+    OnDemand,
+}
+
 /// Where the OAuth client credentials travel (RFC 6749 section 2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -224,58 +365,113 @@ pub struct ProviderSettings {
     /// Assumed lifetime when a token response carries no `expires_in`.
     #[serde(with = "humantime_serde")]
     pub default_access_token_lifetime: Duration,
+    pub mode: RefreshMode,
+    /// The platform refuses to refresh younger tokens.
+    #[serde(with = "humantime_serde")]
+    pub min_token_age: Duration,
+    /// Refreshes are spread up to this much earlier, seeded per account.
+    #[serde(with = "humantime_serde")]
+    pub jitter: Duration,
+    /// on_demand mode: refresh at least this often.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_interval: Duration,
+    /// For tokens that never expire: how often to check they still work.
+    #[serde(with = "humantime_serde")]
+    pub health_check_interval: Duration,
+    /// The refresh token's own lifetime when the platform does not say.
+    #[serde(default, with = "humantime_serde")]
+    pub refresh_token_lifetime: Option<Duration>,
+    /// False where an expired access token can never be refreshed
+    /// (Instagram Login, Threads): expiry is then final.
+    pub refreshable_after_expiry: bool,
+    /// Refreshes in flight to this platform per process.
+    pub max_concurrency: usize,
+    /// Calls per second to this platform per process (token bucket).
+    pub rate_per_second: f64,
 }
 
 impl ProviderSettings {
     fn defaults_for(provider: Provider) -> Self {
         use Provider::*;
-        let (flow, token_url, client_auth, rotates, lifetime_secs) = match provider {
-            X => (
-                Flow::Oauth2Refresh,
-                Some("https://api.x.com/2/oauth2/token"),
-                ClientAuth::Basic,
-                true,
-                7_200,
-            ),
-            LinkedinPerson | LinkedinCompany => (
-                Flow::Oauth2Refresh,
-                Some("https://www.linkedin.com/oauth/v2/accessToken"),
-                ClientAuth::Body,
-                false,
-                60 * 86_400,
-            ),
-            Youtube => (
-                Flow::Oauth2Refresh,
-                Some("https://oauth2.googleapis.com/token"),
-                ClientAuth::Body,
-                false,
-                3_600,
-            ),
-            Pinterest => (
-                Flow::Oauth2Refresh,
-                Some("https://api.pinterest.com/v5/oauth/token"),
-                ClientAuth::Basic,
-                true,
-                30 * 86_400,
-            ),
-            TiktokBusiness | TiktokPersonal => (Flow::None, None, ClientAuth::Body, true, 86_400),
-            InstagramLogin | Threads => (Flow::None, None, ClientAuth::Body, false, 60 * 86_400),
-            Bluesky => (Flow::None, None, ClientAuth::Body, true, 7_200),
-            FacebookPage | InstagramFacebookLogin | Mastodon => {
-                (Flow::None, None, ClientAuth::Body, false, 60 * 86_400)
-            }
-        };
-        Self {
-            flow,
-            token_url: token_url.map(|u| Url::parse(u).expect("built-in token URLs parse")),
+        const HOUR: u64 = 3_600;
+        const DAY: u64 = 86_400;
+        let base = Self {
+            flow: Flow::None,
+            token_url: None,
             client_id: None,
             client_secret: None,
             client_secret_file: None,
-            client_auth,
-            rotates_refresh_token: rotates,
+            client_auth: ClientAuth::Body,
+            rotates_refresh_token: false,
             refresh_fraction: 2.0 / 3.0,
             refresh_margin: Duration::from_secs(300),
-            default_access_token_lifetime: Duration::from_secs(lifetime_secs),
+            default_access_token_lifetime: Duration::from_secs(60 * DAY),
+            mode: RefreshMode::Proactive,
+            min_token_age: Duration::ZERO,
+            jitter: Duration::from_secs(300),
+            keep_alive_interval: Duration::from_secs(7 * DAY),
+            health_check_interval: Duration::from_secs(DAY),
+            refresh_token_lifetime: None,
+            refreshable_after_expiry: true,
+            max_concurrency: 64,
+            rate_per_second: 50.0,
+        };
+        let url = |u: &str| Some(Url::parse(u).expect("built-in token URLs parse"));
+        let secs = Duration::from_secs;
+        // Figures from PROVIDERS.md; where a lifetime is unconfirmed the
+        // platform's own expires_in / refresh_token_expires_in wins.
+        match provider {
+            X => Self {
+                flow: Flow::Oauth2Refresh,
+                token_url: url("https://api.x.com/2/oauth2/token"),
+                client_auth: ClientAuth::Basic,
+                rotates_refresh_token: true,
+                default_access_token_lifetime: secs(2 * HOUR),
+                ..base
+            },
+            LinkedinPerson | LinkedinCompany => Self {
+                flow: Flow::Oauth2Refresh,
+                token_url: url("https://www.linkedin.com/oauth/v2/accessToken"),
+                refresh_token_lifetime: Some(secs(365 * DAY)),
+                ..base
+            },
+            Youtube => Self {
+                flow: Flow::Oauth2Refresh,
+                token_url: url("https://oauth2.googleapis.com/token"),
+                default_access_token_lifetime: secs(HOUR),
+                // Hourly tokens for every account would be wasted work: refresh
+                // when a token is needed, and weekly so the grant stays used.
+                mode: RefreshMode::OnDemand,
+                ..base
+            },
+            Pinterest => Self {
+                flow: Flow::Oauth2Refresh,
+                token_url: url("https://api.pinterest.com/v5/oauth/token"),
+                client_auth: ClientAuth::Basic,
+                rotates_refresh_token: true,
+                default_access_token_lifetime: secs(30 * DAY),
+                refresh_token_lifetime: Some(secs(60 * DAY)),
+                ..base
+            },
+            TiktokBusiness | TiktokPersonal => Self {
+                rotates_refresh_token: true,
+                default_access_token_lifetime: secs(2 * HOUR),
+                refresh_token_lifetime: Some(secs(180 * DAY)),
+                ..base
+            },
+            InstagramLogin | Threads => Self {
+                min_token_age: secs(24 * HOUR),
+                refreshable_after_expiry: false,
+                jitter: secs(6 * HOUR),
+                ..base
+            },
+            Bluesky => Self {
+                rotates_refresh_token: true,
+                default_access_token_lifetime: secs(2 * HOUR),
+                refresh_token_lifetime: Some(secs(90 * DAY)),
+                ..base
+            },
+            FacebookPage | InstagramFacebookLogin | Mastodon => base,
         }
     }
 }
@@ -354,6 +550,7 @@ impl Settings {
             &self.database.url_file,
         )?;
         resolve_secret_file("crypto.keys", &mut self.crypto.keys, &self.crypto.keys_file)?;
+        resolve_secret_file("redis.url", &mut self.redis.url, &self.redis.url_file)?;
         for provider in Provider::ALL {
             let key = format!("providers.{}.client_secret", provider.config_key());
             let section = self.providers.get_mut(*provider);
@@ -409,12 +606,93 @@ impl Settings {
                 "must not be below engine.retry_base",
             ));
         }
+        self.validate_queue()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return Err(ConfigError::invalid("log.filter", e.to_string()));
         }
         for provider in Provider::ALL {
             self.validate_provider(*provider)?;
         }
+        Ok(())
+    }
+
+    fn validate_queue(&self) -> Result<(), ConfigError> {
+        if self.redis.url.is_none() {
+            return Err(ConfigError::invalid(
+                "redis.url",
+                "is required (or redis.url_file)",
+            ));
+        }
+        if self.redis.queue.trim().is_empty() {
+            return Err(ConfigError::invalid("redis.queue", "must not be empty"));
+        }
+        nonzero("redis.response_timeout", self.redis.response_timeout)?;
+        nonzero("scheduler.interval", self.scheduler.interval)?;
+        if self.scheduler.batch_size < 1 {
+            return Err(ConfigError::invalid(
+                "scheduler.batch_size",
+                "must be at least 1",
+            ));
+        }
+        if self.scheduler.max_outstanding < 1 {
+            return Err(ConfigError::invalid(
+                "scheduler.max_outstanding",
+                "must be at least 1",
+            ));
+        }
+        if self.scheduler.sweep_batch_size < 1 {
+            return Err(ConfigError::invalid(
+                "scheduler.sweep_batch_size",
+                "must be at least 1",
+            ));
+        }
+        let lease = self.http.request_timeout + self.engine.lease_margin;
+        if self.scheduler.claim_timeout <= lease {
+            return Err(ConfigError::invalid(
+                "scheduler.claim_timeout",
+                format!(
+                    "must exceed the refresh lease ({}): a claim must outlive the refresh it started",
+                    humantime::format_duration(lease)
+                ),
+            ));
+        }
+        if self.worker.concurrency == 0 {
+            return Err(ConfigError::invalid(
+                "worker.concurrency",
+                "must be at least 1",
+            ));
+        }
+        if self.worker.job_timeout <= lease {
+            return Err(ConfigError::invalid(
+                "worker.job_timeout",
+                "must exceed http.request_timeout + engine.lease_margin",
+            ));
+        }
+        nonzero("worker.poll_interval", self.worker.poll_interval)?;
+        nonzero("worker.heartbeat_interval", self.worker.heartbeat_interval)?;
+        if self.worker.missed_heartbeats == 0 {
+            return Err(ConfigError::invalid(
+                "worker.missed_heartbeats",
+                "must be at least 1",
+            ));
+        }
+        if !(self.circuit.failure_ratio > 0.0 && self.circuit.failure_ratio <= 1.0) {
+            return Err(ConfigError::invalid(
+                "circuit.failure_ratio",
+                "must be in (0, 1]",
+            ));
+        }
+        if self.circuit.window == 0
+            || self.circuit.min_calls == 0
+            || self.circuit.min_calls > self.circuit.window
+        {
+            return Err(ConfigError::invalid(
+                "circuit.min_calls",
+                "must be between 1 and circuit.window",
+            ));
+        }
+        nonzero("circuit.cooldown", self.circuit.cooldown)?;
+        nonzero("shutdown.grace", self.shutdown.grace)?;
         Ok(())
     }
 

@@ -5,13 +5,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::config::ProviderSettings;
+use crate::config::{ProviderSettings, RefreshMode};
+use crate::domain::AccountId;
 
+/// One platform's scheduling rules, taken from its configuration section.
 #[derive(Clone, Copy, Debug)]
 pub struct RefreshPolicy {
     pub refresh_fraction: f64,
     pub refresh_margin: Duration,
     pub default_access_token_lifetime: Duration,
+    pub mode: RefreshMode,
+    pub min_token_age: Duration,
+    pub jitter: Duration,
+    pub keep_alive_interval: Duration,
+    pub health_check_interval: Duration,
+    pub refresh_token_lifetime: Option<Duration>,
+    pub refreshable_after_expiry: bool,
 }
 
 impl From<&ProviderSettings> for RefreshPolicy {
@@ -20,11 +29,65 @@ impl From<&ProviderSettings> for RefreshPolicy {
             refresh_fraction: s.refresh_fraction,
             refresh_margin: s.refresh_margin,
             default_access_token_lifetime: s.default_access_token_lifetime,
+            mode: s.mode,
+            min_token_age: s.min_token_age,
+            jitter: s.jitter,
+            keep_alive_interval: s.keep_alive_interval,
+            health_check_interval: s.health_check_interval,
+            refresh_token_lifetime: s.refresh_token_lifetime,
+            refreshable_after_expiry: s.refreshable_after_expiry,
+        }
+    }
+}
+
+/// What the next planned attempt is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Planned {
+    Refresh(DateTime<Utc>),
+    HealthCheck(DateTime<Utc>),
+}
+
+impl Planned {
+    pub fn at(self) -> DateTime<Utc> {
+        match self {
+            Planned::Refresh(at) | Planned::HealthCheck(at) => at,
         }
     }
 }
 
 impl RefreshPolicy {
+    /// The next attempt for a token issued at `issued_at`: a refresh inside
+    /// the window (spread earlier by a jitter seeded from the account id, so
+    /// a crowd connected at once does not refresh at once; never before the
+    /// minimum age), a keep-alive refresh in on_demand mode, or a health
+    /// check for a token that never expires.
+    pub fn plan(
+        &self,
+        account: &AccountId,
+        issued_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Planned {
+        let Some(window) = self.refresh_at(issued_at, expires_at) else {
+            return Planned::HealthCheck(issued_at + delta(self.health_check_interval));
+        };
+        let base = match self.mode {
+            RefreshMode::Proactive => window,
+            // Expiry still bounds it: an on_demand token nobody asked for is
+            // refreshed before it dies if the keep-alive comes later.
+            RefreshMode::OnDemand => (issued_at + delta(self.keep_alive_interval)).min(window),
+        };
+        let lifetime = expires_at
+            .map(|e| e - issued_at)
+            .unwrap_or_default()
+            .max(TimeDelta::zero());
+        // Jitter never exceeds a tenth of the lifetime, so short-lived tokens
+        // keep most of their window.
+        let spread = delta(self.jitter).min(lifetime / 10);
+        let jittered = base - scale(spread, seeded_unit(account));
+        let earliest = issued_at + delta(self.min_token_age);
+        Planned::Refresh(jittered.max(earliest).max(issued_at))
+    }
+
     /// The moment a token issued at `issued_at` and expiring at `expires_at`
     /// should be refreshed: at `refresh_fraction` of its lifetime, never later
     /// than `refresh_margin` before expiry, never before it was issued.
@@ -40,6 +103,17 @@ impl RefreshPolicy {
         let latest = expires_at - delta(self.refresh_margin);
         Some(at_fraction.min(latest).max(issued_at))
     }
+}
+
+/// A stable draw in [0, 1) from the account id (FNV-1a), so an account's
+/// jitter is the same on every replica and every restart.
+fn seeded_unit(account: &AccountId) -> f64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in account.as_str().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Full-jitter exponential backoff: a uniform draw from
@@ -71,7 +145,70 @@ mod tests {
             refresh_fraction: 2.0 / 3.0,
             refresh_margin: Duration::from_secs(300),
             default_access_token_lifetime: Duration::from_secs(3600),
+            mode: RefreshMode::Proactive,
+            min_token_age: Duration::ZERO,
+            jitter: Duration::ZERO,
+            keep_alive_interval: Duration::from_secs(7 * 86_400),
+            health_check_interval: Duration::from_secs(86_400),
+            refresh_token_lifetime: None,
+            refreshable_after_expiry: true,
         }
+    }
+
+    #[test]
+    fn jitter_is_seeded_bounded_and_only_earlier() {
+        let p = RefreshPolicy {
+            jitter: Duration::from_secs(600),
+            ..policy()
+        };
+        let issued = Utc::now();
+        let expires = Some(issued + TimeDelta::hours(3));
+        let window = p.refresh_at(issued, expires).unwrap();
+        let mut distinct = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let id = AccountId::generate();
+            let at = p.plan(&id, issued, expires).at();
+            assert_eq!(at, p.plan(&id, issued, expires).at(), "stable per account");
+            assert!(at <= window && at >= window - TimeDelta::minutes(10));
+            distinct.insert(at);
+        }
+        assert!(distinct.len() > 40, "spread out");
+    }
+
+    #[test]
+    fn min_age_and_keep_alive_and_health_checks() {
+        let issued = Utc::now();
+        let id = AccountId::generate();
+        let young = RefreshPolicy {
+            min_token_age: Duration::from_secs(86_400),
+            ..policy()
+        };
+        let at = young
+            .plan(&id, issued, Some(issued + TimeDelta::hours(30)))
+            .at();
+        assert_eq!(
+            at,
+            issued + TimeDelta::hours(24),
+            "never before the minimum age"
+        );
+
+        let on_demand = RefreshPolicy {
+            mode: RefreshMode::OnDemand,
+            ..policy()
+        };
+        let at = on_demand
+            .plan(&id, issued, Some(issued + TimeDelta::days(60)))
+            .at();
+        assert_eq!(at, issued + TimeDelta::days(7), "keep-alive");
+        let at = on_demand
+            .plan(&id, issued, Some(issued + TimeDelta::hours(1)))
+            .at();
+        assert_eq!(at, issued + TimeDelta::minutes(40), "still before expiry");
+
+        assert_eq!(
+            policy().plan(&id, issued, None),
+            Planned::HealthCheck(issued + TimeDelta::days(1))
+        );
     }
 
     #[test]

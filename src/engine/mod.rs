@@ -150,6 +150,27 @@ impl Engine {
         id: &AccountId,
         trigger: Trigger,
     ) -> Result<RefreshReport, EngineError> {
+        self.run(id, trigger, None).await
+    }
+
+    /// Runs a scheduler's job. The claim stands for "due": a job whose claim
+    /// is no longer the account's (someone refreshed it meanwhile, or the
+    /// claim timed out and a newer job exists) does nothing and writes nothing.
+    pub async fn refresh_claimed(
+        &self,
+        id: &AccountId,
+        trigger: Trigger,
+        claim: uuid::Uuid,
+    ) -> Result<RefreshReport, EngineError> {
+        self.run(id, trigger, Some(claim)).await
+    }
+
+    async fn run(
+        &self,
+        id: &AccountId,
+        trigger: Trigger,
+        claim: Option<uuid::Uuid>,
+    ) -> Result<RefreshReport, EngineError> {
         let deadline = Instant::now() + self.inner.config.single_flight_wait;
         loop {
             match self.inner.flights.join(id) {
@@ -160,7 +181,10 @@ impl Engine {
                         trigger = %trigger,
                         provider = tracing::field::Empty
                     );
-                    let result = self.lead(id, trigger, deadline).instrument(span).await;
+                    let result = self
+                        .lead(id, trigger, claim, deadline)
+                        .instrument(span)
+                        .await;
                     guard.publish(&result);
                     return result;
                 }
@@ -200,6 +224,7 @@ impl Engine {
         &self,
         id: &AccountId,
         trigger: Trigger,
+        claim: Option<uuid::Uuid>,
         deadline: Instant,
     ) -> Result<RefreshReport, EngineError> {
         let started_at = Utc::now();
@@ -210,8 +235,21 @@ impl Engine {
         if row.status == AccountStatus::Disconnected {
             return Err(EngineError::Disconnected(id.clone()));
         }
-        if !trigger.ignores_schedule() && !is_due(&row, started_at) {
-            return self.skip(&row, trigger, started_at, "not due").await;
+        if claim.is_some() && row.claim_id != claim {
+            return Ok(self.report(
+                &row,
+                trigger,
+                Outcome::Skipped,
+                Some("claim superseded".into()),
+            ));
+        }
+        if claim.is_none() && !trigger.ignores_schedule() && !is_due(&row, started_at) {
+            return self.skip(&row, trigger, started_at, "not due", None).await;
+        }
+        if row.status != AccountStatus::Active && !trigger.ignores_schedule() {
+            return self
+                .skip(&row, trigger, started_at, "not active", None)
+                .await;
         }
         let leased = match self.take_lease(&row, started_at, deadline).await? {
             Lease::Held(leased) => *leased,
@@ -219,9 +257,13 @@ impl Engine {
         };
         // Re-check under the lease: another process may have refreshed the
         // account between the first read and the lease.
-        if !trigger.ignores_schedule() && !is_due(&leased, Utc::now()) {
+        let still_due = match claim {
+            Some(claim) => leased.claim_id == Some(claim) && leased.status == AccountStatus::Active,
+            None => trigger.ignores_schedule() || is_due(&leased, Utc::now()),
+        };
+        if !still_due {
             return self
-                .skip(&leased, trigger, started_at, "refreshed meanwhile")
+                .skip(&leased, trigger, started_at, "refreshed meanwhile", None)
                 .await;
         }
         self.run_leased(leased, trigger, started_at).await
@@ -294,6 +336,11 @@ impl Engine {
                 return Err(error);
             }
         };
+        if trigger == Trigger::HealthCheck {
+            return self
+                .health_check(&leased, trigger, started_at, flow.as_ref(), &credentials)
+                .await;
+        }
         if flow.needs_refresh_token() && credentials.refresh.is_none() {
             return self.no_refresh_token(&leased, trigger, started_at).await;
         }
@@ -375,9 +422,14 @@ impl Engine {
             key_id: keyring.primary_key_id().to_owned(),
             issued_at: now,
             expires_at: Some(expires_at),
-            refresh_token_expires_at: grant.refresh_token_expires_in.map(|d| now + delta(d)),
+            // The platform's word first; a rotated token restarts the
+            // configured lifetime; a kept one keeps its expiry.
+            refresh_token_expires_at: grant.refresh_token_expires_in.map(|d| now + delta(d)).or_else(|| {
+                let rotated = matches!((&grant.refresh_token, &old.refresh), (Some(new), Some(old)) if new.expose() != old.expose());
+                rotated.then_some(policy.refresh_token_lifetime).flatten().map(|l| now + delta(l))
+            }),
             granted_scopes: grant.scopes.clone(),
-            next_attempt_at: policy.refresh_at(now, Some(expires_at)),
+            next_attempt_at: Some(policy.plan(&leased.id, now, Some(expires_at)).at()),
         };
         let note = grant.expires_in.is_none().then(|| {
             format!(
@@ -561,12 +613,73 @@ impl Engine {
         }
     }
 
+    /// A health check for a token that never expires. Platforms without a
+    /// check of their own are simply looked at again after the interval.
+    async fn health_check(
+        &self,
+        leased: &AccountRow,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        flow: &dyn crate::providers::TokenProvider,
+        credentials: &Credentials,
+    ) -> Result<RefreshReport, EngineError> {
+        let policy = self.inner.config.policy(leased.provider);
+        let request = RefreshRequest {
+            account_id: &leased.id,
+            provider: leased.provider,
+            access_token: &credentials.access,
+            refresh_token: credentials.refresh.as_ref(),
+            meta: &leased.meta,
+        };
+        let next = Utc::now() + delta(policy.health_check_interval);
+        match flow.health_check(request) {
+            None => {
+                self.skip(
+                    leased,
+                    trigger,
+                    started_at,
+                    "no health check for this platform",
+                    Some(next),
+                )
+                .await
+            }
+            Some(check) => match check.await {
+                Ok(()) => {
+                    let now = Utc::now();
+                    let attempt = NewAttempt {
+                        trigger,
+                        started_at,
+                        finished_at: now,
+                        outcome: Outcome::Healthy,
+                        http_status: None,
+                        provider_error_code: None,
+                        message: None,
+                    };
+                    self.commit_with_retry(
+                        leased,
+                        &attempt,
+                        &Change::Healthy {
+                            next_attempt_at: next,
+                        },
+                    )
+                    .await?;
+                    Ok(self.report(leased, trigger, Outcome::Healthy, None))
+                }
+                Err(error) => {
+                    self.finish_failure(leased, trigger, started_at, error, Some(credentials))
+                        .await
+                }
+            },
+        }
+    }
+
     async fn skip(
         &self,
         row: &AccountRow,
         trigger: Trigger,
         started_at: DateTime<Utc>,
         why: &str,
+        next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<RefreshReport, EngineError> {
         let attempt = NewAttempt {
             trigger,
@@ -577,7 +690,7 @@ impl Engine {
             provider_error_code: None,
             message: Some(why.to_owned()),
         };
-        self.commit_with_retry(row, &attempt, &Change::Skipped)
+        self.commit_with_retry(row, &attempt, &Change::Skipped { next_attempt_at })
             .await?;
         tracing::debug!(outcome = "skipped", why, "refresh skipped");
         Ok(self.report(row, trigger, Outcome::Skipped, Some(why.to_owned())))

@@ -51,6 +51,15 @@ pub trait TokenProvider: Send + Sync {
         &'a self,
         request: RefreshRequest<'a>,
     ) -> BoxFuture<'a, Result<TokenGrant, ProviderError>>;
+
+    /// Checks that a token which never expires still works; None where the
+    /// platform has no such check.
+    fn health_check<'a>(
+        &'a self,
+        _request: RefreshRequest<'a>,
+    ) -> Option<BoxFuture<'a, Result<(), ProviderError>>> {
+        None
+    }
 }
 
 /// The flow configured for each platform, or why there is none.

@@ -49,6 +49,9 @@ pub struct AccountRow {
     pub lease_until: Option<DateTime<Utc>>,
     pub lease_started_at: Option<DateTime<Utc>>,
     pub interrupted_refresh_at: Option<DateTime<Utc>>,
+    pub claim_id: Option<uuid::Uuid>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub claimed_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -143,7 +146,17 @@ async fn register_once(
         .refresh_token
         .as_ref()
         .map(|rt| keyring.encrypt(&id, Field::RefreshToken, rt.expose()));
-    let next_attempt_at = policy.refresh_at(new.token_issued_at, new.token_expires_at);
+    let next_attempt_at = policy
+        .plan(&id, new.token_issued_at, new.token_expires_at)
+        .at();
+    // Where the platform gave no refresh-token expiry, the configured
+    // lifetime (if known) counts from this connection.
+    let refresh_token_expires_at = new.refresh_token_expires_at.or_else(|| {
+        new.refresh_token.as_ref()?;
+        policy
+            .refresh_token_lifetime
+            .map(|l| new.token_issued_at + crate::policy::delta(l))
+    });
 
     let account: AccountRow = sqlx::query_as(
         "INSERT INTO social_accounts (
@@ -175,6 +188,7 @@ async fn register_once(
              credentials_key_id = EXCLUDED.credentials_key_id,
              credentials_version = social_accounts.credentials_version + 1,
              interrupted_refresh_at = NULL,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
          RETURNING *",
     )
@@ -191,7 +205,7 @@ async fn register_once(
     .bind(&new.default_board_id)
     .bind(new.token_issued_at)
     .bind(new.token_expires_at)
-    .bind(new.refresh_token_expires_at)
+    .bind(refresh_token_expires_at)
     .bind(next_attempt_at)
     .bind(access)
     .bind(refresh)

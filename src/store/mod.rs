@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod events;
 pub mod keys;
 pub mod refresh;
+pub mod scheduling;
 
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

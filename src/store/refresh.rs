@@ -70,8 +70,15 @@ pub struct FailureChange {
 pub enum Change {
     Refreshed(NewCredentials),
     Failed(FailureChange),
-    /// Nothing happened at the provider; only the lease is released.
-    Skipped,
+    /// Nothing happened at the provider; the lease and the claim are
+    /// released and, when given, the next attempt is moved.
+    Skipped {
+        next_attempt_at: Option<DateTime<Utc>>,
+    },
+    /// A health check passed: errors cleared, next check planned.
+    Healthy {
+        next_attempt_at: DateTime<Utc>,
+    },
 }
 
 /// What the commit did.
@@ -155,10 +162,18 @@ pub async fn commit(
             )
             .await?;
         }
-        Change::Skipped => {
-            if holds_lease {
-                release(&mut tx, &leased.id).await?;
-            }
+        Change::Skipped { next_attempt_at } => {
+            release(&mut tx, &leased.id, holds_lease, *next_attempt_at).await?;
+        }
+        Change::Healthy { next_attempt_at } => {
+            write_healthy(
+                &mut tx,
+                &leased.id,
+                holds_lease,
+                *next_attempt_at,
+                attempt.finished_at,
+            )
+            .await?;
         }
     }
     attempts::insert(&mut tx, &leased.id, leased.provider, &recorded).await?;
@@ -166,7 +181,7 @@ pub async fn commit(
         let reason = match change {
             Change::Refreshed(_) => "refreshed".to_owned(),
             Change::Failed(f) => f.error.clone(),
-            Change::Skipped => unreachable!("a skip never changes status"),
+            Change::Skipped { .. } | Change::Healthy { .. } => unreachable!("never changes status"),
         };
         events::insert(&mut tx, leased, Some(from), to, &reason).await?;
     }
@@ -175,7 +190,7 @@ pub async fn commit(
     let applied = match change {
         Change::Refreshed(_) => fenced_ok,
         Change::Failed(f) => f.new_status.is_none() || fenced_ok,
-        Change::Skipped => true,
+        Change::Skipped { .. } | Change::Healthy { .. } => true,
     };
     Ok(if applied {
         Committed::Applied { from, to }
@@ -220,6 +235,7 @@ async fn write_credentials(
              status_reason = NULL,
              interrupted_refresh_at = NULL,
              lease_owner = NULL, lease_until = NULL, lease_started_at = NULL,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
          WHERE id = $1",
     )
@@ -257,6 +273,7 @@ async fn write_failure(
              lease_owner = CASE WHEN $8 THEN NULL ELSE lease_owner END,
              lease_until = CASE WHEN $8 THEN NULL ELSE lease_until END,
              lease_started_at = CASE WHEN $8 THEN NULL ELSE lease_started_at END,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
          WHERE id = $1",
     )
@@ -285,6 +302,7 @@ async fn record_attempt_only(
              lease_owner = CASE WHEN $3 THEN NULL ELSE lease_owner END,
              lease_until = CASE WHEN $3 THEN NULL ELSE lease_until END,
              lease_started_at = CASE WHEN $3 THEN NULL ELSE lease_started_at END,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
          WHERE id = $1",
     )
@@ -296,11 +314,54 @@ async fn record_attempt_only(
     Ok(())
 }
 
-async fn release(tx: &mut sqlx::PgConnection, id: &AccountId) -> Result<(), sqlx::Error> {
+async fn release(
+    tx: &mut sqlx::PgConnection,
+    id: &AccountId,
+    holds_lease: bool,
+    next_attempt_at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE social_accounts SET lease_owner = NULL, lease_until = NULL, lease_started_at = NULL WHERE id = $1",
+        "UPDATE social_accounts SET
+             lease_owner = CASE WHEN $2 THEN NULL ELSE lease_owner END,
+             lease_until = CASE WHEN $2 THEN NULL ELSE lease_until END,
+             lease_started_at = CASE WHEN $2 THEN NULL ELSE lease_started_at END,
+             next_attempt_at = COALESCE($3, next_attempt_at),
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL
+         WHERE id = $1",
     )
     .bind(id.as_str())
+    .bind(holds_lease)
+    .bind(next_attempt_at)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_healthy(
+    tx: &mut sqlx::PgConnection,
+    id: &AccountId,
+    holds_lease: bool,
+    next_attempt_at: DateTime<Utc>,
+    attempted_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE social_accounts SET
+             last_refresh_attempt_at = $4,
+             last_refresh_error = NULL,
+             last_refresh_error_status = NULL,
+             consecutive_failures = 0,
+             lease_owner = CASE WHEN $2 THEN NULL ELSE lease_owner END,
+             lease_until = CASE WHEN $2 THEN NULL ELSE lease_until END,
+             lease_started_at = CASE WHEN $2 THEN NULL ELSE lease_started_at END,
+             next_attempt_at = $3,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(holds_lease)
+    .bind(next_attempt_at)
+    .bind(attempted_at)
     .execute(tx)
     .await?;
     Ok(())
