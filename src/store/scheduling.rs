@@ -21,6 +21,16 @@ pub struct Claimed {
     pub planned_at: DateTime<Utc>,
 }
 
+/// id, provider, claim, planned at, consecutive failures, token expiry.
+type ClaimRow = (
+    String,
+    String,
+    Uuid,
+    DateTime<Utc>,
+    i32,
+    Option<DateTime<Utc>>,
+);
+
 /// Claims that have not finished and have not timed out: the jobs that are
 /// queued or running.
 pub async fn outstanding(pool: &PgPool, claim_timeout: Duration) -> Result<i64, sqlx::Error> {
@@ -43,7 +53,7 @@ pub async fn claim_due(
     limit: i64,
     claim_timeout: Duration,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let rows: Vec<(String, String, Uuid, DateTime<Utc>, i32, Option<DateTime<Utc>>)> = sqlx::query_as(
+    let rows: Vec<ClaimRow> = sqlx::query_as(
         "WITH due AS (
              SELECT id, next_attempt_at AS planned_at FROM social_accounts
              WHERE status = 'ACTIVE' AND next_attempt_at IS NOT NULL AND next_attempt_at <= now()
