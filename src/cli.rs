@@ -31,6 +31,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the daemon: scheduler and workers (select with --role).
+    Run {
+        /// Comma-separated subset of scheduler, worker, api.
+        #[arg(long, value_delimiter = ',', default_value = "scheduler,worker")]
+        role: Vec<crate::daemon::Role>,
+    },
     /// Apply pending database migrations.
     Migrate,
     /// Register, list and inspect accounts.
@@ -199,6 +205,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     crate::telemetry::init(&settings.log);
     match cli.command {
+        Command::Run { role } => {
+            let queue = settings.redis.queue.clone();
+            let shutdown = crate::daemon::shutdown_on_signals();
+            let app = App::start(settings).await?;
+            crate::daemon::run(app, role, queue, shutdown).await?;
+        }
         Command::Migrate => {
             let pool = app::connect(&settings, None).await?;
             store::migrate(&pool).await.context("applying migrations")?;

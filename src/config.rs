@@ -63,7 +63,7 @@ impl ConfigError {
     }
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub database: DatabaseSettings,
@@ -79,7 +79,7 @@ pub struct Settings {
     pub providers: ProvidersSettings,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// Secret: may carry a password.
@@ -104,7 +104,7 @@ impl Default for RedisSettings {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerSettings {
     /// Time between scans for due accounts.
@@ -133,7 +133,7 @@ impl Default for SchedulerSettings {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerSettings {
     /// Refreshes in flight per process.
@@ -163,7 +163,7 @@ impl Default for WorkerSettings {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CircuitSettings {
     /// Outcomes remembered per provider.
@@ -188,7 +188,7 @@ impl Default for CircuitSettings {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownSettings {
     /// How long refreshes in flight may take to finish after SIGTERM.
@@ -204,7 +204,7 @@ impl Default for ShutdownSettings {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     #[serde(skip_serializing)]
@@ -230,7 +230,7 @@ impl Default for DatabaseSettings {
     }
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CryptoSettings {
     /// `id:base64key` entries separated by commas, newest first: the first
@@ -240,7 +240,7 @@ pub struct CryptoSettings {
     pub keys_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     #[serde(with = "humantime_serde")]
@@ -262,7 +262,7 @@ impl Default for HttpSettings {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSettings {
     /// Names this process in leases; empty: host name, pid and a random suffix.
@@ -299,7 +299,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -345,7 +345,7 @@ pub enum ClientAuth {
     Body,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSettings {
     pub flow: Flow,
@@ -479,7 +479,7 @@ impl ProviderSettings {
 macro_rules! providers_settings {
     ($($field:ident => $provider:ident),+ $(,)?) => {
         /// One section per platform, `[providers.<name>]`.
-        #[derive(Debug, Deserialize, Serialize)]
+        #[derive(Debug, Clone, Deserialize, Serialize)]
         #[serde(default, deny_unknown_fields)]
         pub struct ProvidersSettings {
             $(pub $field: ProviderSettings,)+

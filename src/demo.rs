@@ -8,9 +8,8 @@
 //! Logs default to errors only so the progress lines stay readable;
 //! `RUST_LOG=info` shows every refresh.
 
-use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,15 +17,13 @@ use chrono::{TimeDelta, Utc};
 use clap::Args;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, App};
 use crate::config::{ClientAuth, Flow, Settings};
 use crate::crypto::{Field, Keyring};
-use crate::domain::{
-    AccessToken, AccountStatus, ConnectionType, Outcome, Provider, RefreshToken, Trigger,
-};
+use crate::daemon::Role;
+use crate::domain::{AccessToken, AccountStatus, ConnectionType, Outcome, Provider, RefreshToken};
 use crate::fake::{FakeOAuthServer, FamilySpec};
 use crate::policy::RefreshPolicy;
 use crate::store::accounts::{self, NewAccount};
@@ -100,12 +97,6 @@ const DEMO_PLATFORMS: &[(Provider, &str, ClientAuth, bool, bool)] = &[
     ),
 ];
 
-#[derive(Default)]
-struct Tally {
-    by_outcome: BTreeMap<Outcome, u64>,
-    errors: u64,
-}
-
 pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let client_secret = format!("demo-secret-{:016x}", rand::random::<u64>());
     let fake = FakeOAuthServer::start("demo-client", &client_secret).await?;
@@ -119,6 +110,8 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
         section.rotates_refresh_token = *rotates;
         section.refresh_margin = Duration::from_secs(5);
     }
+    settings.scheduler.interval = Duration::from_millis(500);
+    settings.worker.concurrency = args.concurrency.max(1);
     // Short backoff so failures visibly recover within the demo.
     settings.engine.retry_base = Duration::from_secs(2);
     settings.engine.retry_cap = Duration::from_secs(15);
@@ -140,47 +133,40 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
         fake.url("/")
     );
 
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let in_flight = Arc::new(Mutex::new(HashSet::new()));
-    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let mut tasks = JoinSet::new();
+    // The real daemon: scheduler and workers over Redis, on a queue of this
+    // run's own.
+    let queue = format!("{{tokenwarden-demo-{:08x}}}:refresh", rand::random::<u32>());
+    let shutdown = CancellationToken::new();
+    let daemon_app = App {
+        settings: app.settings.clone(),
+        pool: app.pool.clone(),
+        keyring: app.keyring.clone(),
+        engine: app.engine.clone(),
+    };
+    let daemon = tokio::spawn(crate::daemon::run(
+        daemon_app,
+        vec![Role::Scheduler, Role::Worker],
+        queue.clone(),
+        shutdown.clone(),
+    ));
+
     let started = tokio::time::Instant::now();
     let stop_at = args.duration.map(|d| started + d);
-    let mut scan = tokio::time::interval(Duration::from_millis(500));
     let mut progress = tokio::time::interval(Duration::from_secs(args.progress_every.max(1)));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-
     loop {
         tokio::select! {
             _ = &mut ctrl_c => break,
             _ = async { tokio::time::sleep_until(stop_at.unwrap()).await }, if stop_at.is_some() => break,
-            _ = progress.tick() => print_progress(&app.pool, &tally, &fake, started.elapsed()).await?,
-            _ = scan.tick() => {
-                for id in accounts::due_ids(&app.pool, Utc::now(), 500).await? {
-                    if !in_flight.lock().expect("poisoned").insert(id.clone()) {
-                        continue;
-                    }
-                    let permit = permits.clone().acquire_owned().await?;
-                    let (engine, tally, in_flight) = (app.engine.clone(), tally.clone(), in_flight.clone());
-                    tasks.spawn(async move {
-                        let result = engine.refresh(&id, Trigger::Scheduled).await;
-                        let mut tally = tally.lock().expect("poisoned");
-                        match result {
-                            Ok(report) => *tally.by_outcome.entry(report.outcome).or_default() += 1,
-                            Err(_) => tally.errors += 1,
-                        }
-                        in_flight.lock().expect("poisoned").remove(&id);
-                        drop(permit);
-                    });
-                }
-                while tasks.try_join_next().is_some() {}
-            }
+            _ = progress.tick() => print_progress(&app.pool, &fake, started.elapsed()).await?,
         }
     }
     // Let refreshes in flight commit: a rotated token must not be dropped.
-    while tasks.join_next().await.is_some() {}
-    print_progress(&app.pool, &tally, &fake, started.elapsed()).await?;
+    shutdown.cancel();
+    daemon.await.context("the demo daemon panicked")??;
+    let _ = crate::queue::purge(&app.settings, &queue).await;
+    print_progress(&app.pool, &fake, started.elapsed()).await?;
     let verdict = verify(&app, &fake).await;
     app.pool.close().await;
     if args.drop_schema {
@@ -262,7 +248,6 @@ async fn seed(app: &App, fake: &FakeOAuthServer, count: usize) -> anyhow::Result
 
 async fn print_progress(
     pool: &PgPool,
-    tally: &Mutex<Tally>,
     fake: &FakeOAuthServer,
     elapsed: Duration,
 ) -> anyhow::Result<()> {
@@ -276,8 +261,16 @@ async fn print_progress(
     )
     .fetch_one(pool)
     .await?;
-    let tally = tally.lock().expect("poisoned");
-    let count = |o: Outcome| tally.by_outcome.get(&o).copied().unwrap_or(0);
+    let by_outcome: Vec<(String, i64)> =
+        sqlx::query_as("SELECT outcome, count(*) FROM refresh_attempts GROUP BY outcome")
+            .fetch_all(pool)
+            .await?;
+    let count = |o: Outcome| {
+        by_outcome
+            .iter()
+            .find(|(name, _)| name == o.as_str())
+            .map_or(0, |(_, n)| *n)
+    };
     println!(
         "[{:>4}s] refreshed {:>5} | transient {:>4} | active {:>4} (failing {:>3}) | expired {:>3} | revoked {:>3} | next due {:>5} | provider calls {:>5}",
         elapsed.as_secs(),

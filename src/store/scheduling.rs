@@ -154,3 +154,17 @@ pub async fn sweep_expired(
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Moves a claimed account's next attempt (its provider is paused) and gives
+/// the claim back; no status change, no failure counted.
+pub async fn postpone(pool: &PgPool, claim: Uuid, until: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE social_accounts SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = $2
+         WHERE claim_id = $1",
+    )
+    .bind(claim)
+    .bind(until)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! `tokenwarden run`: the long-running daemon, in the roles asked for.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::gate::ProviderGates;
+use crate::queue::{self, worker};
+use crate::scheduler::Scheduler;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Scheduler,
+    Worker,
+    Api,
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "scheduler" => Ok(Role::Scheduler),
+            "worker" => Ok(Role::Worker),
+            "api" => Ok(Role::Api),
+            other => Err(format!(
+                "unknown role {other:?}; expected scheduler, worker or api"
+            )),
+        }
+    }
+}
+
+/// Runs the roles until `shutdown` fires; in-flight refreshes get
+/// `shutdown.grace` to finish.
+pub async fn run(
+    app: App,
+    roles: Vec<Role>,
+    queue_name: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if roles.contains(&Role::Api) {
+        tracing::warn!("the api role has no HTTP server yet; running the other roles");
+    }
+    let storage = queue::connect(&app.settings, &queue_name).await?;
+    let owner = app.engine.owner().to_owned();
+    let mut tasks = tokio::task::JoinSet::new();
+    if roles.contains(&Role::Scheduler) {
+        let scheduler = Scheduler::new(&app.settings, app.pool.clone(), storage.clone(), &owner);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            scheduler.run(stop).await;
+            Ok(())
+        });
+    }
+    if roles.contains(&Role::Worker) {
+        let ctx = Arc::new(worker::JobContext {
+            engine: app.engine.clone(),
+            gates: Arc::new(ProviderGates::from_settings(&app.settings)),
+            pool: app.pool.clone(),
+            job_timeout: app.settings.worker.job_timeout,
+        });
+        let settings = Arc::new(app.settings);
+        let stop = shutdown.clone();
+        tasks.spawn(async move { worker::run(&settings, storage, ctx, &owner, stop).await });
+    }
+    tracing::info!(?roles, queue = %queue_name, "tokenwarden running");
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done.context("a daemon task panicked").and_then(|r| r);
+        if let Err(e) = outcome {
+            tracing::error!(error = %format!("{e:#}"), "a daemon role stopped");
+            shutdown.cancel();
+            result = Err(e);
+        }
+    }
+    result
+}
+
+/// A token cancelled by the first SIGTERM or Ctrl-C; a second signal exits
+/// the process at once.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        for count in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            if count == 0 {
+                tracing::info!(
+                    "shutting down: finishing refreshes in flight (a second signal exits at once)"
+                );
+                cancel.cancel();
+            } else {
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+        }
+    });
+    token
+}

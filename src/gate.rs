@@ -1,0 +1,175 @@
+//! Per-provider admission for workers: a concurrency cap, a token-bucket
+//! rate limit, and a circuit breaker. A provider that answers with app-level
+//! errors, or fails too often, is paused; while paused its accounts are
+//! postponed, never marked (their status is not the user's problem).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::config::{CircuitSettings, Settings};
+use crate::domain::{Outcome, Provider};
+
+pub struct ProviderGates {
+    gates: HashMap<Provider, Gate>,
+    circuit: CircuitSettings,
+}
+
+struct Gate {
+    in_flight: Arc<Semaphore>,
+    rate_per_second: f64,
+    state: Mutex<GateState>,
+}
+
+struct GateState {
+    tokens: f64,
+    refilled: Instant,
+    recent: VecDeque<bool>,
+    /// Paused until then (circuit open, or the platform's rate-limit reset).
+    paused_until: Option<Instant>,
+    /// After a pause, one probe call decides.
+    probing: bool,
+}
+
+pub enum Admission {
+    /// Go ahead; hold the permit for the duration of the call.
+    Go(OwnedSemaphorePermit),
+    /// The provider is paused; try the account again after this long.
+    Paused { retry_in: Duration },
+}
+
+impl ProviderGates {
+    pub fn from_settings(settings: &Settings) -> Self {
+        let gates = Provider::ALL
+            .iter()
+            .map(|p| {
+                let section = settings.providers.get(*p);
+                let gate = Gate {
+                    in_flight: Arc::new(Semaphore::new(section.max_concurrency)),
+                    rate_per_second: section.rate_per_second,
+                    state: Mutex::new(GateState {
+                        tokens: section.rate_per_second.max(1.0),
+                        refilled: Instant::now(),
+                        recent: VecDeque::new(),
+                        paused_until: None,
+                        probing: false,
+                    }),
+                };
+                (*p, gate)
+            })
+            .collect();
+        Self {
+            gates,
+            circuit: settings.circuit.clone(),
+        }
+    }
+
+    /// Waits for a concurrency slot and a rate token, unless the provider is paused.
+    pub async fn admit(&self, provider: Provider) -> Admission {
+        let gate = &self.gates[&provider];
+        if let Some(retry_in) = self.paused(gate) {
+            return Admission::Paused { retry_in };
+        }
+        let permit = gate
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("gate semaphores are never closed");
+        loop {
+            let wait = {
+                let mut state = gate.state.lock().expect("gate poisoned");
+                let now = Instant::now();
+                let burst = gate.rate_per_second.max(1.0);
+                state.tokens = (state.tokens
+                    + (now - state.refilled).as_secs_f64() * gate.rate_per_second)
+                    .min(burst);
+                state.refilled = now;
+                if state.tokens >= 1.0 {
+                    state.tokens -= 1.0;
+                    None
+                } else {
+                    Some(Duration::from_secs_f64(
+                        (1.0 - state.tokens) / gate.rate_per_second,
+                    ))
+                }
+            };
+            match wait {
+                None => break,
+                Some(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+        // The pause may have begun while this call waited.
+        if let Some(retry_in) = self.paused(gate) {
+            return Admission::Paused { retry_in };
+        }
+        Admission::Go(permit)
+    }
+
+    fn paused(&self, gate: &Gate) -> Option<Duration> {
+        let mut state = gate.state.lock().expect("gate poisoned");
+        let until = state.paused_until?;
+        let now = Instant::now();
+        if now < until {
+            return Some(until - now);
+        }
+        if state.probing {
+            // A probe is out: everyone else waits for its verdict.
+            return Some(self.circuit.cooldown.min(Duration::from_secs(5)));
+        }
+        state.probing = true;
+        None
+    }
+
+    /// Feeds an outcome back; `retry_after` is the platform's own reset.
+    pub fn record(&self, provider: Provider, outcome: Outcome, retry_after: Option<Duration>) {
+        let gate = &self.gates[&provider];
+        let mut state = gate.state.lock().expect("gate poisoned");
+        let now = Instant::now();
+        let failed = matches!(
+            outcome,
+            Outcome::TransientError | Outcome::RateLimited | Outcome::ConfigError
+        );
+        if state.probing {
+            state.probing = false;
+            state.paused_until = failed.then(|| now + self.circuit.cooldown);
+            state.recent.clear();
+        }
+        match outcome {
+            Outcome::ConfigError => {
+                state.paused_until = Some(now + self.circuit.cooldown);
+                tracing::error!(%provider, "provider paused: app-level error (check its client configuration)");
+            }
+            Outcome::RateLimited => {
+                let until = now + retry_after.unwrap_or(self.circuit.cooldown);
+                state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
+            }
+            _ => {}
+        }
+        if matches!(outcome, Outcome::Skipped) {
+            return;
+        }
+        state.recent.push_back(failed);
+        while state.recent.len() > self.circuit.window {
+            state.recent.pop_front();
+        }
+        let failures = state.recent.iter().filter(|f| **f).count();
+        if state.recent.len() >= self.circuit.min_calls
+            && failures as f64 >= self.circuit.failure_ratio * state.recent.len() as f64
+            && state.paused_until.is_none_or(|u| u <= now)
+        {
+            state.paused_until = Some(now + self.circuit.cooldown);
+            state.recent.clear();
+            tracing::warn!(%provider, failures, "provider paused: failure ratio over threshold");
+        }
+    }
+
+    /// Whether the provider is paused now (for metrics and logs).
+    pub fn is_paused(&self, provider: Provider) -> bool {
+        let state = self.gates[&provider].state.lock().expect("gate poisoned");
+        state.paused_until.is_some_and(|u| Instant::now() < u)
+    }
+}

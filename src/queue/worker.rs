@@ -1,0 +1,109 @@
+//! Workers: take jobs from Redis, pass each through the provider's gate, run
+//! it through the engine, and always return Ok: the retry policy lives in
+//! PostgreSQL (next attempt time), not in the queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::layers::WorkerBuilderExt;
+use apalis::prelude::*;
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::domain::Outcome;
+use crate::engine::Engine;
+use crate::gate::{Admission, ProviderGates};
+use crate::policy::delta;
+use crate::queue::{JobStorage, RefreshJob};
+use crate::store::scheduling;
+
+/// What every job handler shares.
+pub struct JobContext {
+    pub engine: Engine,
+    pub gates: Arc<ProviderGates>,
+    pub pool: PgPool,
+    pub job_timeout: Duration,
+}
+
+impl JobContext {
+    /// Runs one job to its end; never fails the job (see module docs).
+    pub async fn process(&self, job: RefreshJob) {
+        let permit = match self.gates.admit(job.provider).await {
+            Admission::Go(permit) => permit,
+            Admission::Paused { retry_in } => {
+                let until = Utc::now() + delta(retry_in);
+                if let Err(e) = scheduling::postpone(&self.pool, job.claim_id, until).await {
+                    tracing::warn!(account_id = %job.account_id, error = %e, "could not postpone; the claim will time out instead");
+                }
+                return;
+            }
+        };
+        let run = self
+            .engine
+            .refresh_claimed(&job.account_id, job.trigger, job.claim_id);
+        match tokio::time::timeout(self.job_timeout, run).await {
+            Ok(Ok(report)) => {
+                let retry_after = report
+                    .retry_at
+                    .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
+                if !(report.outcome == Outcome::Skipped
+                    && report.message.as_deref() == Some("claim superseded"))
+                {
+                    self.gates.record(job.provider, report.outcome, retry_after);
+                }
+                let lateness = (Utc::now() - job.planned_at).num_milliseconds();
+                tracing::debug!(account_id = %job.account_id, outcome = %report.outcome, lateness_ms = lateness, "job done");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(account_id = %job.account_id, error = %e, "job failed; its claim will time out and be retried")
+            }
+            Err(_) => {
+                tracing::error!(account_id = %job.account_id, "job timed out; its lease and claim will expire")
+            }
+        }
+        drop(permit);
+    }
+}
+
+async fn handle(job: RefreshJob, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
+    ctx.process(job).await;
+    Ok(())
+}
+
+/// Runs the worker pool until `shutdown` fires, then lets jobs in flight
+/// finish within `shutdown.grace`. Workers that die on a Redis error are
+/// restarted under a new name (apalis refuses a name still within its
+/// heartbeat window), with a growing pause.
+pub async fn run(
+    settings: &Settings,
+    storage: JobStorage,
+    ctx: Arc<JobContext>,
+    owner: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let concurrency = settings.worker.concurrency;
+    let poll = settings.worker.poll_interval;
+    let base = format!("{owner}-worker");
+    let monitor = Monitor::new()
+        .register(move |restarts| {
+            WorkerBuilder::new(format!("{base}-{restarts}"))
+                .backend(storage.clone().poll_with_interval(poll))
+                .data(ctx.clone())
+                .concurrency(concurrency)
+                .build(handle)
+        })
+        .should_restart(|worker, error| {
+            tracing::error!(worker = worker.name(), %error, "worker stopped; restarting");
+            true
+        })
+        .shutdown_timeout(settings.shutdown.grace);
+    monitor
+        .run_with_signal(async move {
+            shutdown.cancelled().await;
+            Ok(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("worker pool: {e}"))
+}

@@ -1,0 +1,331 @@
+//! Scheduler and workers against real PostgreSQL and Redis: every due
+//! account refreshed exactly once (one daemon or three), backpressure, a
+//! queue that loses its jobs, the expiry sweep, and SIGTERM with refreshes
+//! in flight.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use common::{TestEnv, new_account, rotating};
+use secrecy::SecretString;
+use tokenwarden::app::App;
+use tokenwarden::config::Settings;
+use tokenwarden::daemon::{self, Role};
+use tokenwarden::domain::{AccountId, AccountStatus, Provider};
+use tokenwarden::fake::IssuedTokens;
+use tokenwarden::policy::RefreshPolicy;
+use tokenwarden::scheduler::Scheduler;
+use tokenwarden::store::accounts;
+use tokio_util::sync::CancellationToken;
+
+fn redis_url() -> String {
+    std::env::var("TOKENWARDEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn unique_queue() -> String {
+    format!("{{tw-test-{:08x}}}:refresh", rand::random::<u32>())
+}
+
+fn tune(settings: &mut Settings) {
+    settings.redis.url = Some(SecretString::from(redis_url()));
+    settings.scheduler.interval = Duration::from_millis(200);
+    settings.scheduler.claim_timeout = Duration::from_secs(8);
+    settings.worker.job_timeout = Duration::from_secs(7);
+    settings.worker.concurrency = 64;
+    settings.worker.poll_interval = Duration::from_millis(50);
+    settings.shutdown.grace = Duration::from_secs(10);
+}
+
+async fn seed(env: &TestEnv, count: usize) -> Vec<(AccountId, IssuedTokens)> {
+    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::X));
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let tokens = env.fake.issue(rotating());
+        let new = new_account(
+            Provider::X,
+            &format!("ext-{i}"),
+            &tokens,
+            Utc::now() - TimeDelta::hours(2),
+            Some(Utc::now() + TimeDelta::minutes(1)),
+        );
+        out.push((
+            accounts::register(env.pool(), &env.keyring, &policy, &new)
+                .await
+                .unwrap()
+                .account
+                .id,
+            tokens,
+        ));
+    }
+    out
+}
+
+fn app_for(env: &TestEnv, owner: &str) -> App {
+    let engine = env.other_engine(owner);
+    App {
+        settings: env.settings.clone(),
+        pool: env.pool().clone(),
+        keyring: env.keyring.clone(),
+        engine,
+    }
+}
+
+async fn wait_until_all_refreshed(env: &TestEnv, count: i64, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let refreshed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM social_accounts WHERE last_refreshed_at IS NOT NULL",
+        )
+        .fetch_one(env.pool())
+        .await
+        .unwrap();
+        if refreshed >= count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {refreshed}/{count} refreshed in time"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn assert_each_refreshed_exactly_once(env: &TestEnv, seeded: &[(AccountId, IssuedTokens)]) {
+    assert_eq!(
+        env.fake.call_count(),
+        seeded.len(),
+        "one provider call per account"
+    );
+    assert_eq!(env.fake.reuse_detected(), 0);
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM refresh_attempts WHERE outcome = 'refreshed'")
+            .fetch_one(env.pool())
+            .await
+            .unwrap();
+    assert_eq!(attempts as usize, seeded.len());
+    for (id, _) in seeded.iter().take(20) {
+        assert!(
+            env.fake
+                .is_live(&env.stored_refresh_token(id).await.unwrap())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_daemon_refreshes_every_due_account_once() {
+    let env = TestEnv::with(tune).await;
+    let seeded = seed(&env, 300).await;
+    let queue = unique_queue();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(daemon::run(
+        app_for(&env, "d1"),
+        vec![Role::Scheduler, Role::Worker],
+        queue.clone(),
+        stop.clone(),
+    ));
+    wait_until_all_refreshed(&env, 300, Duration::from_secs(60)).await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert_each_refreshed_exactly_once(&env, &seeded).await;
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_share_the_work_without_duplicates() {
+    let env = TestEnv::with(tune).await;
+    let seeded = seed(&env, 400).await;
+    let queue = unique_queue();
+    let stop = CancellationToken::new();
+    let runs: Vec<_> = ["d1", "d2", "d3"]
+        .iter()
+        .map(|owner| {
+            tokio::spawn(daemon::run(
+                app_for(&env, owner),
+                vec![Role::Scheduler, Role::Worker],
+                queue.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    wait_until_all_refreshed(&env, 400, Duration::from_secs(60)).await;
+    // Give any duplicate a chance to show up before counting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    for run in runs {
+        run.await.unwrap().unwrap();
+    }
+    assert_each_refreshed_exactly_once(&env, &seeded).await;
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outstanding_jobs_are_bounded_and_lost_jobs_come_back_after_the_claim_timeout() {
+    let env = TestEnv::with(|s| {
+        tune(s);
+        s.scheduler.max_outstanding = 50;
+        s.scheduler.batch_size = 20;
+    })
+    .await;
+    let seeded = seed(&env, 120).await;
+    let queue = unique_queue();
+    let storage = tokenwarden::queue::connect(&env.settings, &queue)
+        .await
+        .unwrap();
+    let mut scheduler = Scheduler::new(&env.settings, env.pool().clone(), storage, "s1");
+    let first = scheduler.tick().await.unwrap();
+    assert_eq!(
+        first.queued, 50,
+        "backpressure: never more than max_outstanding"
+    );
+    let second = scheduler.tick().await.unwrap();
+    assert_eq!((second.outstanding_before, second.queued), (50, 0));
+
+    // Redis loses everything (as FLUSHALL or a restart without persistence
+    // would; only this test's keys are dropped so parallel tests live on).
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(daemon::run(
+        app_for(&env, "d1"),
+        vec![Role::Scheduler, Role::Worker],
+        queue.clone(),
+        stop.clone(),
+    ));
+    // The 70 unclaimed accounts flow at once; the 50 lost ones after the
+    // claim timeout (8 s).
+    wait_until_all_refreshed(&env, 120, Duration::from_secs(40)).await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert_each_refreshed_exactly_once(&env, &seeded).await;
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn sweep_expires_accounts_whose_credentials_died_by_time() {
+    let env = TestEnv::with(tune).await;
+    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::Pinterest));
+    let tokens = env.fake.issue(rotating());
+    let mut dead_rt = new_account(
+        Provider::Pinterest,
+        "rt-dead",
+        &tokens,
+        Utc::now() - TimeDelta::days(70),
+        Some(Utc::now() + TimeDelta::days(1)),
+    );
+    dead_rt.refresh_token_expires_at = Some(Utc::now() - TimeDelta::minutes(1));
+    let dead_rt = accounts::register(env.pool(), &env.keyring, &policy, &dead_rt)
+        .await
+        .unwrap()
+        .account
+        .id;
+    let ig_policy = RefreshPolicy::from(env.settings.providers.get(Provider::InstagramLogin));
+    let ig = new_account(
+        Provider::InstagramLogin,
+        "ig",
+        &tokens,
+        Utc::now() - TimeDelta::days(61),
+        Some(Utc::now() - TimeDelta::hours(1)),
+    );
+    let ig = accounts::register(env.pool(), &env.keyring, &ig_policy, &ig)
+        .await
+        .unwrap()
+        .account
+        .id;
+    let alive = new_account(
+        Provider::X,
+        "alive",
+        &tokens,
+        Utc::now() - TimeDelta::hours(3),
+        Some(Utc::now() - TimeDelta::hours(1)),
+    );
+    let alive = accounts::register(env.pool(), &env.keyring, &policy, &alive)
+        .await
+        .unwrap()
+        .account
+        .id;
+
+    let queue = unique_queue();
+    let storage = tokenwarden::queue::connect(&env.settings, &queue)
+        .await
+        .unwrap();
+    let mut scheduler = Scheduler::new(&env.settings, env.pool().clone(), storage, "s1");
+    let tick = scheduler.tick().await.unwrap();
+    assert_eq!(tick.expired, 2);
+    for id in [&dead_rt, &ig] {
+        let row = env.row(id).await;
+        assert_eq!(row.status, AccountStatus::TokenExpired);
+        assert!(row.status_reason.unwrap().contains("reconnect"));
+        assert_eq!(env.events(id).await.last().unwrap().1, "TOKEN_EXPIRED");
+    }
+    // An X token past expiry can still be refreshed: it stays ACTIVE.
+    assert_eq!(env.row(&alive).await.status, AccountStatus::Active);
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_paused_provider_postpones_its_accounts_without_touching_status() {
+    let env = TestEnv::with(tune).await;
+    let gates = Arc::new(tokenwarden::gate::ProviderGates::from_settings(
+        &env.settings,
+    ));
+    gates.record(
+        Provider::X,
+        tokenwarden::domain::Outcome::RateLimited,
+        Some(Duration::from_secs(120)),
+    );
+    assert!(gates.is_paused(Provider::X));
+    assert!(
+        !gates.is_paused(Provider::Pinterest),
+        "other providers unaffected"
+    );
+    let seeded = seed(&env, 1).await;
+    let queue = unique_queue();
+    let storage = tokenwarden::queue::connect(&env.settings, &queue)
+        .await
+        .unwrap();
+    let mut scheduler = Scheduler::new(&env.settings, env.pool().clone(), storage, "s1");
+    assert_eq!(scheduler.tick().await.unwrap().queued, 1);
+    let row = env.row(&seeded[0].0).await;
+    let job = tokenwarden::queue::RefreshJob {
+        account_id: row.id.clone(),
+        provider: Provider::X,
+        trigger: tokenwarden::domain::Trigger::Scheduled,
+        claim_id: row.claim_id.unwrap(),
+        planned_at: Utc::now(),
+    };
+    let ctx = tokenwarden::queue::worker::JobContext {
+        engine: env.engine.clone(),
+        gates,
+        pool: env.pool().clone(),
+        job_timeout: Duration::from_secs(7),
+    };
+    ctx.process(job).await;
+    assert_eq!(
+        env.fake.call_count(),
+        0,
+        "no request before the provider's deadline"
+    );
+    let row = env.row(&seeded[0].0).await;
+    assert_eq!(row.status, AccountStatus::Active);
+    assert!(row.claim_id.is_none());
+    let wait = (row.next_attempt_at.unwrap() - Utc::now()).num_seconds();
+    assert!(
+        (110..=121).contains(&wait),
+        "postponed to the reset, got {wait}s"
+    );
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}
