@@ -62,6 +62,11 @@ impl Procs {
             .env("TOKENWARDEN__PROVIDERS__X__CLIENT_SECRET", CLIENT_SECRET)
             .env("TOKENWARDEN__HTTP__REQUEST_TIMEOUT", "5s")
             .env("TOKENWARDEN__ENGINE__LEASE_MARGIN", "1s")
+            .env(
+                "TOKENWARDEN__REDIS__URL",
+                std::env::var("TOKENWARDEN_TEST_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            )
             .stdin(Stdio::null());
         cmd
     }
@@ -381,4 +386,84 @@ async fn the_demo_refreshes_accounts_live_and_strands_no_rotating_token() {
         .unwrap();
     assert!(refreshed >= 20, "{printed}");
     assert!(printed.contains("spent tokens replayed: 0"), "{printed}");
+}
+
+#[tokio::test]
+async fn sigterm_with_refreshes_in_flight_exits_0_within_the_grace_and_loses_nothing() {
+    let procs = Procs::new().await;
+    let settings = common::settings_for(&procs.fake);
+    let policy = RefreshPolicy::from(settings.providers.get(Provider::X));
+    for i in 0..200 {
+        let tokens = procs.fake.issue(rotating());
+        let new = new_account(
+            Provider::X,
+            &format!("ext-{i}"),
+            &tokens,
+            Utc::now() - TimeDelta::hours(2),
+            Some(Utc::now() + TimeDelta::minutes(1)),
+        );
+        accounts::register(&procs.db.pool, &procs.keyring, &policy, &new)
+            .await
+            .unwrap();
+    }
+    procs.fake.set_answer_delay(Duration::from_secs(2));
+    let queue = format!("{{tw-test-{:08x}}}:refresh", rand::random::<u32>());
+    let mut cmd = procs.command();
+    cmd.env("TOKENWARDEN__REDIS__QUEUE", &queue)
+        .env("TOKENWARDEN__SCHEDULER__INTERVAL", "200ms")
+        .env("TOKENWARDEN__SCHEDULER__CLAIM_TIMEOUT", "30s")
+        .env("TOKENWARDEN__WORKER__POLL_INTERVAL", "50ms")
+        .env("TOKENWARDEN__WORKER__JOB_TIMEOUT", "20s")
+        .env("TOKENWARDEN__SHUTDOWN__GRACE", "10s")
+        .env("TOKENWARDEN__PROVIDERS__X__RATE_PER_SECOND", "5000")
+        .env("TOKENWARDEN__PROVIDERS__X__MAX_CONCURRENCY", "256")
+        .args(["run", "--role", "scheduler,worker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    for _ in 0..200 {
+        if procs.fake.call_count() >= 150 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let in_flight = procs.fake.call_count();
+    assert!(in_flight >= 150, "only {in_flight} calls started");
+    let signalled = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "clean exit");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(12),
+        "within the grace: {:?}",
+        signalled.elapsed()
+    );
+
+    // Every call the platform answered was written; nothing ran twice.
+    let calls = procs.fake.call_count();
+    let refreshed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM refresh_attempts WHERE outcome = 'refreshed'")
+            .fetch_one(&procs.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(refreshed as usize, calls, "every answered call was stored");
+    assert_eq!(procs.fake.reuse_detected(), 0);
+    let leased: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM social_accounts WHERE lease_owner IS NOT NULL")
+            .fetch_one(&procs.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(leased, 0, "no lease left behind");
+    let mut purge = tokenwarden::config::Settings::from_figment(figment::Figment::new()).unwrap();
+    purge.redis.url = Some(SecretString::from(
+        std::env::var("TOKENWARDEN_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+    ));
+    tokenwarden::queue::purge(&purge, &queue).await.unwrap();
 }
