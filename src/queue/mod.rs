@@ -112,6 +112,12 @@ pub async fn purge(settings: &Settings, queue: &str) -> anyhow::Result<u64> {
         let n: u64 = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await?;
         deleted += n;
     }
+    // apalis also lists every queue in one global registry.
+    let _: u64 = redis::cmd("ZREM")
+        .arg("core:apalis:queues:list")
+        .arg(format!("{queue}:workers"))
+        .query_async(&mut conn)
+        .await?;
     Ok(deleted)
 }
 
