@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# End-to-end daemon benchmark (see benches/daemon.rs for the options), and the
+# refresh-engine micro benchmark.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/services.sh
+. scripts/env.sh
+cargo bench --bench daemon -- "$@"
