@@ -228,6 +228,23 @@ impl Engine {
         deadline: Instant,
     ) -> Result<RefreshReport, EngineError> {
         let started_at = Utc::now();
+        if let Some(claim) = claim {
+            // The common case for a scheduler's job, in one round trip: the
+            // claim still holds and the lease is free.
+            let config = &self.inner.config;
+            if let Some(leased) = refresh_store::acquire_lease(
+                &self.inner.pool,
+                id,
+                &config.owner,
+                config.lease_duration,
+                Some(claim),
+            )
+            .await?
+            {
+                tracing::Span::current().record("provider", leased.provider.as_str());
+                return self.run_leased(leased, trigger, started_at).await;
+            }
+        }
         let row = accounts::get(&self.inner.pool, id)
             .await?
             .ok_or_else(|| EngineError::NotFound(id.clone()))?;
@@ -283,6 +300,7 @@ impl Engine {
                 &row.id,
                 &config.owner,
                 config.lease_duration,
+                None,
             )
             .await?
             {
@@ -446,9 +464,20 @@ impl Engine {
             provider_error_code: None,
             message: note.clone(),
         };
-        let committed = self
-            .commit_with_retry(leased, &attempt, &Change::Refreshed(credentials))
-            .await?;
+        let committed = match self
+            .commit_refreshed_with_retry(leased, &attempt, &credentials)
+            .await?
+        {
+            Some(from) => Committed::Applied {
+                from,
+                to: AccountStatus::Active,
+            },
+            // The fence did not match: the general path records why.
+            None => {
+                self.commit_with_retry(leased, &attempt, &Change::Refreshed(credentials))
+                    .await?
+            }
+        };
         let mut report = self.report(leased, trigger, Outcome::Refreshed, note);
         match committed {
             Committed::Applied { to, .. } => {
@@ -696,15 +725,38 @@ impl Engine {
         Ok(self.report(row, trigger, Outcome::Skipped, Some(why.to_owned())))
     }
 
-    /// New tokens exist only in memory until this commit lands, so a
-    /// connection error is retried for as long as the lease still protects
-    /// the write, instead of dropping a rotated refresh token.
     async fn commit_with_retry(
         &self,
         leased: &AccountRow,
         attempt: &NewAttempt,
         change: &Change,
     ) -> Result<Committed, EngineError> {
+        let (pool, owner) = (&self.inner.pool, &self.inner.config.owner);
+        self.retry_write(|| refresh_store::commit(pool, leased, owner, attempt, change))
+            .await
+    }
+
+    async fn commit_refreshed_with_retry(
+        &self,
+        leased: &AccountRow,
+        attempt: &NewAttempt,
+        credentials: &NewCredentials,
+    ) -> Result<Option<AccountStatus>, EngineError> {
+        let (pool, owner) = (&self.inner.pool, &self.inner.config.owner);
+        self.retry_write(|| {
+            refresh_store::commit_refreshed(pool, leased, owner, attempt, credentials)
+        })
+        .await
+    }
+
+    /// New tokens exist only in memory until the write lands, so a
+    /// connection error is retried for as long as the lease still protects
+    /// the write, instead of dropping a rotated refresh token.
+    async fn retry_write<T, F, Fut>(&self, mut write: F) -> Result<T, EngineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
         let give_up = Instant::now()
             + self
                 .inner
@@ -713,16 +765,8 @@ impl Engine {
                 .saturating_sub(Duration::from_secs(1));
         let mut pause = Duration::from_millis(100);
         loop {
-            match refresh_store::commit(
-                &self.inner.pool,
-                leased,
-                &self.inner.config.owner,
-                attempt,
-                change,
-            )
-            .await
-            {
-                Ok(committed) => return Ok(committed),
+            match write().await {
+                Ok(done) => return Ok(done),
                 Err(e) if is_retryable(&e) && Instant::now() + pause < give_up => {
                     tracing::warn!(error = %e, "writing the refresh result failed; retrying");
                     tokio::time::sleep(pause).await;

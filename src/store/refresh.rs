@@ -10,7 +10,8 @@ use crate::store::accounts::AccountRow;
 use crate::store::attempts::{self, NewAttempt};
 use crate::store::events;
 
-/// Takes the account's refresh lease if it is free or expired. Taking over an
+/// Takes the account's refresh lease if it is free or expired (and, for a
+/// scheduler's job, if its claim is still the account's). Taking over an
 /// expired lease means a refresh started and never reported: its start is
 /// kept in `interrupted_refresh_at` (SET expressions read the old row).
 pub async fn acquire_lease(
@@ -18,6 +19,7 @@ pub async fn acquire_lease(
     id: &AccountId,
     owner: &str,
     lease_for: Duration,
+    claim: Option<uuid::Uuid>,
 ) -> Result<Option<AccountRow>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE social_accounts
@@ -30,11 +32,13 @@ pub async fn acquire_lease(
          WHERE id = $1
            AND status <> 'DISCONNECTED'
            AND (lease_owner IS NULL OR lease_until < now())
+           AND ($4::uuid IS NULL OR (claim_id = $4 AND status = 'ACTIVE'))
          RETURNING *",
     )
     .bind(id.as_str())
     .bind(owner)
     .bind(lease_for.as_secs_f64())
+    .bind(claim)
     .fetch_optional(pool)
     .await
 }
@@ -209,49 +213,122 @@ fn fenced_message(holds_lease: bool) -> String {
     }
 }
 
+/// The SET clause of a credentials write; `$1` is the account id, `$2..$10`
+/// the `NewCredentials` fields and the attempt time, as bound by
+/// `bind_credentials`.
+macro_rules! credentials_set {
+    () => {
+        "access_token_ciphertext = $2,
+         refresh_token_ciphertext = $3,
+         credentials_key_id = $4,
+         credentials_version = credentials_version + 1,
+         token_issued_at = $5,
+         last_refreshed_at = $5,
+         token_expires_at = $6,
+         refresh_token_expires_at = COALESCE($7, refresh_token_expires_at),
+         granted_scopes = COALESCE($8, granted_scopes),
+         next_attempt_at = $9,
+         last_refresh_attempt_at = $10,
+         last_refresh_error = NULL,
+         last_refresh_error_status = NULL,
+         consecutive_failures = 0,
+         status = 'ACTIVE',
+         status_reason = NULL,
+         interrupted_refresh_at = NULL,
+         lease_owner = NULL, lease_until = NULL, lease_started_at = NULL,
+         claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
+         updated_at = now()"
+    };
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn bind_credentials<'q>(
+    query: PgQuery<'q>,
+    id: &'q AccountId,
+    creds: &'q NewCredentials,
+    attempted_at: DateTime<Utc>,
+) -> PgQuery<'q> {
+    query
+        .bind(id.as_str())
+        .bind(&creds.access_token_ciphertext)
+        .bind(&creds.refresh_token_ciphertext)
+        .bind(&creds.key_id)
+        .bind(creds.issued_at)
+        .bind(creds.expires_at)
+        .bind(creds.refresh_token_expires_at)
+        .bind(&creds.granted_scopes)
+        .bind(creds.next_attempt_at)
+        .bind(attempted_at)
+}
+
 async fn write_credentials(
     tx: &mut sqlx::PgConnection,
     id: &AccountId,
     creds: &NewCredentials,
     attempted_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE social_accounts SET
-             access_token_ciphertext = $2,
-             refresh_token_ciphertext = $3,
-             credentials_key_id = $4,
-             credentials_version = credentials_version + 1,
-             token_issued_at = $5,
-             last_refreshed_at = $5,
-             token_expires_at = $6,
-             refresh_token_expires_at = COALESCE($7, refresh_token_expires_at),
-             granted_scopes = COALESCE($8, granted_scopes),
-             next_attempt_at = $9,
-             last_refresh_attempt_at = $10,
-             last_refresh_error = NULL,
-             last_refresh_error_status = NULL,
-             consecutive_failures = 0,
-             status = 'ACTIVE',
-             status_reason = NULL,
-             interrupted_refresh_at = NULL,
-             lease_owner = NULL, lease_until = NULL, lease_started_at = NULL,
-             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
-             updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(id.as_str())
-    .bind(&creds.access_token_ciphertext)
-    .bind(&creds.refresh_token_ciphertext)
-    .bind(&creds.key_id)
-    .bind(creds.issued_at)
-    .bind(creds.expires_at)
-    .bind(creds.refresh_token_expires_at)
-    .bind(&creds.granted_scopes)
-    .bind(creds.next_attempt_at)
-    .bind(attempted_at)
-    .execute(tx)
-    .await?;
+    let query = sqlx::query(concat!(
+        "UPDATE social_accounts SET ",
+        credentials_set!(),
+        " WHERE id = $1"
+    ));
+    bind_credentials(query, id, creds, attempted_at)
+        .execute(tx)
+        .await?;
     Ok(())
+}
+
+/// The common case of a successful refresh in one statement (one round
+/// trip, its own transaction): the fenced credentials write, the attempt
+/// row and, if the status changes, the outbox event. Returns the status the
+/// account had, or None when the fence did not match; the caller then takes
+/// the general path, which records that case.
+pub async fn commit_refreshed(
+    pool: &PgPool,
+    leased: &AccountRow,
+    owner: &str,
+    attempt: &NewAttempt,
+    creds: &NewCredentials,
+) -> Result<Option<AccountStatus>, sqlx::Error> {
+    let query = sqlx::query(concat!(
+        "WITH cur AS (
+             SELECT id, status, workspace_id, provider FROM social_accounts WHERE id = $1 FOR UPDATE),
+         upd AS (
+             UPDATE social_accounts SET ",
+        credentials_set!(),
+        " WHERE id = $1 AND lease_owner = $11 AND credentials_version = $12
+             RETURNING id),
+         attempt AS (
+             INSERT INTO refresh_attempts
+                 (account_id, provider, trigger, started_at, finished_at, outcome, message, duration_ms)
+             SELECT cur.id, cur.provider, $13, $14, $10, 'refreshed', $15, $16 FROM cur JOIN upd ON upd.id = cur.id),
+         event AS (
+             INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
+             SELECT $17, cur.id, cur.workspace_id, cur.provider, cur.status, 'ACTIVE', 'refreshed'
+             FROM cur JOIN upd ON upd.id = cur.id WHERE cur.status <> 'ACTIVE')
+         SELECT cur.status FROM cur JOIN upd ON upd.id = cur.id"
+    ));
+    let duration_ms = (attempt.finished_at - attempt.started_at)
+        .num_milliseconds()
+        .clamp(0, i32::MAX as i64) as i32;
+    let row = bind_credentials(query, &leased.id, creds, attempt.finished_at)
+        .bind(owner)
+        .bind(leased.credentials_version)
+        .bind(attempt.trigger.as_str())
+        .bind(attempt.started_at)
+        .bind(&attempt.message)
+        .bind(duration_ms)
+        .bind(uuid::Uuid::now_v7())
+        .fetch_optional(pool)
+        .await?;
+    row.map(|row| sqlx::Row::try_get::<String, _>(&row, 0))
+        .transpose()?
+        .map(|s| {
+            s.parse()
+                .map_err(|e: crate::domain::UnknownVariant| sqlx::Error::Decode(e.into()))
+        })
+        .transpose()
 }
 
 async fn write_failure(
