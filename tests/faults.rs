@@ -1,0 +1,341 @@
+//! Process and dependency faults with the daemon as real processes: workers
+//! killed with SIGKILL at every stage of a refresh, and PostgreSQL out of
+//! reach for 30 s (cut at a TCP proxy so parallel tests keep their database).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use chrono::{TimeDelta, Utc};
+use common::{CLIENT_ID, CLIENT_SECRET, TestDb, new_account, rotating};
+use secrecy::SecretString;
+use tokenwarden::crypto::Keyring;
+use tokenwarden::domain::{AccountId, AccountStatus, Provider};
+use tokenwarden::fake::FakeOAuthServer;
+use tokenwarden::policy::RefreshPolicy;
+use tokenwarden::store::accounts;
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
+
+fn redis_url() -> String {
+    std::env::var("TOKENWARDEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A TCP proxy whose link can be cut: while cut, open connections are
+/// dropped and new ones are refused.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    generation: Arc<std::sync::Mutex<CancellationToken>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let generation = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let (up2, gen2) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let cut = gen2.lock().unwrap().clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            up,
+            generation,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        let mut generation = self.generation.lock().unwrap();
+        generation.cancel();
+        *generation = CancellationToken::new();
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+struct World {
+    db: TestDb,
+    fake: FakeOAuthServer,
+    key_spec: String,
+    keyring: Arc<Keyring>,
+    queue: String,
+}
+
+impl World {
+    async fn new(accounts: usize, spread: TimeDelta) -> (Self, Vec<AccountId>) {
+        let db = TestDb::new().await;
+        let fake = FakeOAuthServer::start(CLIENT_ID, CLIENT_SECRET)
+            .await
+            .unwrap();
+        let key_spec = format!(
+            "f1:{}",
+            base64::engine::general_purpose::STANDARD.encode([6u8; 32])
+        );
+        let keyring = Arc::new(Keyring::parse(&SecretString::from(key_spec.clone())).unwrap());
+        let settings = common::settings_for(&fake);
+        let policy = RefreshPolicy::from(settings.providers.get(Provider::X));
+        let mut ids = Vec::new();
+        for i in 0..accounts {
+            let tokens = fake.issue(rotating());
+            let new = new_account(
+                Provider::X,
+                &format!("ext-{i}"),
+                &tokens,
+                Utc::now() - TimeDelta::hours(2),
+                Some(Utc::now() + TimeDelta::minutes(10)),
+            );
+            let id = accounts::register(&db.pool, &keyring, &policy, &new)
+                .await
+                .unwrap()
+                .account
+                .id;
+            // Due times spread over `spread` from now.
+            let offset = spread * i as i32 / accounts as i32;
+            sqlx::query("UPDATE social_accounts SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1")
+                .bind(id.as_str())
+                .bind(offset.num_milliseconds() as f64 / 1000.0)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        let queue = format!("{{tw-test-{:08x}}}:refresh", rand::random::<u32>());
+        (
+            Self {
+                db,
+                fake,
+                key_spec,
+                keyring,
+                queue,
+            },
+            ids,
+        )
+    }
+
+    fn daemon(&self, database_url: &str, extra: &[(&str, &str)]) -> Child {
+        let mut cmd = Command::new(BIN);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("TOKENWARDEN")) {
+            cmd.env_remove(key);
+        }
+        cmd.env_remove("RUST_LOG")
+            .env("TOKENWARDEN__DATABASE__URL", database_url)
+            .env("TOKENWARDEN__DATABASE__ACQUIRE_TIMEOUT", "2s")
+            .env("TOKENWARDEN__CRYPTO__KEYS", &self.key_spec)
+            .env("TOKENWARDEN__REDIS__URL", redis_url())
+            .env("TOKENWARDEN__REDIS__QUEUE", &self.queue)
+            .env(
+                "TOKENWARDEN__PROVIDERS__X__TOKEN_URL",
+                self.fake.url("/x/token").as_str(),
+            )
+            .env("TOKENWARDEN__PROVIDERS__X__CLIENT_ID", CLIENT_ID)
+            .env("TOKENWARDEN__PROVIDERS__X__CLIENT_SECRET", CLIENT_SECRET)
+            .env("TOKENWARDEN__HTTP__REQUEST_TIMEOUT", "5s")
+            .env("TOKENWARDEN__ENGINE__LEASE_MARGIN", "1s")
+            .env("TOKENWARDEN__SCHEDULER__INTERVAL", "200ms")
+            .env("TOKENWARDEN__SCHEDULER__CLAIM_TIMEOUT", "10s")
+            .env("TOKENWARDEN__WORKER__JOB_TIMEOUT", "8s")
+            .env("TOKENWARDEN__WORKER__POLL_INTERVAL", "50ms")
+            .env("TOKENWARDEN__WORKER__HEARTBEAT_INTERVAL", "1s")
+            .env("TOKENWARDEN__WORKER__MISSED_HEARTBEATS", "3")
+            .env("TOKENWARDEN__PROVIDERS__X__RATE_PER_SECOND", "1000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (key, value) in extra {
+            cmd.env(key, value);
+        }
+        cmd.args(["run"]).spawn().unwrap()
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn purge(&self) {
+        let mut settings =
+            tokenwarden::config::Settings::from_figment(figment::Figment::new()).unwrap();
+        settings.redis.url = Some(SecretString::from(redis_url()));
+        tokenwarden::queue::purge(&settings, &self.queue)
+            .await
+            .unwrap();
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn sigkill_at_every_stage_loses_nothing_silently() {
+    let (world, ids) = World::new(60, TimeDelta::zero()).await;
+    // The platform acts at once and answers 3 s later; a slow gate keeps
+    // other jobs waiting before their lease or their call.
+    world.fake.set_answer_delay(Duration::from_secs(3));
+    let first = world.daemon(
+        &world.db.url(),
+        &[("TOKENWARDEN__PROVIDERS__X__RATE_PER_SECOND", "10")],
+    );
+    let started = Instant::now();
+    while world.fake.call_count() < 10 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut first = first;
+    first.kill().unwrap(); // SIGKILL: before, during and after provider calls
+    first.wait().unwrap();
+    let consumed = world.fake.call_count();
+    assert!(consumed >= 10, "calls before the kill: {consumed}");
+    world.fake.set_answer_delay(Duration::ZERO);
+
+    let killed_at = Instant::now();
+    let second = world.daemon(&world.db.url(), &[]);
+    // Heartbeat 1 s x 3 + claim timeout 10 s + lease 6 s, with slack.
+    let deadline = killed_at + Duration::from_secs(40);
+    loop {
+        let settled = world
+            .count("SELECT count(*) FROM social_accounts WHERE last_refreshed_at IS NOT NULL OR status <> 'ACTIVE'")
+            .await;
+        if settled == ids.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{settled}/{} settled in time",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop(second);
+    for id in &ids {
+        let row = accounts::get(&world.db.pool, id).await.unwrap().unwrap();
+        if row.status == AccountStatus::Active {
+            let blob = row.refresh_token_ciphertext.unwrap();
+            let rt = world
+                .keyring
+                .decrypt(id, tokenwarden::crypto::Field::RefreshToken, "f1", &blob)
+                .unwrap();
+            assert!(
+                world
+                    .fake
+                    .is_live(secrecy::ExposeSecret::expose_secret(&rt)),
+                "ACTIVE with a dead refresh token"
+            );
+        } else {
+            // Its refresh token was consumed by the killed process: flagged.
+            let error = row.last_refresh_error.unwrap_or_default();
+            assert!(
+                error.contains("interrupted refresh"),
+                "{:?}: {error}",
+                row.status
+            );
+        }
+    }
+    let flagged = world
+        .count("SELECT count(*) FROM social_accounts WHERE status <> 'ACTIVE'")
+        .await;
+    assert!(
+        flagged as usize <= consumed,
+        "only accounts whose call was lost are flagged"
+    );
+    world.purge().await;
+}
+
+#[tokio::test]
+async fn postgres_out_of_reach_for_30s_means_no_call_without_a_lease_and_recovery_without_restart()
+{
+    let (world, ids) = World::new(90, TimeDelta::seconds(50)).await;
+    let proxy = Proxy::start("127.0.0.1:5432".into()).await;
+    let base = common::database_url();
+    let url = base.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
+    assert_ne!(
+        url, base,
+        "the test database URL must point at 127.0.0.1:5432"
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}options=-c%20search_path%3D{}", world.db.schema);
+    let daemon = world.daemon(&url, &[]);
+
+    let started = Instant::now();
+    while world
+        .count("SELECT count(*) FROM social_accounts WHERE last_refreshed_at IS NOT NULL")
+        .await
+        < 10
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "daemon never started refreshing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proxy.cut();
+    let cut_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let calls_during_cut = world
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| {
+            c.at > cut_at + Duration::from_millis(500) && c.at < cut_at + Duration::from_secs(30)
+        })
+        .count();
+    proxy.restore();
+    assert_eq!(calls_during_cut, 0, "no provider call without a lease");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = world
+            .count("SELECT count(*) FROM social_accounts WHERE last_refreshed_at IS NOT NULL")
+            .await;
+        if done == ids.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done}/{} refreshed after recovery",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop(daemon);
+    assert_eq!(world.fake.call_count(), ids.len(), "one call per account");
+    assert_eq!(world.fake.reuse_detected(), 0);
+    assert_eq!(
+        world
+            .count("SELECT count(*) FROM social_accounts WHERE status <> 'ACTIVE'")
+            .await,
+        0
+    );
+    world.purge().await;
+}
