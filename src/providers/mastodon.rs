@@ -51,11 +51,13 @@ impl MastodonCheck {
             .get("instance_host")
             .and_then(Value::as_str)
             .filter(|h| !h.trim().is_empty())
+            // One account's missing data, not the app's: a config error would
+            // pause every Mastodon account.
             .ok_or_else(|| {
-                ProviderError::new(
-                    FailureKind::Config,
+                ProviderError::transient(
                     "the account has no meta.instance_host: its instance is unknown",
                 )
+                .with_code("instance_unknown")
             })?;
         // A refused host is this account's problem (the user chose it), not
         // the app's: no status change, retried later, reason recorded.
