@@ -741,3 +741,19 @@ async fn mastodon_private_and_plain_http_hosts_are_refused_before_connecting() {
     }
     assert_eq!(fake.calls(), 0, "no request reached the instance");
 }
+
+#[tokio::test]
+async fn mastodon_account_without_an_instance_host_is_flagged_not_paused() {
+    let fake = FakeMastodon::start().await.unwrap();
+    let env = mastodon_env(&fake, true).await;
+    let access = fake.issue(MastodonTokenState::Live);
+    let id = mastodon_account(&env, &access, "").await;
+    let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_eq!(
+        report.provider_error_code.as_deref(),
+        Some("instance_unknown")
+    );
+    assert_active(&env, &id, &report).await;
+    assert_eq!(fake.calls(), 0);
+}
