@@ -270,6 +270,12 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
         let section = settings.providers.get(*provider);
         let flow = match section.flow {
             Flow::Oauth2Refresh => "oauth2_refresh",
+            Flow::X => "x",
+            Flow::Linkedin => "linkedin",
+            Flow::Tiktok => "tiktok",
+            Flow::InstagramLogin => "instagram_login",
+            Flow::Threads => "threads",
+            Flow::Mastodon => "mastodon",
             Flow::None => "none",
         };
         let client = if section.client_id.is_some() {

@@ -322,6 +322,19 @@ impl Default for LogSettings {
 pub enum Flow {
     /// RFC 6749 section 6: POST `grant_type=refresh_token`.
     Oauth2Refresh,
+    /// X: the RFC 6749 refresh with X's own error table.
+    X,
+    /// LinkedIn: the RFC 6749 refresh with LinkedIn's error table.
+    Linkedin,
+    /// TikTok: `client_key` instead of `client_id`; errors may come in a 200.
+    Tiktok,
+    /// Instagram Login: `ig_refresh_token` GET, refreshes the access token.
+    InstagramLogin,
+    /// Threads: `th_refresh_token` GET, refreshes the access token.
+    Threads,
+    /// Mastodon: tokens do not expire; `verify_credentials` health checks on
+    /// the account's own instance.
+    Mastodon,
     /// No refresh flow is wired for this platform yet.
     None,
 }
@@ -384,6 +397,11 @@ pub struct ProviderSettings {
     /// False where an expired access token can never be refreshed
     /// (Instagram Login, Threads): expiry is then final.
     pub refreshable_after_expiry: bool,
+    /// Origins (`https://host[:port]`, or `http://...` to allow plain HTTP)
+    /// trusted as given for hosts that users control (Mastodon instances):
+    /// exempt from the public-address check. For tests and private deployments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<Url>,
     /// Refreshes in flight to this platform per process.
     pub max_concurrency: usize,
     /// Calls per second to this platform per process (token bucket).
@@ -413,6 +431,7 @@ impl ProviderSettings {
             health_check_interval: Duration::from_secs(DAY),
             refresh_token_lifetime: None,
             refreshable_after_expiry: true,
+            allowed_origins: Vec::new(),
             max_concurrency: 64,
             rate_per_second: 50.0,
         };
@@ -422,7 +441,7 @@ impl ProviderSettings {
         // platform's own expires_in / refresh_token_expires_in wins.
         match provider {
             X => Self {
-                flow: Flow::Oauth2Refresh,
+                flow: Flow::X,
                 token_url: url("https://api.x.com/2/oauth2/token"),
                 client_auth: ClientAuth::Basic,
                 rotates_refresh_token: true,
@@ -430,7 +449,7 @@ impl ProviderSettings {
                 ..base
             },
             LinkedinPerson | LinkedinCompany => Self {
-                flow: Flow::Oauth2Refresh,
+                flow: Flow::Linkedin,
                 token_url: url("https://www.linkedin.com/oauth/v2/accessToken"),
                 refresh_token_lifetime: Some(secs(365 * DAY)),
                 ..base
@@ -454,12 +473,24 @@ impl ProviderSettings {
                 ..base
             },
             TiktokBusiness | TiktokPersonal => Self {
+                flow: Flow::Tiktok,
+                token_url: url("https://open.tiktokapis.com/v2/oauth/token/"),
                 rotates_refresh_token: true,
                 default_access_token_lifetime: secs(2 * HOUR),
                 refresh_token_lifetime: Some(secs(180 * DAY)),
                 ..base
             },
-            InstagramLogin | Threads => Self {
+            InstagramLogin => Self {
+                flow: Flow::InstagramLogin,
+                token_url: url("https://graph.instagram.com/refresh_access_token"),
+                min_token_age: secs(24 * HOUR),
+                refreshable_after_expiry: false,
+                jitter: secs(6 * HOUR),
+                ..base
+            },
+            Threads => Self {
+                flow: Flow::Threads,
+                token_url: url("https://graph.threads.net/refresh_access_token"),
                 min_token_age: secs(24 * HOUR),
                 refreshable_after_expiry: false,
                 jitter: secs(6 * HOUR),
@@ -471,7 +502,11 @@ impl ProviderSettings {
                 refresh_token_lifetime: Some(secs(90 * DAY)),
                 ..base
             },
-            FacebookPage | InstagramFacebookLogin | Mastodon => base,
+            Mastodon => Self {
+                flow: Flow::Mastodon,
+                ..base
+            },
+            FacebookPage | InstagramFacebookLogin => base,
         }
     }
 }
@@ -717,11 +752,24 @@ impl Settings {
                 "must be an http(s) URL",
             ));
         }
-        if section.flow == Flow::Oauth2Refresh && section.token_url.is_none() {
+        if !matches!(section.flow, Flow::None | Flow::Mastodon) && section.token_url.is_none() {
             return Err(ConfigError::invalid(
                 key("token_url"),
-                "is required by flow oauth2_refresh",
+                "is required by this flow",
             ));
+        }
+        for origin in &section.allowed_origins {
+            if !matches!(origin.scheme(), "https" | "http")
+                || origin.host().is_none()
+                || origin.path() != "/"
+                || origin.query().is_some()
+                || !origin.username().is_empty()
+            {
+                return Err(ConfigError::invalid(
+                    key("allowed_origins"),
+                    format!("{origin} is not a bare http(s) origin"),
+                ));
+            }
         }
         if section.client_id.as_deref() == Some("") {
             return Err(ConfigError::invalid(

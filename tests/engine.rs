@@ -392,7 +392,7 @@ async fn rule2_unconfigured_platform_is_a_config_error() {
     let tokens = env.fake.issue(rotating());
     let id = env
         .register(
-            Provider::TiktokBusiness,
+            Provider::FacebookPage,
             &tokens,
             Utc::now() - TimeDelta::hours(1),
             Some(Utc::now()),
@@ -404,7 +404,7 @@ async fn rule2_unconfigured_platform_is_a_config_error() {
         report
             .message
             .unwrap()
-            .contains("providers.tiktok_business.flow")
+            .contains("providers.facebook_page.flow")
     );
     assert_eq!(env.row(&id).await.status, AccountStatus::Active);
 }

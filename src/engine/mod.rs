@@ -354,7 +354,10 @@ impl Engine {
                 return Err(error);
             }
         };
-        if trigger == Trigger::HealthCheck {
+        // A token that never expires has nothing to refresh: a forced refresh
+        // of one checks it instead.
+        let never_expires = leased.token_expires_at.is_none() && !flow.needs_refresh_token();
+        if trigger == Trigger::HealthCheck || never_expires {
             return self
                 .health_check(&leased, trigger, started_at, flow.as_ref(), &credentials)
                 .await;
@@ -370,6 +373,7 @@ impl Engine {
                 access_token: &credentials.access,
                 refresh_token: credentials.refresh.as_ref(),
                 meta: &leased.meta,
+                token_issued_at: leased.token_issued_at,
             })
             .await;
         match result {
@@ -659,6 +663,7 @@ impl Engine {
             access_token: &credentials.access,
             refresh_token: credentials.refresh.as_ref(),
             meta: &leased.meta,
+            token_issued_at: leased.token_issued_at,
         };
         let next = Utc::now() + delta(policy.health_check_interval);
         match flow.health_check(request) {

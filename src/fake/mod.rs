@@ -2,8 +2,19 @@
 //! serve the demo and the tests; they behave like strict real servers
 //! (single-use rotating refresh tokens whose reuse revokes the whole family).
 
+mod linkedin;
+mod mastodon;
+mod meta_graph;
 mod oauth;
+mod server;
+mod tiktok;
+mod x;
 
+pub use linkedin::{FakeLinkedin, LINKEDIN_REFRESH_LIFETIME};
+pub use mastodon::{FakeMastodon, MastodonTokenState};
+pub use meta_graph::{FakeGraph, GraphTokenState, LONG_LIVED_SECONDS, graph_error_body};
 pub use oauth::{
     CallRecord, ClientAuthSeen, FakeOAuthServer, FamilySpec, IssuedTokens, ScriptedResponse,
 };
+pub use tiktok::{FakeTiktok, TIKTOK_ACCESS_LIFETIME, TIKTOK_REFRESH_LIFETIME};
+pub use x::FakeX;

@@ -47,7 +47,29 @@ impl HttpReply {
 
 impl HttpClient {
     pub fn new(settings: &HttpSettings) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        Self::build(settings, reqwest::Client::builder())
+    }
+
+    /// A client whose name resolution goes through `resolver` (hosts that
+    /// users control are resolved by one that refuses private addresses).
+    pub fn with_resolver(
+        settings: &HttpSettings,
+        resolver: impl reqwest::dns::Resolve + 'static,
+    ) -> Result<Self, reqwest::Error> {
+        Self::build(
+            settings,
+            // No proxy: a proxy would resolve the name itself, past the resolver.
+            reqwest::Client::builder()
+                .no_proxy()
+                .dns_resolver(std::sync::Arc::new(resolver)),
+        )
+    }
+
+    fn build(
+        settings: &HttpSettings,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<Self, reqwest::Error> {
+        let client = builder
             .use_rustls_tls()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)

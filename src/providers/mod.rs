@@ -2,9 +2,18 @@
 //! file of its own and classifies every answer into a `ProviderError` kind.
 
 mod error;
+mod graph;
+pub mod host_guard;
 mod http;
+mod instagram_login;
+mod linkedin;
+mod long_lived;
+mod mastodon;
 mod oauth2_refresh;
+mod threads;
+mod tiktok;
 pub mod token_response;
+mod x;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +23,12 @@ use futures::future::BoxFuture;
 
 pub use error::{FailureKind, ProviderError};
 pub use http::{HttpClient, HttpReply};
+pub use linkedin::LinkedinRefresh;
+pub use long_lived::LongLivedRefresh;
+pub use mastodon::MastodonCheck;
 pub use oauth2_refresh::OAuth2Refresh;
+pub use tiktok::TiktokRefresh;
+pub use x::XRefresh;
 
 use crate::config::{Flow, HttpSettings, ProvidersSettings};
 use crate::domain::{AccessToken, AccountId, Provider, RefreshToken};
@@ -27,6 +41,9 @@ pub struct RefreshRequest<'a> {
     pub access_token: &'a AccessToken,
     pub refresh_token: Option<&'a RefreshToken>,
     pub meta: &'a serde_json::Value,
+    /// When the stored access token was issued, where known (platforms that
+    /// refuse to refresh young tokens check it).
+    pub token_issued_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A successful refresh as the platform answered it.
@@ -79,25 +96,38 @@ impl ProviderRegistry {
         for provider in Provider::ALL {
             let section = settings.get(*provider);
             let key = provider.config_key();
-            match section.flow {
-                Flow::None => {
-                    registry.missing.insert(
-                        *provider,
-                        format!("no refresh flow is configured for {provider} (providers.{key}.flow = \"none\")"),
-                    );
+            let no_client =
+                || format!("{provider} is not configured: providers.{key}.client_id is not set");
+            let built: Result<Arc<dyn TokenProvider>, String> = match section.flow {
+                Flow::None => Err(format!(
+                    "no refresh flow is configured for {provider} (providers.{key}.flow = \"none\")"
+                )),
+                Flow::Oauth2Refresh => OAuth2Refresh::from_settings(section, client.clone())
+                    .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
+                    .ok_or_else(no_client),
+                Flow::X => XRefresh::from_settings(section, client.clone())
+                    .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
+                    .ok_or_else(no_client),
+                Flow::Linkedin => LinkedinRefresh::from_settings(section, client.clone())
+                    .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
+                    .ok_or_else(no_client),
+                Flow::Tiktok => TiktokRefresh::from_settings(section, client.clone())
+                    .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
+                    .ok_or_else(no_client),
+                Flow::InstagramLogin => instagram_login::from_settings(section, client.clone())
+                    .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
+                    .ok_or_else(|| format!("providers.{key}.token_url is not set")),
+                Flow::Threads => threads::from_settings(section, client.clone())
+                    .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
+                    .ok_or_else(|| format!("providers.{key}.token_url is not set")),
+                Flow::Mastodon => Ok(Arc::new(MastodonCheck::from_settings(section, http)?)),
+            };
+            match built {
+                Ok(flow) => {
+                    registry.flows.insert(*provider, flow);
                 }
-                Flow::Oauth2Refresh => {
-                    match OAuth2Refresh::from_settings(section, client.clone()) {
-                        Some(flow) => {
-                            registry.flows.insert(*provider, Arc::new(flow));
-                        }
-                        None => {
-                            registry.missing.insert(
-                            *provider,
-                            format!("{provider} is not configured: providers.{key}.client_id is not set"),
-                        );
-                        }
-                    }
+                Err(why) => {
+                    registry.missing.insert(*provider, why);
                 }
             }
         }

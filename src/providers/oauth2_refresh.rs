@@ -13,11 +13,12 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::config::{ClientAuth, ProviderSettings};
+use crate::domain::RefreshToken;
 use crate::providers::token_response::{
     classify_oauth_error, json_object, oauth_error, parse_grant, short,
 };
 use crate::providers::{
-    FailureKind, HttpClient, ProviderError, RefreshRequest, TokenGrant, TokenProvider,
+    FailureKind, HttpClient, HttpReply, ProviderError, RefreshRequest, TokenGrant, TokenProvider,
 };
 
 pub struct OAuth2Refresh {
@@ -44,6 +45,16 @@ impl OAuth2Refresh {
         let refresh_token = request.refresh_token.ok_or_else(|| {
             ProviderError::new(FailureKind::RejectedExpired, "no refresh token is stored")
         })?;
+        let reply = self.send(refresh_token).await?;
+        Self::interpret(&reply)
+    }
+
+    /// Sends the refresh request. The answer is left to the caller so that a
+    /// platform flow can read its own error rows before the generic ones.
+    pub(crate) async fn send(
+        &self,
+        refresh_token: &RefreshToken,
+    ) -> Result<HttpReply, ProviderError> {
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
@@ -75,11 +86,15 @@ impl OAuth2Refresh {
         let builder = builder
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form);
-        let reply = self.http.send(builder).await?;
+        self.http.send(builder).await
+    }
+
+    /// The RFC 6749 reading of a token endpoint's answer.
+    pub(crate) fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
         let status = reply.status;
 
         if (200..300).contains(&status) {
-            let body = json_object(&reply)?;
+            let body = json_object(reply)?;
             if let Some((code, description)) = oauth_error(&body) {
                 // An error object in a 2xx answer is not a definitive answer
                 // from this flow: retry rather than act on it.
@@ -107,7 +122,7 @@ impl OAuth2Refresh {
                 .with_status(status)
                 .with_retry_after(retry_after));
         }
-        let parsed = json_object(&reply).ok().and_then(|body| oauth_error(&body));
+        let parsed = json_object(reply).ok().and_then(|body| oauth_error(&body));
         match parsed {
             Some((code, description)) => {
                 let kind = classify_oauth_error(&code, &description);

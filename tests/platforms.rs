@@ -1,0 +1,759 @@
+//! Each platform's flow through the engine against a fake that speaks the
+//! platform's wire format: one test per error-table row, rotation, the
+//! Instagram/Threads age rule, TikTok's error-in-200, and Mastodon's host
+//! guard.
+
+mod common;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::{CLIENT_ID, CLIENT_SECRET, TestEnv};
+use secrecy::SecretString;
+use serde_json::json;
+use tokenwarden::config::{Flow, Settings};
+use tokenwarden::domain::{
+    AccessToken, AccountId, AccountStatus, Outcome, Provider, RefreshToken, Trigger,
+};
+use tokenwarden::engine::RefreshReport;
+use tokenwarden::fake::IssuedTokens;
+use tokenwarden::fake::{
+    FakeGraph, FakeLinkedin, FakeMastodon, FakeTiktok, FakeX, GraphTokenState,
+    LINKEDIN_REFRESH_LIFETIME, LONG_LIVED_SECONDS, MastodonTokenState, ScriptedResponse,
+    TIKTOK_REFRESH_LIFETIME, graph_error_body,
+};
+use tokenwarden::policy::RefreshPolicy;
+use tokenwarden::store::accounts;
+
+fn client(settings: &mut Settings, provider: Provider, flow: Flow, url: url::Url) {
+    let section = settings.providers.get_mut(provider);
+    section.flow = flow;
+    section.token_url = Some(url);
+    section.client_id = Some(CLIENT_ID.into());
+    section.client_secret = Some(SecretString::from(CLIENT_SECRET));
+}
+
+struct Account<'a> {
+    provider: Provider,
+    access: &'a str,
+    refresh: Option<&'a str>,
+    issued_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    meta: serde_json::Value,
+}
+
+impl<'a> Account<'a> {
+    fn new(provider: Provider, access: &'a str, refresh: Option<&'a str>) -> Self {
+        Self {
+            provider,
+            access,
+            refresh,
+            issued_at: Utc::now() - TimeDelta::hours(1),
+            expires_at: Some(Utc::now() + TimeDelta::seconds(60)),
+            meta: json!({}),
+        }
+    }
+}
+
+async fn register(env: &TestEnv, account: Account<'_>) -> AccountId {
+    let tokens = IssuedTokens {
+        access_token: account.access.into(),
+        refresh_token: account.refresh.unwrap_or("").into(),
+        expires_in: 0,
+    };
+    let mut new = common::new_account(
+        account.provider,
+        "ext-1",
+        &tokens,
+        account.issued_at,
+        account.expires_at,
+    );
+    new.access_token = AccessToken::new(account.access.to_owned());
+    new.refresh_token = account.refresh.map(|r| RefreshToken::new(r.to_owned()));
+    new.meta = account.meta;
+    let policy = RefreshPolicy::from(env.settings.providers.get(account.provider));
+    accounts::register(env.pool(), &env.keyring, &policy, &new)
+        .await
+        .unwrap()
+        .account
+        .id
+}
+
+fn seconds_until(at: Option<DateTime<Utc>>) -> i64 {
+    (at.expect("a time is set") - Utc::now()).num_seconds()
+}
+
+/// A transient or config answer leaves the account ACTIVE.
+async fn assert_active(env: &TestEnv, id: &AccountId, report: &RefreshReport) {
+    assert_eq!(report.status, AccountStatus::Active);
+    assert_eq!(env.row(id).await.status, AccountStatus::Active);
+    assert_eq!(env.events(id).await.len(), 1, "no status event");
+}
+
+// ---- X ------------------------------------------------------------------
+
+async fn x_env() -> (TestEnv, FakeX) {
+    let fake = FakeX::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let url = fake.token_url();
+    let env = TestEnv::with(|s| client(s, Provider::X, Flow::X, url)).await;
+    (env, fake)
+}
+
+#[tokio::test]
+async fn x_refresh_rotates_and_the_spent_token_is_dead() {
+    let (env, fake) = x_env().await;
+    let (access, refresh) = fake.issue();
+    let id = register(&env, Account::new(Provider::X, &access, Some(&refresh))).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    let stored = env.stored_refresh_token(&id).await.unwrap();
+    assert_ne!(stored, refresh);
+    assert!(fake.is_live(&stored) && !fake.is_live(&refresh));
+    assert!((7195..=7205).contains(&seconds_until(env.row(&id).await.token_expires_at)));
+}
+
+#[tokio::test]
+async fn x_invalid_request_value_passed_for_the_token_is_token_expired() {
+    let (env, fake) = x_env().await;
+    let (access, _) = fake.issue();
+    let id = register(
+        &env,
+        Account::new(Provider::X, &access, Some("spent-or-revoked")),
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(
+        report.provider_error_code.as_deref(),
+        Some("invalid_request")
+    );
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn x_unauthorized_client_is_a_config_error() {
+    let fake = FakeX::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let url = fake.token_url();
+    // Credentials in the body: X answers 401 "Missing valid authorization header".
+    let env = TestEnv::with(|s| {
+        client(s, Provider::X, Flow::X, url);
+        s.providers.x.client_auth = tokenwarden::config::ClientAuth::Body;
+    })
+    .await;
+    let (access, refresh) = fake.issue();
+    let id = register(&env, Account::new(Provider::X, &access, Some(&refresh))).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::ConfigError);
+    assert_eq!(report.http_status, Some(401));
+    assert_eq!(
+        report.provider_error_code.as_deref(),
+        Some("unauthorized_client")
+    );
+    assert_active(&env, &id, &report).await;
+    assert_eq!(env.row(&id).await.consecutive_failures, 0);
+    assert!(fake.is_live(&refresh), "nothing was consumed");
+}
+
+#[tokio::test]
+async fn x_429_waits_for_x_rate_limit_reset() {
+    let (env, fake) = x_env().await;
+    let (access, refresh) = fake.issue();
+    let id = register(&env, Account::new(Provider::X, &access, Some(&refresh))).await;
+    fake.rate_limit_next(Utc::now().timestamp() + 900);
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert_eq!(report.provider_error_code.as_deref(), Some("88"));
+    let wait = seconds_until(report.retry_at);
+    assert!((895..=905).contains(&wait), "{wait}s");
+    assert_active(&env, &id, &report).await;
+}
+
+// ---- TikTok -------------------------------------------------------------
+
+async fn tiktok_env() -> (TestEnv, FakeTiktok) {
+    let fake = FakeTiktok::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let url = fake.token_url();
+    let env = TestEnv::with(|s| client(s, Provider::TiktokBusiness, Flow::Tiktok, url)).await;
+    (env, fake)
+}
+
+#[tokio::test]
+async fn tiktok_refresh_sends_client_key_rotates_and_reads_refresh_expires_in() {
+    let (env, fake) = tiktok_env().await;
+    let (access, refresh) = fake.issue();
+    let id = register(
+        &env,
+        Account::new(Provider::TiktokBusiness, &access, Some(&refresh)),
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    // The fake refuses anything but client_key + client_secret.
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    let stored = env.stored_refresh_token(&id).await.unwrap();
+    assert!(stored != refresh && fake.is_live(&stored) && !fake.is_live(&refresh));
+    let rt_left = seconds_until(env.row(&id).await.refresh_token_expires_at);
+    assert!(
+        (TIKTOK_REFRESH_LIFETIME as i64 - 10..=TIKTOK_REFRESH_LIFETIME as i64).contains(&rt_left)
+    );
+}
+
+#[tokio::test]
+async fn tiktok_invalid_grant_in_a_200_body_is_token_expired() {
+    let (env, fake) = tiktok_env().await;
+    fake.errors_in_200(true);
+    let (access, _) = fake.issue();
+    let id = register(
+        &env,
+        Account::new(Provider::TiktokBusiness, &access, Some("dead")),
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.http_status, Some(200));
+    assert_eq!(report.provider_error_code.as_deref(), Some("invalid_grant"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn tiktok_invalid_grant_with_a_400_is_token_expired() {
+    let (env, fake) = tiktok_env().await;
+    let (access, _) = fake.issue();
+    let id = register(
+        &env,
+        Account::new(Provider::TiktokBusiness, &access, Some("dead")),
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.http_status, Some(400));
+}
+
+#[tokio::test]
+async fn tiktok_invalid_client_in_a_200_body_is_a_config_error() {
+    let fake = FakeTiktok::start(CLIENT_ID, "another-secret")
+        .await
+        .unwrap();
+    fake.errors_in_200(true);
+    let url = fake.token_url();
+    let env = TestEnv::with(|s| client(s, Provider::TiktokBusiness, Flow::Tiktok, url)).await;
+    let (access, refresh) = fake.issue();
+    let id = register(
+        &env,
+        Account::new(Provider::TiktokBusiness, &access, Some(&refresh)),
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::ConfigError);
+    assert_eq!(
+        report.provider_error_code.as_deref(),
+        Some("invalid_client")
+    );
+    assert_active(&env, &id, &report).await;
+}
+
+#[tokio::test]
+async fn tiktok_access_denied_is_revoked() {
+    let (env, fake) = tiktok_env().await;
+    let (access, refresh) = fake.issue();
+    let id = register(
+        &env,
+        Account::new(Provider::TiktokBusiness, &access, Some(&refresh)),
+    )
+    .await;
+    fake.script_next(ScriptedResponse::json(
+        200,
+        json!({"error": "access_denied", "error_description": "The user revoked the authorization.", "log_id": "l1"}),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedRevoked);
+    assert_eq!(env.row(&id).await.status, AccountStatus::Revoked);
+}
+
+#[tokio::test]
+async fn tiktok_429_and_api_style_rate_limit_are_rate_limited() {
+    let (env, fake) = tiktok_env().await;
+    let (access, refresh) = fake.issue();
+    let id = register(
+        &env,
+        Account::new(Provider::TiktokBusiness, &access, Some(&refresh)),
+    )
+    .await;
+    fake.script_next(
+        ScriptedResponse::json(
+            429,
+            json!({"error": {"code": "rate_limit_exceeded", "message": "slow down", "log_id": "l2"}}),
+        )
+        .header("retry-after", "120"),
+    );
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert!((115..=121).contains(&seconds_until(report.retry_at)));
+    fake.script_next(ScriptedResponse::json(
+        200,
+        json!({"error": {"code": "rate_limit_exceeded", "message": "slow down", "log_id": "l3"}}),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert_active(&env, &id, &report).await;
+    assert!(fake.is_live(&refresh));
+}
+
+#[tokio::test]
+async fn tiktok_5xx_and_unknown_codes_are_transient() {
+    let (env, fake) = tiktok_env().await;
+    let (access, refresh) = fake.issue();
+    let id = register(
+        &env,
+        Account::new(Provider::TiktokBusiness, &access, Some(&refresh)),
+    )
+    .await;
+    fake.script_next(ScriptedResponse::json(
+        500,
+        json!({"error": {"code": "internal_error", "message": "x"}}),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    fake.script_next(ScriptedResponse::json(200, json!({"error": "server_busy"})));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_active(&env, &id, &report).await;
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), refresh);
+}
+
+// ---- Instagram Login and Threads ------------------------------------------
+
+async fn graph_env(provider: Provider, fake: &FakeGraph) -> TestEnv {
+    let url = fake.refresh_url();
+    let flow = if provider == Provider::Threads {
+        Flow::Threads
+    } else {
+        Flow::InstagramLogin
+    };
+    TestEnv::with(move |s| {
+        let section = s.providers.get_mut(provider);
+        section.flow = flow;
+        section.token_url = Some(url);
+    })
+    .await
+}
+
+/// An Instagram/Threads account: no refresh token, two days old.
+fn long_lived(provider: Provider, access: &str) -> Account<'_> {
+    Account {
+        issued_at: Utc::now() - TimeDelta::days(2),
+        expires_at: Some(Utc::now() + TimeDelta::days(58)),
+        ..Account::new(provider, access, None)
+    }
+}
+
+#[tokio::test]
+async fn instagram_refresh_replaces_the_access_token_without_a_refresh_token() {
+    let fake = FakeGraph::instagram().await.unwrap();
+    let env = graph_env(Provider::InstagramLogin, &fake).await;
+    let access = fake.issue(GraphTokenState::Live);
+    let id = register(&env, long_lived(Provider::InstagramLogin, &access)).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    let stored = env.stored_access_token(&id).await;
+    assert_ne!(stored, access);
+    assert!(fake.is_live(&stored));
+    assert!(env.stored_refresh_token(&id).await.is_none());
+    let left = seconds_until(env.row(&id).await.token_expires_at);
+    assert!((LONG_LIVED_SECONDS as i64 - 10..=LONG_LIVED_SECONDS as i64).contains(&left));
+}
+
+#[tokio::test]
+async fn instagram_token_younger_than_24_hours_is_not_sent() {
+    let fake = FakeGraph::instagram().await.unwrap();
+    let env = graph_env(Provider::InstagramLogin, &fake).await;
+    let access = fake.issue(GraphTokenState::Live);
+    let id = register(
+        &env,
+        Account {
+            issued_at: Utc::now() - TimeDelta::hours(20),
+            ..long_lived(Provider::InstagramLogin, &access)
+        },
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_eq!(
+        report.provider_error_code.as_deref(),
+        Some("token_too_young")
+    );
+    assert_eq!(fake.calls(), 0);
+    // Tried again once the token is 24 h old.
+    let wait = seconds_until(report.retry_at);
+    assert!((4 * 3600 - 10..=4 * 3600 + 10).contains(&wait), "{wait}s");
+    assert_active(&env, &id, &report).await;
+}
+
+async fn instagram_row(state: GraphTokenState) -> (RefreshReport, TestEnv, AccountId) {
+    let fake = FakeGraph::instagram().await.unwrap();
+    let env = graph_env(Provider::InstagramLogin, &fake).await;
+    let access = fake.issue(state);
+    let id = register(&env, long_lived(Provider::InstagramLogin, &access)).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    let message = env.row(&id).await.last_refresh_error.unwrap_or_default();
+    assert!(
+        !message.contains(&access),
+        "the token leaked into the error"
+    );
+    (report, env, id)
+}
+
+#[tokio::test]
+async fn instagram_190_expired_session_is_token_expired() {
+    let (report, env, id) = instagram_row(GraphTokenState::Expired).await;
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.provider_error_code.as_deref(), Some("190/463"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn instagram_190_password_changed_is_token_expired() {
+    let (report, env, id) = instagram_row(GraphTokenState::PasswordChanged).await;
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.provider_error_code.as_deref(), Some("190/460"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn instagram_190_app_removed_is_revoked() {
+    let (report, env, id) = instagram_row(GraphTokenState::AppRemoved).await;
+    assert_eq!(report.outcome, Outcome::RejectedRevoked);
+    assert_eq!(report.provider_error_code.as_deref(), Some("190/458"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::Revoked);
+}
+
+#[tokio::test]
+async fn instagram_graph_throttling_reads_the_usage_header_in_minutes() {
+    let fake = FakeGraph::instagram().await.unwrap();
+    let env = graph_env(Provider::InstagramLogin, &fake).await;
+    let access = fake.issue(GraphTokenState::Live);
+    let id = register(&env, long_lived(Provider::InstagramLogin, &access)).await;
+    fake.script_next(
+        ScriptedResponse::json(400, graph_error_body(80002, None, "Too many calls"))
+            .header("x-business-use-case-usage", r#"{"17841":[{"type":"instagram","call_count":100,"total_cputime":10,"total_time":10,"estimated_time_to_regain_access":15}]}"#),
+    );
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert!((895..=901).contains(&seconds_until(report.retry_at)));
+    assert_active(&env, &id, &report).await;
+}
+
+#[tokio::test]
+async fn instagram_graph_codes_1_and_2_are_transient_and_permissions_are_config() {
+    let fake = FakeGraph::instagram().await.unwrap();
+    let env = graph_env(Provider::InstagramLogin, &fake).await;
+    let access = fake.issue(GraphTokenState::Live);
+    let id = register(&env, long_lived(Provider::InstagramLogin, &access)).await;
+    fake.script_next(ScriptedResponse::json(
+        500,
+        graph_error_body(2, None, "Service temporarily unavailable"),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    fake.script_next(ScriptedResponse::json(
+        403,
+        graph_error_body(
+            10,
+            None,
+            "Application does not have permission for this action",
+        ),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::ConfigError);
+    assert_active(&env, &id, &report).await;
+    assert_eq!(env.stored_access_token(&id).await, access);
+}
+
+#[tokio::test]
+async fn instagram_transport_errors_never_carry_the_url_or_token() {
+    let fake = FakeGraph::instagram().await.unwrap();
+    let env = TestEnv::with(|s| {
+        let section = s.providers.get_mut(Provider::InstagramLogin);
+        section.flow = Flow::InstagramLogin;
+        section.token_url = Some("http://127.0.0.1:9/refresh_access_token".parse().unwrap());
+    })
+    .await;
+    let access = fake.issue(GraphTokenState::Live);
+    let id = register(&env, long_lived(Provider::InstagramLogin, &access)).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    let message = env.row(&id).await.last_refresh_error.unwrap();
+    for leak in [
+        access.as_str(),
+        "access_token",
+        "127.0.0.1:9",
+        "refresh_access_token",
+    ] {
+        assert!(!message.contains(leak), "{leak:?} in {message:?}");
+    }
+}
+
+#[tokio::test]
+async fn threads_refresh_uses_th_refresh_token() {
+    let fake = FakeGraph::threads().await.unwrap();
+    let env = graph_env(Provider::Threads, &fake).await;
+    let access = fake.issue(GraphTokenState::Live);
+    let id = register(&env, long_lived(Provider::Threads, &access)).await;
+    // The fake answers 100 to any other grant type.
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    assert!(fake.is_live(&env.stored_access_token(&id).await));
+}
+
+#[tokio::test]
+async fn threads_expired_token_is_token_expired_and_young_tokens_wait() {
+    let fake = FakeGraph::threads().await.unwrap();
+    let env = graph_env(Provider::Threads, &fake).await;
+    let access = fake.issue(GraphTokenState::Expired);
+    let id = register(&env, long_lived(Provider::Threads, &access)).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+
+    let young = fake.issue(GraphTokenState::Live);
+    let young_id = register(
+        &env,
+        Account {
+            issued_at: Utc::now() - TimeDelta::hours(1),
+            ..long_lived(Provider::Threads, &young)
+        },
+    )
+    .await;
+    let report = env
+        .engine
+        .refresh(&young_id, Trigger::Forced)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.provider_error_code.as_deref(),
+        Some("token_too_young")
+    );
+    assert_eq!(fake.calls(), 1, "only the old token was sent");
+}
+
+// ---- LinkedIn -----------------------------------------------------------
+
+async fn linkedin_env() -> (TestEnv, FakeLinkedin) {
+    let fake = FakeLinkedin::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let url = fake.token_url();
+    let env = TestEnv::with(|s| client(s, Provider::LinkedinPerson, Flow::Linkedin, url)).await;
+    (env, fake)
+}
+
+#[tokio::test]
+async fn linkedin_keeps_its_refresh_token_and_reads_its_remaining_lifetime() {
+    let (env, fake) = linkedin_env().await;
+    let (access, refresh) = fake.issue(std::time::Duration::from_secs(59 * 86_400));
+    let id = register(
+        &env,
+        Account::new(Provider::LinkedinPerson, &access, Some(&refresh)),
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), refresh);
+    // Day 59 of 365: 306 days left, counted from the first login.
+    let left = seconds_until(env.row(&id).await.refresh_token_expires_at);
+    let want = LINKEDIN_REFRESH_LIFETIME as i64 - 59 * 86_400;
+    assert!((want - 10..=want).contains(&left), "{left}");
+}
+
+#[tokio::test]
+async fn linkedin_invalid_expired_or_revoked_grant_is_token_expired() {
+    let (env, fake) = linkedin_env().await;
+    let (access, refresh) = fake.issue(std::time::Duration::ZERO);
+    fake.revoke(&refresh);
+    let id = register(
+        &env,
+        Account::new(Provider::LinkedinPerson, &access, Some(&refresh)),
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(
+        report.provider_error_code.as_deref(),
+        Some("invalid_request")
+    );
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn linkedin_invalid_client_is_a_config_error() {
+    let fake = FakeLinkedin::start(CLIENT_ID, "rotated-secret")
+        .await
+        .unwrap();
+    let url = fake.token_url();
+    let env = TestEnv::with(|s| client(s, Provider::LinkedinPerson, Flow::Linkedin, url)).await;
+    let (access, refresh) = fake.issue(std::time::Duration::ZERO);
+    let id = register(
+        &env,
+        Account::new(Provider::LinkedinPerson, &access, Some(&refresh)),
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::ConfigError);
+    assert_active(&env, &id, &report).await;
+}
+
+// ---- Mastodon -----------------------------------------------------------
+
+async fn mastodon_env(fake: &FakeMastodon, allow: bool) -> TestEnv {
+    let origin: url::Url = fake.origin().parse().unwrap();
+    TestEnv::with(move |s| {
+        let section = s.providers.get_mut(Provider::Mastodon);
+        section.flow = Flow::Mastodon;
+        if allow {
+            section.allowed_origins = vec![origin];
+        }
+    })
+    .await
+}
+
+/// A Mastodon account (no expiry) whose health check is due now.
+async fn mastodon_account(env: &TestEnv, access: &str, host: &str) -> AccountId {
+    let id = register(
+        env,
+        Account {
+            expires_at: None,
+            meta: json!({"instance_host": host}),
+            ..Account::new(Provider::Mastodon, access, None)
+        },
+    )
+    .await;
+    sqlx::query(
+        "UPDATE social_accounts SET next_attempt_at = now() - interval '1 second' WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .execute(env.pool())
+    .await
+    .unwrap();
+    id
+}
+
+async fn mastodon_check(state: MastodonTokenState) -> (RefreshReport, TestEnv, AccountId) {
+    let fake = FakeMastodon::start().await.unwrap();
+    let env = mastodon_env(&fake, true).await;
+    let access = fake.issue(state);
+    let id = mastodon_account(&env, &access, &fake.origin()).await;
+    let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+    assert_eq!(fake.calls(), 1);
+    (report, env, id)
+}
+
+#[tokio::test]
+async fn mastodon_verify_credentials_ok_is_healthy() {
+    let (report, env, id) = mastodon_check(MastodonTokenState::Live).await;
+    assert_eq!(report.outcome, Outcome::Healthy, "{:?}", report.message);
+    assert_eq!(env.row(&id).await.status, AccountStatus::Active);
+}
+
+#[tokio::test]
+async fn mastodon_401_revoked_is_revoked() {
+    let (report, env, id) = mastodon_check(MastodonTokenState::Revoked).await;
+    assert_eq!(report.outcome, Outcome::RejectedRevoked);
+    assert_eq!(env.row(&id).await.status, AccountStatus::Revoked);
+    assert!(report.message.unwrap().contains("was revoked"));
+}
+
+#[tokio::test]
+async fn mastodon_401_invalid_token_is_revoked() {
+    let fake = FakeMastodon::start().await.unwrap();
+    let env = mastodon_env(&fake, true).await;
+    let id = mastodon_account(&env, "never-issued", &fake.origin()).await;
+    let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedRevoked);
+    assert_eq!(env.row(&id).await.status, AccountStatus::Revoked);
+}
+
+#[tokio::test]
+async fn mastodon_403_disabled_login_is_flagged_without_a_status_change() {
+    let (report, env, id) = mastodon_check(MastodonTokenState::Disabled).await;
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_eq!(
+        report.provider_error_code.as_deref(),
+        Some("account_disabled")
+    );
+    assert_active(&env, &id, &report).await;
+    let row = env.row(&id).await;
+    assert_eq!(row.last_refresh_error_status, Some(403));
+    assert!(
+        row.last_refresh_error
+            .unwrap()
+            .contains("currently disabled")
+    );
+}
+
+#[tokio::test]
+async fn mastodon_429_reads_the_iso_8601_reset() {
+    let fake = FakeMastodon::start().await.unwrap();
+    let env = mastodon_env(&fake, true).await;
+    let access = fake.issue(MastodonTokenState::Live);
+    let id = mastodon_account(&env, &access, &fake.origin()).await;
+    fake.rate_limit_next(Utc::now() + TimeDelta::seconds(300));
+    let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    let wait = seconds_until(report.retry_at);
+    assert!((295..=302).contains(&wait), "{wait}s");
+    assert_active(&env, &id, &report).await;
+}
+
+#[tokio::test]
+async fn mastodon_forced_refresh_checks_instead() {
+    let fake = FakeMastodon::start().await.unwrap();
+    let env = mastodon_env(&fake, true).await;
+    let access = fake.issue(MastodonTokenState::Live);
+    let id = mastodon_account(&env, &access, &fake.origin()).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Healthy, "{:?}", report.message);
+    assert_eq!(
+        env.row(&id).await.token_expires_at,
+        None,
+        "still never expires"
+    );
+}
+
+#[tokio::test]
+async fn mastodon_private_and_plain_http_hosts_are_refused_before_connecting() {
+    let fake = FakeMastodon::start().await.unwrap();
+    let env = mastodon_env(&fake, false).await;
+    let access = fake.issue(MastodonTokenState::Live);
+    let port = fake.origin().rsplit(':').next().unwrap().to_owned();
+    for host in [
+        fake.origin(),
+        format!("127.0.0.1:{port}"),
+        format!("2130706433:{port}"),
+        format!("0177.0.0.1:{port}"),
+        format!("[::ffff:127.0.0.1]:{port}"),
+        "169.254.169.254".to_owned(),
+        format!("localhost:{port}"),
+    ] {
+        let id = mastodon_account(&env, &access, &host).await;
+        let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+        assert_eq!(report.outcome, Outcome::TransientError, "{host}");
+        assert_active(&env, &id, &report).await;
+        let message = report.message.unwrap_or_default();
+        assert!(
+            message.contains("refused") || message.contains("public address"),
+            "{host}: {message}"
+        );
+    }
+    assert_eq!(fake.calls(), 0, "no request reached the instance");
+}
+
+#[tokio::test]
+async fn mastodon_account_without_an_instance_host_is_flagged_not_paused() {
+    let fake = FakeMastodon::start().await.unwrap();
+    let env = mastodon_env(&fake, true).await;
+    let access = fake.issue(MastodonTokenState::Live);
+    let id = mastodon_account(&env, &access, "").await;
+    let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_eq!(
+        report.provider_error_code.as_deref(),
+        Some("instance_unknown")
+    );
+    assert_active(&env, &id, &report).await;
+    assert_eq!(fake.calls(), 0);
+}
