@@ -329,3 +329,154 @@ async fn a_paused_provider_postpones_its_accounts_without_touching_status() {
         .await
         .unwrap();
 }
+
+/// Inserts `count` X accounts due now in bulk (registration one by one is
+/// measured elsewhere and would dominate this test's time).
+async fn seed_bulk(env: &TestEnv, count: usize) {
+    use tokenwarden::crypto::Field;
+    for start in (0..count).step_by(5_000) {
+        let end = (start + 5_000).min(count);
+        let (mut ids, mut ats, mut rts) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in start..end {
+            let tokens = env.fake.issue(rotating());
+            let id = AccountId::generate();
+            ats.push(
+                env.keyring
+                    .encrypt(&id, Field::AccessToken, &tokens.access_token),
+            );
+            rts.push(
+                env.keyring
+                    .encrypt(&id, Field::RefreshToken, &tokens.refresh_token),
+            );
+            ids.push(id.to_string());
+        }
+        sqlx::query(
+            "INSERT INTO social_accounts (id, workspace_id, provider, external_id, token_issued_at, token_expires_at,
+                 next_attempt_at, access_token_ciphertext, refresh_token_ciphertext, credentials_key_id)
+             SELECT u.id, 'ws', 'X', u.id, now() - interval '1 hour', now() + interval '20 minutes', now(), u.at, u.rt, $4
+             FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS u(id, at, rt)",
+        )
+        .bind(&ids)
+        .bind(&ats)
+        .bind(&rts)
+        .bind(env.keyring.primary_key_id())
+        .execute(env.pool())
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_accounts_due_at_once_all_refresh_and_the_queue_never_fails() {
+    let env = TestEnv::with(|s| {
+        tune(s);
+        s.scheduler.claim_timeout = Duration::from_secs(120);
+        s.worker.concurrency = 256;
+        s.providers.x.rate_per_second = 100_000.0;
+        s.providers.x.max_concurrency = 256;
+        s.database.max_connections = 16;
+    })
+    .await;
+    seed_bulk(&env, 50_000).await;
+    let queue = unique_queue();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(daemon::run(
+        app_for(&env, "d1"),
+        vec![Role::Scheduler, Role::Worker],
+        queue.clone(),
+        stop.clone(),
+    ));
+    wait_until_all_refreshed(&env, 50_000, Duration::from_secs(600)).await;
+    stop.cancel();
+    // The daemon's roles ran to the end without an error (a failing queue
+    // would have stopped the worker pool).
+    run.await.unwrap().unwrap();
+    assert_eq!(env.fake.call_count(), 50_000);
+    assert_eq!(env.fake.reuse_detected(), 0);
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_down_for_minutes_is_paused_without_status_changes_and_others_carry_on() {
+    let env = TestEnv::with(|s| {
+        tune(s);
+        s.circuit.min_calls = 10;
+        s.circuit.window = 20;
+        s.circuit.cooldown = Duration::from_secs(4);
+    })
+    .await;
+    // X answers 503 to everything; Pinterest is healthy.
+    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::X));
+    for i in 0..30 {
+        let tokens = env.fake.issue(tokenwarden::fake::FamilySpec {
+            fail_every: Some(1),
+            ..rotating()
+        });
+        let new = new_account(
+            Provider::X,
+            &format!("x-{i}"),
+            &tokens,
+            Utc::now() - TimeDelta::hours(2),
+            Some(Utc::now() + TimeDelta::minutes(1)),
+        );
+        accounts::register(env.pool(), &env.keyring, &policy, &new)
+            .await
+            .unwrap();
+    }
+    let pinterest = RefreshPolicy::from(env.settings.providers.get(Provider::Pinterest));
+    for i in 0..10 {
+        let tokens = env.fake.issue(rotating());
+        let new = new_account(
+            Provider::Pinterest,
+            &format!("p-{i}"),
+            &tokens,
+            Utc::now() - TimeDelta::hours(2),
+            Some(Utc::now() + TimeDelta::minutes(1)),
+        );
+        accounts::register(env.pool(), &env.keyring, &pinterest, &new)
+            .await
+            .unwrap();
+    }
+    let queue = unique_queue();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(daemon::run(
+        app_for(&env, "d1"),
+        vec![Role::Scheduler, Role::Worker],
+        queue.clone(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let calls = env.fake.calls();
+    let x_calls = calls.iter().filter(|c| c.path == "/x/token").count();
+    let pinterest_calls = calls
+        .iter()
+        .filter(|c| c.path == "/pinterest/token")
+        .count();
+    // Without the breaker each X account would be retried every ~2 s
+    // (Retry-After): about 30 x 6 calls in 12 s.
+    assert!(x_calls <= 30 + 6, "X was not paused: {x_calls} calls");
+    assert_eq!(pinterest_calls, 10, "other platforms unaffected");
+    let statuses: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM social_accounts GROUP BY status")
+            .fetch_all(env.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        statuses,
+        vec![("ACTIVE".to_owned(), 40)],
+        "no status change"
+    );
+    let refreshed: i64 = sqlx::query_scalar("SELECT count(*) FROM social_accounts WHERE provider = 'PINTEREST' AND last_refreshed_at IS NOT NULL")
+        .fetch_one(env.pool())
+        .await
+        .unwrap();
+    assert_eq!(refreshed, 10);
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}
