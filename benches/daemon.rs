@@ -164,6 +164,7 @@ async fn run(args: &Args, schema: &str) -> anyhow::Result<()> {
         .stderr(Stdio::inherit())
         .spawn()?;
     let pid = daemon.id();
+    let cpu_before = cpu_by_program(pid);
 
     let began = Instant::now();
     let deadline = began + Duration::from_secs(args.spread_secs + args.accounts as u64 / 300 + 120);
@@ -188,6 +189,8 @@ async fn run(args: &Args, schema: &str) -> anyhow::Result<()> {
         }
     }
     peak_rss = peak_rss.max(rss_kib(pid, "VmHWM:"));
+    let cpu_after = cpu_by_program(pid);
+    let wall = began.elapsed().as_secs_f64();
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -240,6 +243,24 @@ async fn run(args: &Args, schema: &str) -> anyhow::Result<()> {
         idle_rss as f64 / 1024.0,
         peak_rss as f64 / 1024.0
     );
+    // Where the machine's CPU went during the run: the profile behind the
+    // throughput.
+    let used = |name: &str| {
+        let find = |v: &[(String, f64)]| v.iter().find(|(n, _)| n == name).map_or(0.0, |(_, s)| *s);
+        find(&cpu_after) - find(&cpu_before)
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!(
+        "CPU over {wall:.0} s wall ({:.0} CPU-s available):",
+        wall * cores
+    );
+    for name in ["daemon", "postgres", "redis", "bench+fake"] {
+        let seconds = used(name);
+        println!(
+            "  {name:<11} {seconds:>6.1} CPU-s  ({:.2} CPU-ms per refresh)",
+            seconds / refreshed.max(1) as f64 * 1000.0
+        );
+    }
     Ok(())
 }
 
@@ -391,6 +412,60 @@ async fn claim_timing(admin: &PgPool, rows: i64) -> anyhow::Result<()> {
         .execute(admin)
         .await?;
     result
+}
+
+/// CPU seconds used so far by the daemon, PostgreSQL's processes, Redis,
+/// and this process (which also runs the fake platform).
+fn cpu_by_program(daemon: u32) -> Vec<(String, f64)> {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut totals = vec![
+        ("daemon".to_owned(), 0.0),
+        ("postgres".to_owned(), 0.0),
+        ("redis".to_owned(), 0.0),
+        ("bench+fake".to_owned(), 0.0),
+    ];
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return totals;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let cpu = fields
+            .get(11)
+            .and_then(|u| u.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        let slot = if pid == daemon {
+            0
+        } else if comm == "postgres" {
+            1
+        } else if comm.starts_with("redis-server") {
+            2
+        } else if pid == me {
+            3
+        } else {
+            continue;
+        };
+        totals[slot].1 += cpu / ticks;
+    }
+    totals
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
