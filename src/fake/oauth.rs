@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::json;
@@ -268,7 +268,7 @@ async fn token_endpoint(
             at: Instant::now(),
         });
         if let Some(scripted) = inner.scripted.pop_front() {
-            scripted_response(scripted)
+            scripted.into_response()
         } else if !client_ok {
             oauth_error(
                 StatusCode::UNAUTHORIZED,
@@ -415,22 +415,4 @@ fn refresh(inner: &mut Inner, presented: &str) -> Response {
         body["refresh_token"] = json!(presented);
     }
     axum::Json(body).into_response()
-}
-
-fn scripted_response(scripted: ScriptedResponse) -> Response {
-    let mut response = (
-        StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
-        scripted.body,
-    )
-        .into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(scripted.content_type),
-    );
-    for (name, value) in scripted.headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
 }

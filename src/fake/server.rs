@@ -56,6 +56,13 @@ impl Script {
 
     pub fn next(&self) -> Option<Response> {
         let scripted = self.0.lock().expect("script poisoned").pop_front()?;
+        Some(scripted.into_response())
+    }
+}
+
+impl IntoResponse for ScriptedResponse {
+    fn into_response(self) -> Response {
+        let scripted = self;
         let mut response = (
             StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
             scripted.body,
@@ -70,7 +77,7 @@ impl Script {
                 response.headers_mut().insert(name, value);
             }
         }
-        Some(response)
+        response
     }
 }
 

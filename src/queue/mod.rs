@@ -49,13 +49,7 @@ pub type JobStorage = RedisStorage<RefreshJob>;
 /// scan (`lock_tasks(false)`), and a short heartbeat so a dead worker's jobs
 /// move on within seconds.
 pub async fn connect(settings: &Settings, queue: &str) -> anyhow::Result<JobStorage> {
-    let url = settings
-        .redis
-        .url
-        .as_ref()
-        .context("redis.url is not set")?;
-    let client = redis::Client::open(url.expose_secret())
-        .map_err(|_| anyhow::anyhow!("redis.url is not a valid Redis URL"))?;
+    let client = client(settings)?;
     let manager_config = redis::aio::ConnectionManagerConfig::new()
         .set_response_timeout(Some(settings.redis.response_timeout))
         .set_connection_timeout(Some(settings.redis.response_timeout))
@@ -78,6 +72,18 @@ pub async fn connect(settings: &Settings, queue: &str) -> anyhow::Result<JobStor
     Ok(RedisStorage::new(conn).with_config(config))
 }
 
+/// A client for the configured Redis; the URL may carry a password, so the
+/// error does not repeat it.
+fn client(settings: &Settings) -> anyhow::Result<redis::Client> {
+    let url = settings
+        .redis
+        .url
+        .as_ref()
+        .context("redis.url is not set")?;
+    redis::Client::open(url.expose_secret())
+        .map_err(|_| anyhow::anyhow!("redis.url is not a valid Redis URL"))
+}
+
 /// Pushes jobs in one round of commands.
 pub async fn push(storage: &mut JobStorage, jobs: Vec<RefreshJob>) -> anyhow::Result<()> {
     if jobs.is_empty() {
@@ -94,13 +100,7 @@ pub const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Deletes every key of a queue (demo and test queues are per run).
 pub async fn purge(settings: &Settings, queue: &str) -> anyhow::Result<u64> {
-    let url = settings
-        .redis
-        .url
-        .as_ref()
-        .context("redis.url is not set")?;
-    let client = redis::Client::open(url.expose_secret())
-        .map_err(|_| anyhow::anyhow!("redis.url is not a valid Redis URL"))?;
+    let client = client(settings)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let pattern = format!("{}*", redis_glob_escape(queue));
     let keys: Vec<String> = redis::cmd("KEYS")
