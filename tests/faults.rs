@@ -339,3 +339,90 @@ async fn postgres_out_of_reach_for_30s_means_no_call_without_a_lease_and_recover
     );
     world.purge().await;
 }
+
+#[tokio::test]
+async fn redis_out_of_reach_and_emptied_costs_a_delay_never_a_refresh() {
+    let (world, ids) = World::new(60, TimeDelta::seconds(25)).await;
+    let proxy = Proxy::start("127.0.0.1:6379".into()).await;
+    let redis_via_proxy = format!("redis://127.0.0.1:{}", proxy.port);
+    let daemon = world.daemon(
+        &world.db.url(),
+        &[("TOKENWARDEN__REDIS__URL", &redis_via_proxy)],
+    );
+
+    let started = Instant::now();
+    while world
+        .count("SELECT count(*) FROM social_accounts WHERE last_refreshed_at IS NOT NULL")
+        .await
+        < 10
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "daemon never started refreshing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Redis goes away and comes back empty, as after a restart without
+    // persistence: every queued job is gone.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    world.purge().await;
+    proxy.restore();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = world
+            .count("SELECT count(*) FROM social_accounts WHERE last_refreshed_at IS NOT NULL")
+            .await;
+        if done == ids.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done}/{} refreshed after Redis came back",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop(daemon);
+    assert_eq!(
+        world.fake.call_count(),
+        ids.len(),
+        "no account got two provider calls"
+    );
+    assert_eq!(world.fake.reuse_detected(), 0);
+    world.purge().await;
+}
+
+#[tokio::test]
+async fn three_daemon_processes_refresh_each_account_exactly_once() {
+    let (world, ids) = World::new(300, TimeDelta::seconds(5)).await;
+    let daemons: Vec<Child> = (0..3).map(|_| world.daemon(&world.db.url(), &[])).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = world
+            .count("SELECT count(*) FROM social_accounts WHERE last_refreshed_at IS NOT NULL")
+            .await;
+        if done == ids.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done}/{} refreshed",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Time for any duplicate to show before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for daemon in daemons {
+        stop(daemon);
+    }
+    assert_eq!(world.fake.call_count(), ids.len());
+    assert_eq!(world.fake.reuse_detected(), 0);
+    let refreshed = world
+        .count("SELECT count(*) FROM refresh_attempts WHERE outcome = 'refreshed'")
+        .await;
+    assert_eq!(refreshed as usize, ids.len());
+    world.purge().await;
+}

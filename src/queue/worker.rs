@@ -73,9 +73,10 @@ async fn handle(job: RefreshJob, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDy
 }
 
 /// Runs the worker pool until `shutdown` fires, then lets jobs in flight
-/// finish within `shutdown.grace`. Workers that die on a Redis error are
-/// restarted under a new name (apalis refuses a name still within its
-/// heartbeat window), with a growing pause.
+/// finish within `shutdown.grace`. A worker dies on any Redis error
+/// (apalis-redis 1.0); the pool is then rebuilt after a pause that doubles
+/// from 0.5 s to 30 s, under a new worker name each time (apalis refuses a
+/// name still within its heartbeat window).
 pub async fn run(
     settings: &Settings,
     storage: JobStorage,
@@ -83,27 +84,50 @@ pub async fn run(
     owner: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    const FIRST_PAUSE: Duration = Duration::from_millis(500);
     let concurrency = settings.worker.concurrency;
     let poll = settings.worker.poll_interval;
-    let base = format!("{owner}-worker");
-    let monitor = Monitor::new()
-        .register(move |restarts| {
-            WorkerBuilder::new(format!("{base}-{restarts}"))
-                .backend(storage.clone().poll_with_interval(poll))
-                .data(ctx.clone())
-                .concurrency(concurrency)
-                .build(handle)
-        })
-        .should_restart(|worker, error| {
-            tracing::error!(worker = worker.name(), %error, "worker stopped; restarting");
-            true
-        })
-        .shutdown_timeout(settings.shutdown.grace);
-    monitor
-        .run_with_signal(async move {
-            shutdown.cancelled().await;
-            Ok(())
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("worker pool: {e}"))
+    let mut pause = FIRST_PAUSE;
+    for generation in 0u64.. {
+        let started = tokio::time::Instant::now();
+        let (storage, ctx) = (storage.clone(), ctx.clone());
+        let name = format!("{owner}-worker-{generation}");
+        let monitor = Monitor::new()
+            .register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-{restarts}"))
+                    .backend(storage.clone().poll_with_interval(poll))
+                    .data(ctx.clone())
+                    .concurrency(concurrency)
+                    .build(handle)
+            })
+            .should_restart(|worker, error| {
+                tracing::error!(worker = worker.name(), %error, "worker stopped");
+                false
+            })
+            .shutdown_timeout(settings.shutdown.grace);
+        let stop = shutdown.clone();
+        let result = monitor
+            .run_with_signal(async move {
+                stop.cancelled().await;
+                Ok(())
+            })
+            .await;
+        if shutdown.is_cancelled() {
+            return result.map_err(|e| anyhow::anyhow!("worker pool: {e}"));
+        }
+        // The pool ended on its own: its worker died.
+        if started.elapsed() > Duration::from_secs(60) {
+            pause = FIRST_PAUSE;
+        }
+        tracing::warn!(
+            pause_ms = pause.as_millis() as u64,
+            "worker pool stopped; restarting"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+    unreachable!("the generation counter does not run out")
 }
