@@ -94,6 +94,10 @@ impl Scheduler {
                 break;
             }
         }
+        // Housekeeping in the queue; a failure here costs nothing but memory.
+        if let Err(e) = queue::trim_done(&mut self.storage, 2 * self.batch_size as usize).await {
+            tracing::debug!(error = %e, "trimming finished jobs failed");
+        }
         Ok(tick)
     }
 

@@ -127,9 +127,23 @@ async fn one_daemon_refreshes_every_due_account_once() {
         stop.clone(),
     ));
     wait_until_all_refreshed(&env, 300, Duration::from_secs(60)).await;
+    // A few more scans trim the queue's bookkeeping of finished jobs.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     stop.cancel();
     run.await.unwrap().unwrap();
     assert_each_refreshed_exactly_once(&env, &seeded).await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let leftovers: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{queue}:meta:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        leftovers.len() <= 10,
+        "{} finished jobs still kept in Redis",
+        leftovers.len()
+    );
     tokenwarden::queue::purge(&env.settings, &queue)
         .await
         .unwrap();

@@ -129,3 +129,29 @@ fn redis_glob_escape(s: &str) -> String {
         })
         .collect()
 }
+
+/// apalis-redis keeps every finished job's id in `{queue}:done`, its
+/// arguments in `{queue}:data` and a `{queue}:meta:<id>` hash, and never
+/// removes them. The daemon reads none of it (PostgreSQL has the results),
+/// so finished jobs are dropped here, up to `max` per call.
+pub async fn trim_done(storage: &mut JobStorage, max: usize) -> anyhow::Result<usize> {
+    let queue = storage.get_config().queue.as_ref().to_owned();
+    let conn = storage.get_connection();
+    let done: Vec<String> = redis::cmd("SPOP")
+        .arg(format!("{queue}:done"))
+        .arg(max)
+        .query_async(conn)
+        .await?;
+    if done.is_empty() {
+        return Ok(0);
+    }
+    let mut pipe = redis::pipe();
+    pipe.cmd("HDEL")
+        .arg(format!("{queue}:data"))
+        .arg(&done)
+        .ignore();
+    let meta: Vec<String> = done.iter().map(|id| format!("{queue}:meta:{id}")).collect();
+    pipe.cmd("DEL").arg(&meta).ignore();
+    let () = pipe.query_async(conn).await?;
+    Ok(done.len())
+}
