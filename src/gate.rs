@@ -30,8 +30,9 @@ struct GateState {
     recent: VecDeque<bool>,
     /// Paused until then (circuit open, or the platform's rate-limit reset).
     paused_until: Option<Instant>,
-    /// After a pause, one probe call decides.
-    probing: bool,
+    /// After a pause, one probe call decides; a probe that never reports
+    /// (its job was cancelled or superseded) is forgotten after a cooldown.
+    probe_started: Option<Instant>,
 }
 
 pub enum Admission {
@@ -55,7 +56,7 @@ impl ProviderGates {
                         refilled: Instant::now(),
                         recent: VecDeque::new(),
                         paused_until: None,
-                        probing: false,
+                        probe_started: None,
                     }),
                 };
                 (*p, gate)
@@ -102,8 +103,14 @@ impl ProviderGates {
                 Some(wait) => tokio::time::sleep(wait).await,
             }
         }
-        // The pause may have begun while this call waited.
-        if let Some(retry_in) = self.paused(gate) {
+        // A pause may have begun while this call waited.
+        let paused_meanwhile = {
+            let state = gate.state.lock().expect("gate poisoned");
+            state
+                .paused_until
+                .and_then(|until| until.checked_duration_since(Instant::now()))
+        };
+        if let Some(retry_in) = paused_meanwhile {
             return Admission::Paused { retry_in };
         }
         Admission::Go(permit)
@@ -116,11 +123,14 @@ impl ProviderGates {
         if now < until {
             return Some(until - now);
         }
-        if state.probing {
+        if state
+            .probe_started
+            .is_some_and(|at| now - at < self.circuit.cooldown)
+        {
             // A probe is out: everyone else waits for its verdict.
             return Some(self.circuit.cooldown.min(Duration::from_secs(5)));
         }
-        state.probing = true;
+        state.probe_started = Some(now);
         None
     }
 
@@ -133,8 +143,7 @@ impl ProviderGates {
             outcome,
             Outcome::TransientError | Outcome::RateLimited | Outcome::ConfigError
         );
-        if state.probing {
-            state.probing = false;
+        if state.probe_started.take().is_some() {
             state.paused_until = failed.then(|| now + self.circuit.cooldown);
             state.recent.clear();
         }
@@ -171,5 +180,64 @@ impl ProviderGates {
     pub fn is_paused(&self, provider: Provider) -> bool {
         let state = self.gates[&provider].state.lock().expect("gate poisoned");
         state.paused_until.is_some_and(|u| Instant::now() < u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gates(cooldown_ms: u64) -> ProviderGates {
+        let mut settings = Settings::default();
+        settings.circuit.cooldown = Duration::from_millis(cooldown_ms);
+        ProviderGates::from_settings(&settings)
+    }
+
+    #[tokio::test]
+    async fn a_pause_ends_with_one_probe_whose_verdict_reopens_the_provider() {
+        let gates = gates(100);
+        gates.record(Provider::X, Outcome::ConfigError, None);
+        assert!(matches!(
+            gates.admit(Provider::X).await,
+            Admission::Paused { .. }
+        ));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let probe = gates.admit(Provider::X).await;
+        assert!(
+            matches!(probe, Admission::Go(_)),
+            "the probe is let through"
+        );
+        assert!(
+            matches!(gates.admit(Provider::X).await, Admission::Paused { .. }),
+            "one probe at a time"
+        );
+        gates.record(Provider::X, Outcome::Refreshed, None);
+        assert!(
+            matches!(gates.admit(Provider::X).await, Admission::Go(_)),
+            "a good probe reopens"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_never_reports_is_forgotten() {
+        let gates = gates(100);
+        gates.record(Provider::X, Outcome::ConfigError, None);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(matches!(gates.admit(Provider::X).await, Admission::Go(_)));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(
+            matches!(gates.admit(Provider::X).await, Admission::Go(_)),
+            "a new probe after a cooldown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_ratio_over_the_threshold_pauses_only_that_provider() {
+        let gates = gates(10_000);
+        for _ in 0..20 {
+            gates.record(Provider::X, Outcome::TransientError, None);
+        }
+        assert!(gates.is_paused(Provider::X));
+        assert!(!gates.is_paused(Provider::Pinterest));
     }
 }
