@@ -199,7 +199,7 @@ pub struct ShutdownSettings {
 impl Default for ShutdownSettings {
     fn default() -> Self {
         Self {
-            grace: Duration::from_secs(30),
+            grace: Duration::from_secs(60),
         }
     }
 }
@@ -727,7 +727,15 @@ impl Settings {
             ));
         }
         nonzero("circuit.cooldown", self.circuit.cooldown)?;
-        nonzero("shutdown.grace", self.shutdown.grace)?;
+        if self.shutdown.grace < lease {
+            return Err(ConfigError::invalid(
+                "shutdown.grace",
+                format!(
+                    "must be at least the refresh lease ({}): a refresh in flight must be able to finish",
+                    humantime::format_duration(lease)
+                ),
+            ));
+        }
         Ok(())
     }
 

@@ -60,10 +60,23 @@ pub async fn run(
             gates: Arc::new(ProviderGates::from_settings(&app.settings)),
             pool: app.pool.clone(),
             job_timeout: app.settings.worker.job_timeout,
+            refreshes: tokio_util::task::TaskTracker::new(),
         });
+        // Refreshes outlive their job only up to the lease.
+        let last_call = app.settings.http.request_timeout + app.settings.engine.lease_margin;
         let settings = Arc::new(app.settings);
         let stop = shutdown.clone();
-        tasks.spawn(async move { worker::run(&settings, storage, ctx, &owner, stop).await });
+        tasks.spawn(async move {
+            let result = worker::run(&settings, storage, ctx.clone(), &owner, stop).await;
+            ctx.refreshes.close();
+            if tokio::time::timeout(last_call, ctx.refreshes.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!("refreshes still running at exit; their leases will expire");
+            }
+            result
+        });
     }
     tracing::info!(?roles, queue = %queue_name, "tokenwarden running");
     let mut result = Ok(());

@@ -324,6 +324,7 @@ async fn a_paused_provider_postpones_its_accounts_without_touching_status() {
         gates,
         pool: env.pool().clone(),
         job_timeout: Duration::from_secs(7),
+        refreshes: tokio_util::task::TaskTracker::new(),
     };
     ctx.process(job).await;
     assert_eq!(

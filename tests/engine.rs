@@ -916,3 +916,37 @@ impl MakeDue for sqlx::PgPool {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_refresh_in_flight_never_brings_a_disconnected_account_back() {
+    let env = TestEnv::new().await;
+    let (id, _) = env.connect(Provider::X, rotating()).await;
+    env.fake.set_answer_delay(Duration::from_millis(600));
+    let engine = env.engine.clone();
+    let refresh_id = id.clone();
+    let refresh = tokio::spawn(async move { engine.refresh(&refresh_id, Trigger::Forced).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::query("UPDATE social_accounts SET status = 'DISCONNECTED' WHERE id = $1")
+        .bind(id.as_str())
+        .execute(env.pool())
+        .await
+        .unwrap();
+    let _ = refresh.await.unwrap();
+    assert_eq!(env.row(&id).await.status, AccountStatus::Disconnected);
+    assert_eq!(env.events(&id).await.len(), 1, "no event back to ACTIVE");
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_does_not_inherit_the_spent_tokens_expiry() {
+    let env = TestEnv::new().await;
+    let (id, _) = env.connect(Provider::X, rotating()).await;
+    sqlx::query("UPDATE social_accounts SET refresh_token_expires_at = now() + interval '1 day' WHERE id = $1")
+        .bind(id.as_str())
+        .execute(env.pool())
+        .await
+        .unwrap();
+    env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    // X's refresh-token lifetime is unknown (unset): the new token's expiry
+    // is unknown too, not the old one's.
+    assert_eq!(env.row(&id).await.refresh_token_expires_at, None);
+}

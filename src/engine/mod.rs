@@ -195,10 +195,11 @@ impl Engine {
                     .await;
                     match waited {
                         Ok(Ok(Some(result))) => {
-                            // A forced refresh cannot settle for a scheduled
-                            // flight that found nothing to do.
+                            // A forced refresh, or a job holding the current
+                            // claim, cannot settle for another flight that
+                            // found nothing to do (not due, or a stale claim).
                             let skipped = matches!(&result, Ok(r) if r.outcome == Outcome::Skipped);
-                            if skipped && trigger.ignores_schedule() {
+                            if skipped && (trigger.ignores_schedule() || claim.is_some()) {
                                 tokio::task::yield_now().await;
                                 continue;
                             }
@@ -261,11 +262,13 @@ impl Engine {
             ));
         }
         if claim.is_none() && !trigger.ignores_schedule() && !is_due(&row, started_at) {
-            return self.skip(&row, trigger, started_at, "not due", None).await;
+            return self
+                .skip(&row, trigger, started_at, "not due", None, None)
+                .await;
         }
         if row.status != AccountStatus::Active && !trigger.ignores_schedule() {
             return self
-                .skip(&row, trigger, started_at, "not active", None)
+                .skip(&row, trigger, started_at, "not active", None, claim)
                 .await;
         }
         let leased = match self.take_lease(&row, started_at, deadline).await? {
@@ -280,7 +283,14 @@ impl Engine {
         };
         if !still_due {
             return self
-                .skip(&leased, trigger, started_at, "refreshed meanwhile", None)
+                .skip(
+                    &leased,
+                    trigger,
+                    started_at,
+                    "refreshed meanwhile",
+                    None,
+                    claim,
+                )
                 .await;
         }
         self.run_leased(leased, trigger, started_at).await
@@ -430,6 +440,8 @@ impl Engine {
             .expires_in
             .unwrap_or(policy.default_access_token_lifetime);
         let expires_at = now + delta(lifetime);
+        let rotated = matches!((&grant.refresh_token, &old.refresh), (Some(new), Some(old)) if new.expose() != old.expose())
+            || (grant.refresh_token.is_some() && old.refresh.is_none());
         // Never replace a stored refresh token with an absent one.
         let refresh = grant.refresh_token.as_ref().or(old.refresh.as_ref());
         let keyring = &self.inner.keyring;
@@ -446,10 +458,13 @@ impl Engine {
             expires_at: Some(expires_at),
             // The platform's word first; a rotated token restarts the
             // configured lifetime; a kept one keeps its expiry.
-            refresh_token_expires_at: grant.refresh_token_expires_in.map(|d| now + delta(d)).or_else(|| {
-                let rotated = matches!((&grant.refresh_token, &old.refresh), (Some(new), Some(old)) if new.expose() != old.expose());
-                rotated.then_some(policy.refresh_token_lifetime).flatten().map(|l| now + delta(l))
-            }),
+            refresh_token_expires_at: match grant.refresh_token_expires_in {
+                Some(d) => Some(now + delta(d)),
+                // A new token: its configured lifetime, or unknown; never
+                // the spent token's expiry.
+                None if rotated => policy.refresh_token_lifetime.map(|l| now + delta(l)),
+                None => leased.refresh_token_expires_at,
+            },
             granted_scopes: grant.scopes.clone(),
             next_attempt_at: Some(policy.plan(&leased.id, now, Some(expires_at)).at()),
         };
@@ -487,7 +502,6 @@ impl Engine {
             Committed::Applied { to, .. } => {
                 report.status = to;
                 report.token_expires_at = Some(expires_at);
-                let rotated = matches!((&grant.refresh_token, &old.refresh), (Some(new), Some(old)) if new.expose() != old.expose());
                 tracing::info!(outcome = "refreshed", rotated, "refreshed");
             }
             Committed::Fenced { status } => {
@@ -521,6 +535,7 @@ impl Engine {
             })
             .unwrap_or_default();
         let mut text = scrub(&error.to_string(), &secrets);
+        let code = error.code.as_deref().map(|c| scrub(c, &secrets));
         let (new_status, count_failure, retry_in) = match error.kind {
             FailureKind::Transient | FailureKind::RateLimited => {
                 let planned = retry_delay(
@@ -570,7 +585,7 @@ impl Engine {
             finished_at: now,
             outcome: error.kind.outcome(),
             http_status: error.http_status,
-            provider_error_code: error.code.clone(),
+            provider_error_code: code.clone(),
             message: Some(text.clone()),
         };
         let change = Change::Failed(FailureChange {
@@ -583,7 +598,7 @@ impl Engine {
         let committed = self.commit_with_retry(leased, &attempt, &change).await?;
         let mut report = self.report(leased, trigger, error.kind.outcome(), Some(text.clone()));
         report.http_status = error.http_status;
-        report.provider_error_code = error.code;
+        report.provider_error_code = code;
         report.retry_at = next_attempt_at;
         report.status = match committed {
             Committed::Applied { to, .. } => to,
@@ -610,11 +625,17 @@ impl Engine {
     ) -> Result<RefreshReport, EngineError> {
         let now = Utc::now();
         match leased.token_expires_at {
-            Some(expires) if expires > now => {
-                let message = format!(
-                    "no refresh token is stored; the user must reconnect before {}",
-                    expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                );
+            // With no known expiry nothing says the token is dead.
+            expiry if expiry.is_none_or(|expires| expires > now) => {
+                let message = match expiry {
+                    Some(expires) => format!(
+                        "no refresh token is stored; the user must reconnect before {}",
+                        expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => {
+                        "no refresh token is stored and the token's expiry is unknown".to_owned()
+                    }
+                };
                 let attempt = NewAttempt {
                     trigger,
                     started_at,
@@ -629,7 +650,14 @@ impl Engine {
                     error: message.clone(),
                     http_status: None,
                     count_failure: false,
-                    next_attempt_at: Some(expires),
+                    next_attempt_at: Some(expiry.unwrap_or_else(|| {
+                        now + delta(
+                            self.inner
+                                .config
+                                .policy(leased.provider)
+                                .health_check_interval,
+                        )
+                    })),
                     new_status: None,
                 });
                 self.commit_with_retry(leased, &attempt, &change).await?;
@@ -674,6 +702,8 @@ impl Engine {
                     started_at,
                     "no health check for this platform",
                     Some(next),
+                    // Rescheduled: whatever job was queued is done with.
+                    leased.claim_id,
                 )
                 .await
             }
@@ -714,6 +744,7 @@ impl Engine {
         started_at: DateTime<Utc>,
         why: &str,
         next_attempt_at: Option<DateTime<Utc>>,
+        claim: Option<uuid::Uuid>,
     ) -> Result<RefreshReport, EngineError> {
         let attempt = NewAttempt {
             trigger,
@@ -724,8 +755,15 @@ impl Engine {
             provider_error_code: None,
             message: Some(why.to_owned()),
         };
-        self.commit_with_retry(row, &attempt, &Change::Skipped { next_attempt_at })
-            .await?;
+        self.commit_with_retry(
+            row,
+            &attempt,
+            &Change::Skipped {
+                next_attempt_at,
+                claim,
+            },
+        )
+        .await?;
         tracing::debug!(outcome = "skipped", why, "refresh skipped");
         Ok(self.report(row, trigger, Outcome::Skipped, Some(why.to_owned())))
     }
@@ -838,10 +876,24 @@ fn joined_report(current: &AccountRow, attempt: AttemptRow) -> RefreshReport {
 }
 
 /// Replaces any credential that a provider echoed back in its error text.
+/// Also catches the form-encoded copy of a token, and the start of one cut
+/// off where provider text was shortened.
 fn scrub(text: &str, secrets: &[&str]) -> String {
+    const MIN_FRAGMENT: usize = 8;
     let mut out = text.to_owned();
     for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        out = out.replace(secret, "[redacted]");
+        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        out = out
+            .replace(*secret, "[redacted]")
+            .replace(&encoded, "[redacted]");
+        let body = out.trim_end_matches('…');
+        let cut = (MIN_FRAGMENT..secret.len())
+            .rev()
+            .find(|&n| secret.is_char_boundary(n) && body.ends_with(&secret[..n]));
+        if let Some(n) = cut {
+            let keep = body.len() - n;
+            out = format!("{}[redacted]…", &body[..keep]);
+        }
     }
     out
 }
@@ -855,6 +907,11 @@ mod tests {
         assert_eq!(
             scrub("bad token abcd1234 given", &["abcd1234"]),
             "bad token [redacted] given"
+        );
+        assert_eq!(scrub("t=a%2Bb%2F%3Dcc!", &["a+b/=cc"]), "t=[redacted]!");
+        assert_eq!(
+            scrub("token rt_0123456789ab…", &["rt_0123456789abcdef"]),
+            "token [redacted]…"
         );
     }
 }

@@ -25,6 +25,8 @@ pub struct JobContext {
     pub gates: Arc<ProviderGates>,
     pub pool: PgPool,
     pub job_timeout: Duration,
+    /// Refreshes in flight; the daemon waits for them before it exits.
+    pub refreshes: tokio_util::task::TaskTracker,
 }
 
 impl JobContext {
@@ -40,30 +42,47 @@ impl JobContext {
                 return;
             }
         };
-        let run = self
-            .engine
-            .refresh_claimed(&job.account_id, job.trigger, job.claim_id);
-        match tokio::time::timeout(self.job_timeout, run).await {
-            Ok(Ok(report)) => {
-                let retry_after = report
-                    .retry_at
-                    .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
-                if !(report.outcome == Outcome::Skipped
-                    && report.message.as_deref() == Some("claim superseded"))
-                {
-                    self.gates.record(job.provider, report.outcome, retry_after);
+        // The refresh runs in a task of its own: the job timeout stops the
+        // waiting, never the refresh, which could otherwise be cut between
+        // the platform's answer and the write of a rotated token. The
+        // refresh is bounded by the lease and the single-flight wait.
+        let (engine, gates) = (self.engine.clone(), self.gates.clone());
+        let (account, provider, trigger, claim) = (
+            job.account_id.clone(),
+            job.provider,
+            job.trigger,
+            job.claim_id,
+        );
+        let refresh = self.refreshes.spawn(async move {
+            let result = engine.refresh_claimed(&account, trigger, claim).await;
+            if let Ok(report) = &result {
+                let superseded = report.outcome == Outcome::Skipped
+                    && report.message.as_deref() == Some("claim superseded");
+                if !superseded {
+                    let retry_after = report
+                        .retry_at
+                        .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
+                    gates.record(provider, report.outcome, retry_after);
                 }
+            }
+            drop(permit);
+            result
+        });
+        match tokio::time::timeout(self.job_timeout, refresh).await {
+            Ok(Ok(Ok(report))) => {
                 let lateness = (Utc::now() - job.planned_at).num_milliseconds();
                 tracing::debug!(account_id = %job.account_id, outcome = %report.outcome, lateness_ms = lateness, "job done");
             }
-            Ok(Err(e)) => {
+            Ok(Ok(Err(e))) => {
                 tracing::warn!(account_id = %job.account_id, error = %e, "job failed; its claim will time out and be retried")
             }
+            Ok(Err(e)) => {
+                tracing::error!(account_id = %job.account_id, error = %e, "refresh task panicked")
+            }
             Err(_) => {
-                tracing::error!(account_id = %job.account_id, "job timed out; its lease and claim will expire")
+                tracing::warn!(account_id = %job.account_id, "refresh still running after worker.job_timeout; it finishes in the background")
             }
         }
-        drop(permit);
     }
 }
 

@@ -52,7 +52,7 @@ pub struct NewCredentials {
     pub key_id: String,
     pub issued_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
-    /// `Some` when the provider said how long the refresh token lives.
+    /// The refresh token's expiry as it now stands (None: unknown).
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
     pub granted_scopes: Option<Vec<String>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -78,6 +78,8 @@ pub enum Change {
     /// released and, when given, the next attempt is moved.
     Skipped {
         next_attempt_at: Option<DateTime<Utc>>,
+        /// The caller's own claim, released with it; other claims stay.
+        claim: Option<uuid::Uuid>,
     },
     /// A health check passed: errors cleared, next check planned.
     Healthy {
@@ -123,7 +125,9 @@ pub async fn commit(
         .parse()
         .map_err(|e: crate::domain::UnknownVariant| sqlx::Error::Decode(e.into()))?;
     let holds_lease = lease_owner.as_deref() == Some(owner);
-    let fenced_ok = holds_lease && version == leased.credentials_version;
+    // A disconnected account is never brought back by a refresh in flight.
+    let fenced_ok =
+        holds_lease && version == leased.credentials_version && from != AccountStatus::Disconnected;
 
     let mut to = from;
     let mut recorded = attempt.clone();
@@ -166,8 +170,11 @@ pub async fn commit(
             )
             .await?;
         }
-        Change::Skipped { next_attempt_at } => {
-            release(&mut tx, &leased.id, holds_lease, *next_attempt_at).await?;
+        Change::Skipped {
+            next_attempt_at,
+            claim,
+        } => {
+            release(&mut tx, &leased.id, holds_lease, *next_attempt_at, *claim).await?;
         }
         Change::Healthy { next_attempt_at } => {
             write_healthy(
@@ -225,7 +232,7 @@ macro_rules! credentials_set {
          token_issued_at = $5,
          last_refreshed_at = $5,
          token_expires_at = $6,
-         refresh_token_expires_at = COALESCE($7, refresh_token_expires_at),
+         refresh_token_expires_at = $7,
          granted_scopes = COALESCE($8, granted_scopes),
          next_attempt_at = $9,
          last_refresh_attempt_at = $10,
@@ -298,6 +305,7 @@ pub async fn commit_refreshed(
              UPDATE social_accounts SET ",
         credentials_set!(),
         " WHERE id = $1 AND lease_owner = $11 AND credentials_version = $12
+               AND status <> 'DISCONNECTED'
              RETURNING id),
          attempt AS (
              INSERT INTO refresh_attempts
@@ -396,6 +404,7 @@ async fn release(
     id: &AccountId,
     holds_lease: bool,
     next_attempt_at: Option<DateTime<Utc>>,
+    claim: Option<uuid::Uuid>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE social_accounts SET
@@ -403,12 +412,15 @@ async fn release(
              lease_until = CASE WHEN $2 THEN NULL ELSE lease_until END,
              lease_started_at = CASE WHEN $2 THEN NULL ELSE lease_started_at END,
              next_attempt_at = COALESCE($3, next_attempt_at),
-             claim_id = NULL, claimed_at = NULL, claimed_by = NULL
+             claimed_at = CASE WHEN claim_id = $4 THEN NULL ELSE claimed_at END,
+             claimed_by = CASE WHEN claim_id = $4 THEN NULL ELSE claimed_by END,
+             claim_id = CASE WHEN claim_id = $4 THEN NULL ELSE claim_id END
          WHERE id = $1",
     )
     .bind(id.as_str())
     .bind(holds_lease)
     .bind(next_attempt_at)
+    .bind(claim)
     .execute(tx)
     .await?;
     Ok(())
