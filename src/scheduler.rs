@@ -64,7 +64,12 @@ impl Scheduler {
             .await?,
             ..Tick::default()
         };
-        tick.outstanding_before = scheduling::outstanding(&self.pool, self.claim_timeout).await?;
+        // Claims count what runs; the queue's own depth counts jobs whose
+        // claims timed out while no worker took them (workers down), so the
+        // queue stays bounded either way.
+        let claimed = scheduling::outstanding(&self.pool, self.claim_timeout).await?;
+        let queued = queue::depth(&mut self.storage).await?;
+        tick.outstanding_before = claimed.max(queued);
         let mut budget = self.max_outstanding - tick.outstanding_before;
         while budget > 0 {
             let want = budget.min(self.batch_size);

@@ -495,3 +495,37 @@ async fn a_platform_down_for_minutes_is_paused_without_status_changes_and_others
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn with_workers_down_timed_out_claims_do_not_pile_up_in_the_queue() {
+    let env = TestEnv::with(|s| {
+        tune(s);
+        s.scheduler.max_outstanding = 50;
+    })
+    .await;
+    seed(&env, 120).await;
+    let queue = unique_queue();
+    let storage = tokenwarden::queue::connect(&env.settings, &queue)
+        .await
+        .unwrap();
+    let mut scheduler = Scheduler::new(&env.settings, env.pool().clone(), storage.clone(), "s1");
+    assert_eq!(scheduler.tick().await.unwrap().queued, 50);
+    // No worker runs; the claims time out.
+    sqlx::query(
+        "UPDATE social_accounts SET claimed_at = now() - interval '1 hour', next_attempt_at = now() - interval '1 second'
+         WHERE claim_id IS NOT NULL",
+    )
+    .execute(env.pool())
+    .await
+    .unwrap();
+    let again = scheduler.tick().await.unwrap();
+    assert_eq!(
+        again.queued, 0,
+        "the 50 jobs still queued count against the bound"
+    );
+    let mut storage = storage;
+    assert_eq!(tokenwarden::queue::depth(&mut storage).await.unwrap(), 50);
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}

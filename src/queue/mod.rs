@@ -155,3 +155,18 @@ pub async fn trim_done(storage: &mut JobStorage, max: usize) -> anyhow::Result<u
     let () = pipe.query_async(conn).await?;
     Ok(done.len())
 }
+
+/// Jobs waiting in the queue (every push lands in apalis's scheduled set;
+/// fetched ones move to the active list).
+pub async fn depth(storage: &mut JobStorage) -> anyhow::Result<i64> {
+    let queue = storage.get_config().queue.as_ref().to_owned();
+    let conn = storage.get_connection();
+    let (scheduled, active): (i64, i64) = redis::pipe()
+        .cmd("ZCARD")
+        .arg(format!("{queue}:scheduled"))
+        .cmd("LLEN")
+        .arg(format!("{queue}:active"))
+        .query_async(conn)
+        .await?;
+    Ok(scheduled + active)
+}
