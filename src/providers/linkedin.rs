@@ -38,17 +38,6 @@ impl LinkedinRefresh {
             inner: OAuth2Refresh::from_settings(&settings, http)?,
         })
     }
-
-    async fn call(&self, request: RefreshRequest<'_>) -> Result<TokenGrant, ProviderError> {
-        let refresh_token = request.refresh_token.ok_or_else(|| {
-            ProviderError::new(FailureKind::RejectedExpired, "no refresh token is stored")
-        })?;
-        let reply = self.inner.send(refresh_token).await?;
-        if let Some(error) = classify(&reply) {
-            return Err(error);
-        }
-        OAuth2Refresh::interpret(&reply)
-    }
 }
 
 fn classify(reply: &HttpReply) -> Option<ProviderError> {
@@ -70,6 +59,6 @@ impl TokenProvider for LinkedinRefresh {
         &'a self,
         request: RefreshRequest<'a>,
     ) -> BoxFuture<'a, Result<TokenGrant, ProviderError>> {
-        self.call(request).boxed()
+        self.inner.refresh_classified(request, classify).boxed()
     }
 }

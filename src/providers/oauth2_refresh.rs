@@ -41,11 +41,20 @@ impl OAuth2Refresh {
         })
     }
 
-    async fn call(&self, request: RefreshRequest<'_>) -> Result<TokenGrant, ProviderError> {
+    /// Refreshes, letting a platform's own error rows (`classify`) speak
+    /// before the generic RFC 6749 reading.
+    pub(crate) async fn refresh_classified(
+        &self,
+        request: RefreshRequest<'_>,
+        classify: fn(&HttpReply) -> Option<ProviderError>,
+    ) -> Result<TokenGrant, ProviderError> {
         let refresh_token = request.refresh_token.ok_or_else(|| {
             ProviderError::new(FailureKind::RejectedExpired, "no refresh token is stored")
         })?;
         let reply = self.send(refresh_token).await?;
+        if let Some(error) = classify(&reply) {
+            return Err(error);
+        }
         Self::interpret(&reply)
     }
 
@@ -161,6 +170,6 @@ impl TokenProvider for OAuth2Refresh {
         &'a self,
         request: RefreshRequest<'a>,
     ) -> BoxFuture<'a, Result<TokenGrant, ProviderError>> {
-        self.call(request).boxed()
+        self.refresh_classified(request, |_| None).boxed()
     }
 }

@@ -37,17 +37,6 @@ impl XRefresh {
             inner: OAuth2Refresh::from_settings(settings, http)?,
         })
     }
-
-    async fn call(&self, request: RefreshRequest<'_>) -> Result<TokenGrant, ProviderError> {
-        let refresh_token = request.refresh_token.ok_or_else(|| {
-            ProviderError::new(FailureKind::RejectedExpired, "no refresh token is stored")
-        })?;
-        let reply = self.inner.send(refresh_token).await?;
-        if let Some(error) = classify(&reply) {
-            return Err(error);
-        }
-        OAuth2Refresh::interpret(&reply)
-    }
 }
 
 /// X's own rows; None leaves the answer to the generic reading.
@@ -109,7 +98,7 @@ impl TokenProvider for XRefresh {
         &'a self,
         request: RefreshRequest<'a>,
     ) -> BoxFuture<'a, Result<TokenGrant, ProviderError>> {
-        self.call(request).boxed()
+        self.inner.refresh_classified(request, classify).boxed()
     }
 }
 
