@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use common::{TestEnv, new_account, rotating};
+use common::{TestEnv, new_account, redis_url, rotating};
 use secrecy::SecretString;
 use tokenwarden::app::App;
 use tokenwarden::config::Settings;
@@ -20,10 +20,6 @@ use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::scheduler::Scheduler;
 use tokenwarden::store::accounts;
 use tokio_util::sync::CancellationToken;
-
-fn redis_url() -> String {
-    std::env::var("TOKENWARDEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 fn unique_queue() -> String {
     format!("{{tw-test-{:08x}}}:refresh", rand::random::<u32>())

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use chrono::{TimeDelta, Utc};
-use common::{CLIENT_ID, CLIENT_SECRET, TestDb, new_account, rotating};
+use common::{CLIENT_ID, CLIENT_SECRET, TestDb, new_account, redis_url, rotating};
 use secrecy::SecretString;
 use tokenwarden::crypto::Keyring;
 use tokenwarden::domain::{AccountId, AccountStatus, Provider};
@@ -23,10 +23,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
-
-fn redis_url() -> String {
-    std::env::var("TOKENWARDEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// A TCP proxy whose link can be cut: while cut, open connections are
 /// dropped and new ones are refused.
@@ -182,12 +178,7 @@ impl World {
     }
 
     async fn purge(&self) {
-        let mut settings =
-            tokenwarden::config::Settings::from_figment(figment::Figment::new()).unwrap();
-        settings.redis.url = Some(SecretString::from(redis_url()));
-        tokenwarden::queue::purge(&settings, &self.queue)
-            .await
-            .unwrap();
+        common::purge_queue(&self.queue).await;
     }
 }
 

@@ -62,11 +62,7 @@ impl Procs {
             .env("TOKENWARDEN__PROVIDERS__X__CLIENT_SECRET", CLIENT_SECRET)
             .env("TOKENWARDEN__HTTP__REQUEST_TIMEOUT", "5s")
             .env("TOKENWARDEN__ENGINE__LEASE_MARGIN", "1s")
-            .env(
-                "TOKENWARDEN__REDIS__URL",
-                std::env::var("TOKENWARDEN_TEST_REDIS_URL")
-                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-            )
+            .env("TOKENWARDEN__REDIS__URL", common::redis_url())
             .stdin(Stdio::null());
         cmd
     }
@@ -460,10 +456,5 @@ async fn sigterm_with_refreshes_in_flight_exits_0_within_the_grace_and_loses_not
             .await
             .unwrap();
     assert_eq!(leased, 0, "no lease left behind");
-    let mut purge = tokenwarden::config::Settings::from_figment(figment::Figment::new()).unwrap();
-    purge.redis.url = Some(SecretString::from(
-        std::env::var("TOKENWARDEN_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-    ));
-    tokenwarden::queue::purge(&purge, &queue).await.unwrap();
+    common::purge_queue(&queue).await;
 }

@@ -311,3 +311,14 @@ pub fn google_like() -> FamilySpec {
         ..FamilySpec::default()
     }
 }
+
+pub fn redis_url() -> String {
+    std::env::var("TOKENWARDEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Deletes a test queue's keys from the test Redis.
+pub async fn purge_queue(queue: &str) {
+    let mut settings = Settings::from_figment(Figment::new()).unwrap();
+    settings.redis.url = Some(SecretString::from(redis_url()));
+    tokenwarden::queue::purge(&settings, queue).await.unwrap();
+}
