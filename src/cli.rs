@@ -34,7 +34,7 @@ pub enum Command {
     /// Run the daemon: scheduler and workers (select with --role).
     Run {
         /// Comma-separated subset of scheduler, worker, api.
-        #[arg(long, value_delimiter = ',', default_value = "scheduler,worker")]
+        #[arg(long, value_delimiter = ',', default_value = "scheduler,worker,api")]
         role: Vec<crate::daemon::Role>,
     },
     /// Apply pending database migrations.
@@ -320,6 +320,7 @@ async fn accounts_command(settings: Settings, command: AccountsCommand) -> anyho
                 provider,
                 workspace_id: workspace,
                 limit: limit.clamp(1, 10_000),
+                ..Default::default()
             };
             let rows = accounts::list(&pool, &filter).await?;
             println!(

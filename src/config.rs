@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -76,7 +76,105 @@ pub struct Settings {
     pub circuit: CircuitSettings,
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
+    pub api: ApiSettings,
+    pub metrics: MetricsSettings,
+    pub webhooks: WebhookSettings,
     pub providers: ProvidersSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Where the HTTP API (and, unless `metrics_listen` is set, `/metrics`)
+    /// listens.
+    pub listen: String,
+    /// A separate address for `/metrics`, `/healthz` and `/readyz`; empty:
+    /// served on `listen`.
+    pub metrics_listen: String,
+    /// Bearer API keys, comma-separated; any one is accepted, so keys can
+    /// rotate. Secret.
+    #[serde(skip_serializing)]
+    pub keys: Option<SecretString>,
+    pub keys_file: Option<PathBuf>,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// Forced refreshes of one account closer together than this get 429.
+    #[serde(with = "humantime_serde")]
+    pub force_refresh_min_interval: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".to_owned(),
+            metrics_listen: String::new(),
+            keys: None,
+            keys_file: None,
+            max_body_bytes: 64 * 1024,
+            force_refresh_min_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// How often the account-state gauges are computed from PostgreSQL.
+    #[serde(with = "humantime_serde")]
+    pub state_interval: Duration,
+    /// An account whose planned refresh is this far in the past, unclaimed,
+    /// counts as overdue.
+    #[serde(with = "humantime_serde")]
+    pub overdue_after: Duration,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            state_interval: Duration::from_secs(15),
+            overdue_after: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Where status-change events are POSTed; unset: no delivery (events are
+    /// still readable at `/v1/events`).
+    pub url: Option<Url>,
+    /// Standard Webhooks signing secret, `whsec_<base64>`. Secret.
+    #[serde(skip_serializing)]
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Redelivery after a failure: exponential from retry_base, capped at
+    /// retry_cap, with jitter; forever until acknowledged.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+    /// Events in flight at once per process.
+    pub concurrency: usize,
+    /// Time between looks at the outbox when there is nothing to send.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            secret_file: None,
+            timeout: Duration::from_secs(10),
+            retry_base: Duration::from_secs(5),
+            retry_cap: Duration::from_secs(3600),
+            concurrency: 8,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -363,6 +461,9 @@ pub enum ClientAuth {
 pub struct ProviderSettings {
     pub flow: Flow,
     pub token_url: Option<Url>,
+    /// RFC 7009 revocation endpoint, called when an account is disconnected.
+    #[serde(default)]
+    pub revoke_url: Option<Url>,
     pub client_id: Option<String>,
     #[serde(default, skip_serializing)]
     pub client_secret: Option<SecretString>,
@@ -416,6 +517,7 @@ impl ProviderSettings {
         let base = Self {
             flow: Flow::None,
             token_url: None,
+            revoke_url: None,
             client_id: None,
             client_secret: None,
             client_secret_file: None,
@@ -443,6 +545,7 @@ impl ProviderSettings {
             X => Self {
                 flow: Flow::X,
                 token_url: url("https://api.x.com/2/oauth2/token"),
+                revoke_url: url("https://api.x.com/2/oauth2/revoke"),
                 client_auth: ClientAuth::Basic,
                 rotates_refresh_token: true,
                 default_access_token_lifetime: secs(2 * HOUR),
@@ -457,6 +560,7 @@ impl ProviderSettings {
             Youtube => Self {
                 flow: Flow::Oauth2Refresh,
                 token_url: url("https://oauth2.googleapis.com/token"),
+                revoke_url: url("https://oauth2.googleapis.com/revoke"),
                 default_access_token_lifetime: secs(HOUR),
                 // Hourly tokens for every account would be wasted work: refresh
                 // when a token is needed, and weekly so the grant stays used.
@@ -586,6 +690,12 @@ impl Settings {
         )?;
         resolve_secret_file("crypto.keys", &mut self.crypto.keys, &self.crypto.keys_file)?;
         resolve_secret_file("redis.url", &mut self.redis.url, &self.redis.url_file)?;
+        resolve_secret_file("api.keys", &mut self.api.keys, &self.api.keys_file)?;
+        resolve_secret_file(
+            "webhooks.secret",
+            &mut self.webhooks.secret,
+            &self.webhooks.secret_file,
+        )?;
         for provider in Provider::ALL {
             let key = format!("providers.{}.client_secret", provider.config_key());
             let section = self.providers.get_mut(*provider);
@@ -727,6 +837,7 @@ impl Settings {
             ));
         }
         nonzero("circuit.cooldown", self.circuit.cooldown)?;
+        self.validate_api()?;
         if self.shutdown.grace < lease {
             return Err(ConfigError::invalid(
                 "shutdown.grace",
@@ -734,6 +845,71 @@ impl Settings {
                     "must be at least the refresh lease ({}): a refresh in flight must be able to finish",
                     humantime::format_duration(lease)
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_api(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("api.listen", &self.api.listen),
+            ("api.metrics_listen", &self.api.metrics_listen),
+        ] {
+            if (key == "api.listen" || !value.is_empty())
+                && value.parse::<std::net::SocketAddr>().is_err()
+            {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{value:?} is not an address like 0.0.0.0:8080"),
+                ));
+            }
+        }
+        if let Some(keys) = &self.api.keys {
+            let keys = api_keys(keys);
+            if keys.is_empty() {
+                return Err(ConfigError::invalid("api.keys", "holds no key"));
+            }
+            if keys.iter().any(|k| k.len() < 16) {
+                return Err(ConfigError::invalid(
+                    "api.keys",
+                    "every key must be at least 16 characters",
+                ));
+            }
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "api.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        nonzero("metrics.state_interval", self.metrics.state_interval)?;
+        if let Some(url) = &self.webhooks.url {
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(ConfigError::invalid(
+                    "webhooks.url",
+                    "must be an http(s) URL",
+                ));
+            }
+            match &self.webhooks.secret {
+                None => {
+                    return Err(ConfigError::invalid(
+                        "webhooks.secret",
+                        "is required when webhooks.url is set (or webhooks.secret_file)",
+                    ));
+                }
+                Some(secret) => {
+                    crate::webhooks::SigningKey::parse(secret.expose_secret())
+                        .map_err(|problem| ConfigError::invalid("webhooks.secret", problem))?;
+                }
+            }
+        }
+        nonzero("webhooks.timeout", self.webhooks.timeout)?;
+        nonzero("webhooks.retry_base", self.webhooks.retry_base)?;
+        nonzero("webhooks.poll_interval", self.webhooks.poll_interval)?;
+        if self.webhooks.concurrency == 0 {
+            return Err(ConfigError::invalid(
+                "webhooks.concurrency",
+                "must be at least 1",
             ));
         }
         Ok(())
@@ -795,6 +971,15 @@ fn nonzero(key: &str, value: Duration) -> Result<(), ConfigError> {
     } else {
         Ok(())
     }
+}
+
+/// The configured API keys, trimmed, empty entries dropped.
+pub fn api_keys(keys: &SecretString) -> Vec<&str> {
+    keys.expose_secret()
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect()
 }
 
 /// Fills `secret` from `file` when the `_file` variant is set; both at once is

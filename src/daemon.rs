@@ -6,10 +6,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use futures::FutureExt;
+
+use crate::api::{self, ApiState};
 use crate::app::App;
 use crate::gate::ProviderGates;
 use crate::queue::{self, worker};
 use crate::scheduler::Scheduler;
+use crate::systemd;
+use crate::webhooks::Dispatcher;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -40,13 +45,42 @@ pub async fn run(
     queue_name: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    if roles.contains(&Role::Api) {
-        tracing::warn!("the api role has no HTTP server yet; running the other roles");
-    }
     let storage = queue::connect(&app.settings, &queue_name).await?;
     let owner = app.engine.owner().to_owned();
     let mut tasks = tokio::task::JoinSet::new();
+    if roles.contains(&Role::Api) {
+        let state = ApiState::new(&app.settings, app.engine.clone())?;
+        let settings = app.settings.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move { api::serve(&settings, state, stop).await });
+        let (pool, metrics, webhooks) = (
+            app.pool.clone(),
+            app.settings.metrics.clone(),
+            app.settings.webhooks.url.is_some(),
+        );
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            crate::metrics::collect_state(
+                pool,
+                metrics.state_interval,
+                metrics.overdue_after,
+                webhooks,
+                stop,
+            )
+            .await;
+            Ok(())
+        });
+    }
     if roles.contains(&Role::Scheduler) {
+        if let Some(dispatcher) =
+            Dispatcher::from_settings(&app.settings.webhooks, app.pool.clone())?
+        {
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                dispatcher.run(stop).await;
+                Ok(())
+            });
+        }
         let scheduler = Scheduler::new(&app.settings, app.pool.clone(), storage.clone(), &owner);
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -55,9 +89,12 @@ pub async fn run(
         });
     }
     if roles.contains(&Role::Worker) {
+        let gates = Arc::new(ProviderGates::from_settings(&app.settings));
+        let stop = shutdown.clone();
+        tasks.spawn(crate::metrics::watch_gates(gates.clone(), stop).map(Ok));
         let ctx = Arc::new(worker::JobContext {
             engine: app.engine.clone(),
-            gates: Arc::new(ProviderGates::from_settings(&app.settings)),
+            gates,
             pool: app.pool.clone(),
             job_timeout: app.settings.worker.job_timeout,
             refreshes: tokio_util::task::TaskTracker::new(),
@@ -79,6 +116,8 @@ pub async fn run(
         });
     }
     tracing::info!(?roles, queue = %queue_name, "tokenwarden running");
+    systemd::ready();
+    let watchdog = systemd::watchdog(shutdown.clone());
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
         let outcome = done.context("a daemon task panicked").and_then(|r| r);
@@ -88,6 +127,8 @@ pub async fn run(
             result = Err(e);
         }
     }
+    systemd::stopping();
+    watchdog.abort();
     result
 }
 

@@ -33,6 +33,8 @@ struct GateState {
     /// After a pause, one probe call decides; a probe that never reports
     /// (its job was cancelled or superseded) is forgotten after a cooldown.
     probe_started: Option<Instant>,
+    /// The latest verdict was an app-level error (cleared by a success).
+    config_error: bool,
 }
 
 pub enum Admission {
@@ -57,6 +59,7 @@ impl ProviderGates {
                         recent: VecDeque::new(),
                         paused_until: None,
                         probe_started: None,
+                        config_error: false,
                     }),
                 };
                 (*p, gate)
@@ -148,7 +151,12 @@ impl ProviderGates {
             state.recent.clear();
         }
         match outcome {
+            Outcome::Refreshed | Outcome::Healthy => state.config_error = false,
+            _ => {}
+        }
+        match outcome {
             Outcome::ConfigError => {
+                state.config_error = true;
                 state.paused_until = Some(now + self.circuit.cooldown);
                 tracing::error!(%provider, "provider paused: app-level error (check its client configuration)");
             }
@@ -174,6 +182,12 @@ impl ProviderGates {
             state.recent.clear();
             tracing::warn!(%provider, failures, "provider paused: failure ratio over threshold");
         }
+    }
+
+    /// Whether the provider's latest verdict was an app-level error.
+    pub fn has_config_error(&self, provider: Provider) -> bool {
+        let state = self.gates[&provider].state.lock().expect("gate poisoned");
+        state.config_error
     }
 
     /// Whether the provider is paused now (for metrics and logs).

@@ -6,6 +6,7 @@
 //! the safety rules) → `app` (start-up) → `cli` and `demo`. `fake` holds the
 //! loopback platforms the demo and the tests talk to.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -16,10 +17,13 @@ pub mod domain;
 pub mod engine;
 pub mod fake;
 pub mod gate;
+pub mod metrics;
 pub mod policy;
 pub mod providers;
 pub mod queue;
 pub mod registration;
 pub mod scheduler;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
+pub mod webhooks;

@@ -7,7 +7,9 @@ use serde::Deserialize;
 use crate::domain::{AccessToken, ConnectionType, Provider, RefreshToken};
 use crate::store::accounts::NewAccount;
 
-#[derive(Debug, Deserialize)]
+/// An account to register, or to reconnect (same workspace, provider and
+/// external id): its profile and its credentials.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSpec {
     pub workspace_id: String,
@@ -20,13 +22,16 @@ pub struct AccountSpec {
     pub connection_type: Option<ConnectionType>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Platform extras as a JSON object: `page_id`, `instance_host`
+    /// (Mastodon), `pds_host` (Bluesky), ...
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub meta: Option<serde_json::Value>,
     pub default_board_id: Option<String>,
     pub credentials: CredentialsSpec,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsSpec {
     pub access_token: String,

@@ -116,7 +116,11 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => {}
             }
-            match self.tick().await {
+            let result = self.tick().await;
+            if result.is_ok() {
+                crate::metrics::record_scan();
+            }
+            match result {
                 Ok(tick) if tick.queued > 0 || tick.expired > 0 => {
                     tracing::info!(
                         queued = tick.queued,

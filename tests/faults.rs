@@ -161,6 +161,8 @@ impl World {
             .env("TOKENWARDEN__WORKER__HEARTBEAT_INTERVAL", "1s")
             .env("TOKENWARDEN__WORKER__MISSED_HEARTBEATS", "3")
             .env("TOKENWARDEN__PROVIDERS__X__RATE_PER_SECOND", "1000")
+            // Every role runs, the API on a port of its own.
+            .env("TOKENWARDEN__API__LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -99,6 +99,29 @@ struct Inner {
     flights: SingleFlight,
 }
 
+/// Why no valid access token can be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenUnavailable {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the account is {0}; the user must reconnect")]
+    Status(AccountStatus, Option<String>),
+    #[error("the access token expired and the refresh failed")]
+    Refresh(Box<RefreshReport>),
+}
+
+#[derive(Debug)]
+pub enum Revocation {
+    Revoked,
+    NotSupported,
+    Failed(String),
+}
+
+pub struct Disconnected {
+    pub account: AccountRow,
+    pub revoked: Revocation,
+}
+
 /// Decrypted credentials, alive only for one provider call.
 struct Credentials {
     access: AccessToken,
@@ -141,6 +164,19 @@ impl Engine {
         &self.inner.config
     }
 
+    pub fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    /// Whether the platform's flow refreshes with a refresh token (without
+    /// one stored, the access token's expiry is the account's end).
+    pub fn needs_refresh_token(&self, provider: Provider) -> bool {
+        self.inner
+            .providers
+            .get(provider)
+            .map_or(true, |flow| flow.needs_refresh_token())
+    }
+
     /// Refreshes one account. Concurrent calls for the same account share one
     /// provider call: in this process through the single-flight table, across
     /// processes through the lease. Waiting is bounded by
@@ -151,6 +187,91 @@ impl Engine {
         trigger: Trigger,
     ) -> Result<RefreshReport, EngineError> {
         self.run(id, trigger, None).await
+    }
+
+    /// A currently valid access token: the stored one while it is outside
+    /// its refresh window, otherwise the result of an on-demand refresh
+    /// (single-flight with any other). A failed refresh still yields the
+    /// stored token while it has not expired.
+    pub async fn access_token(&self, id: &AccountId) -> Result<AccessToken, TokenUnavailable> {
+        let row = self.current(id).await?;
+        let now = Utc::now();
+        if row.status != AccountStatus::Active {
+            return Err(TokenUnavailable::Status(row.status, row.status_reason));
+        }
+        let expired = row.token_expires_at.is_some_and(|at| at <= now);
+        let in_window = row.token_expires_at.is_some() && {
+            let policy = self.inner.config.policy(row.provider);
+            let issued = row.token_issued_at.unwrap_or(row.connected_at);
+            policy
+                .refresh_at(issued, row.token_expires_at)
+                .is_some_and(|at| at <= now)
+        };
+        if !in_window && !expired {
+            return Ok(self.decrypt(&row)?.access);
+        }
+        let report = self.refresh(id, Trigger::OnDemand).await?;
+        let row = self.current(id).await?;
+        let still_valid = row.token_expires_at.is_none_or(|at| at > Utc::now());
+        if row.status == AccountStatus::Active && still_valid {
+            return Ok(self.decrypt(&row)?.access);
+        }
+        if row.status != AccountStatus::Active {
+            return Err(TokenUnavailable::Status(row.status, row.status_reason));
+        }
+        Err(TokenUnavailable::Refresh(Box::new(report)))
+    }
+
+    async fn current(&self, id: &AccountId) -> Result<AccountRow, EngineError> {
+        let row = accounts::get(&self.inner.pool, id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+        if row.status == AccountStatus::Disconnected {
+            return Err(EngineError::Disconnected(id.clone()));
+        }
+        Ok(row)
+    }
+
+    /// Disconnects an account: asks the platform to revoke its grant where
+    /// the platform supports that (best effort: the user asked to be
+    /// disconnected, so a platform outage does not keep the credentials
+    /// here), then wipes the stored credentials. None: unknown or already
+    /// disconnected.
+    pub async fn disconnect(&self, id: &AccountId) -> Result<Option<Disconnected>, EngineError> {
+        let row = match self.current(id).await {
+            Ok(row) => row,
+            Err(EngineError::NotFound(_) | EngineError::Disconnected(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let revoked = match self.inner.providers.revoker(row.provider) {
+            None => Revocation::NotSupported,
+            Some(revoker) => match self.decrypt(&row) {
+                Err(_) => Revocation::Failed("stored credentials could not be decrypted".into()),
+                Ok(credentials) => {
+                    let token = credentials
+                        .refresh
+                        .as_ref()
+                        .map(|rt| rt.expose())
+                        .unwrap_or(credentials.access.expose());
+                    match revoker.revoke(token).await {
+                        Ok(()) => Revocation::Revoked,
+                        Err(e) => Revocation::Failed(scrub(
+                            &e.to_string(),
+                            &[credentials.access.expose(), token],
+                        )),
+                    }
+                }
+            },
+        };
+        if let Revocation::Failed(why) = &revoked {
+            tracing::warn!(account_id = %id, provider = %row.provider, error = %why, "revocation at the platform failed; disconnecting anyway");
+        }
+        let Some(account) = accounts::disconnect(&self.inner.pool, id, "disconnected").await?
+        else {
+            return Ok(None);
+        };
+        crate::metrics::record_status_change(account.provider, AccountStatus::Disconnected);
+        Ok(Some(Disconnected { account, revoked }))
     }
 
     /// Runs a scheduler's job. The claim stands for "due": a job whose claim
@@ -340,7 +461,26 @@ impl Engine {
         }
     }
 
+    /// Runs the provider call under the lease and counts what came of it.
     async fn run_leased(
+        &self,
+        leased: AccountRow,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+    ) -> Result<RefreshReport, EngineError> {
+        let (provider, before) = (leased.provider, leased.status);
+        let clock = std::time::Instant::now();
+        let result = self.call_and_commit(leased, trigger, started_at).await;
+        if let Ok(report) = &result {
+            crate::metrics::record_attempt(provider, trigger, report.outcome, clock.elapsed());
+            if report.status != before {
+                crate::metrics::record_status_change(provider, report.status);
+            }
+        }
+        result
+    }
+
+    async fn call_and_commit(
         &self,
         leased: AccountRow,
         trigger: Trigger,
@@ -765,6 +905,7 @@ impl Engine {
         )
         .await?;
         tracing::debug!(outcome = "skipped", why, "refresh skipped");
+        crate::metrics::record_attempt(row.provider, trigger, Outcome::Skipped, Duration::ZERO);
         Ok(self.report(row, trigger, Outcome::Skipped, Some(why.to_owned())))
     }
 

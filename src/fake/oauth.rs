@@ -1,6 +1,7 @@
 //! A strict RFC 6749 token endpoint. Every path answers as a token endpoint,
 //! so one server can stand in for several platforms (`/x/token`,
-//! `/pinterest/token`, ...).
+//! `/pinterest/token`, ...); paths ending in `/revoke` answer as an RFC 7009
+//! revocation endpoint.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -275,6 +276,14 @@ async fn token_endpoint(
                 "invalid_client",
                 "Client authentication failed",
             )
+        } else if uri.path().ends_with("/revoke") {
+            // RFC 7009: revoking a refresh token ends its family; unknown
+            // tokens are answered 200 too.
+            let token = form.get("token").map(String::as_str).unwrap_or("");
+            if let Some((family, _)) = inner.refresh_tokens.get(token).copied() {
+                inner.families[family].revoked = true;
+            }
+            StatusCode::OK.into_response()
         } else if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
             oauth_error(
                 StatusCode::BAD_REQUEST,

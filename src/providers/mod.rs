@@ -10,6 +10,7 @@ mod linkedin;
 mod long_lived;
 mod mastodon;
 mod oauth2_refresh;
+mod revoke;
 mod threads;
 mod tiktok;
 pub mod token_response;
@@ -27,6 +28,7 @@ pub use linkedin::LinkedinRefresh;
 pub use long_lived::LongLivedRefresh;
 pub use mastodon::MastodonCheck;
 pub use oauth2_refresh::OAuth2Refresh;
+pub use revoke::Revoker;
 pub use tiktok::TiktokRefresh;
 pub use x::XRefresh;
 
@@ -84,6 +86,7 @@ pub trait TokenProvider: Send + Sync {
 pub struct ProviderRegistry {
     flows: HashMap<Provider, Arc<dyn TokenProvider>>,
     missing: HashMap<Provider, String>,
+    revokers: HashMap<Provider, Arc<Revoker>>,
 }
 
 impl ProviderRegistry {
@@ -96,6 +99,9 @@ impl ProviderRegistry {
         for provider in Provider::ALL {
             let section = settings.get(*provider);
             let key = provider.config_key();
+            if let Some(revoker) = Revoker::from_settings(section, client.clone()) {
+                registry.revokers.insert(*provider, Arc::new(revoker));
+            }
             let no_client =
                 || format!("{provider} is not configured: providers.{key}.client_id is not set");
             let built: Result<Arc<dyn TokenProvider>, String> = match section.flow {
@@ -139,6 +145,11 @@ impl ProviderRegistry {
     pub fn insert(&mut self, provider: Provider, flow: Arc<dyn TokenProvider>) {
         self.missing.remove(&provider);
         self.flows.insert(provider, flow);
+    }
+
+    /// The platform's revocation endpoint, where one is configured.
+    pub fn revoker(&self, provider: Provider) -> Option<&Arc<Revoker>> {
+        self.revokers.get(&provider)
     }
 
     pub fn get(&self, provider: Provider) -> Result<&Arc<dyn TokenProvider>, &str> {

@@ -68,30 +68,13 @@ impl OAuth2Refresh {
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
         ];
-        let mut builder = self.http.inner().post(self.token_url.clone());
-        match self.client_auth {
-            ClientAuth::Basic => {
-                // RFC 6749 2.3.1: id and secret are form-encoded before base64.
-                let id = form_encode(&self.client_id);
-                let secret = self
-                    .client_secret
-                    .as_ref()
-                    .map(|s| form_encode(s.expose_secret()))
-                    .unwrap_or_default();
-                let credentials =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-                builder = builder.header(
-                    reqwest::header::AUTHORIZATION,
-                    format!("Basic {credentials}"),
-                );
-            }
-            ClientAuth::Body => {
-                form.push(("client_id", &self.client_id));
-                if let Some(secret) = &self.client_secret {
-                    form.push(("client_secret", secret.expose_secret()));
-                }
-            }
-        }
+        let builder = with_client_auth(
+            self.http.inner().post(self.token_url.clone()),
+            &mut form,
+            &self.client_id,
+            self.client_secret.as_ref(),
+            self.client_auth,
+        );
         let builder = builder
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form);
@@ -171,5 +154,37 @@ impl TokenProvider for OAuth2Refresh {
         request: RefreshRequest<'a>,
     ) -> BoxFuture<'a, Result<TokenGrant, ProviderError>> {
         self.refresh_classified(request, |_| None).boxed()
+    }
+}
+
+/// Authenticates the client as configured: RFC 6749 2.3.1 Basic header (id
+/// and secret form-encoded before base64) or id and secret in the form body.
+pub(crate) fn with_client_auth<'a>(
+    builder: reqwest::RequestBuilder,
+    form: &mut Vec<(&'a str, &'a str)>,
+    client_id: &'a str,
+    client_secret: Option<&'a SecretString>,
+    auth: ClientAuth,
+) -> reqwest::RequestBuilder {
+    match auth {
+        ClientAuth::Basic => {
+            let id = form_encode(client_id);
+            let secret = client_secret
+                .map(|s| form_encode(s.expose_secret()))
+                .unwrap_or_default();
+            let credentials =
+                base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+            builder.header(
+                reqwest::header::AUTHORIZATION,
+                format!("Basic {credentials}"),
+            )
+        }
+        ClientAuth::Body => {
+            form.push(("client_id", client_id));
+            if let Some(secret) = client_secret {
+                form.push(("client_secret", secret.expose_secret()));
+            }
+            builder
+        }
     }
 }

@@ -74,7 +74,7 @@ pub async fn connect(settings: &Settings, queue: &str) -> anyhow::Result<JobStor
 
 /// A client for the configured Redis; the URL may carry a password, so the
 /// error does not repeat it.
-fn client(settings: &Settings) -> anyhow::Result<redis::Client> {
+pub(crate) fn client(settings: &Settings) -> anyhow::Result<redis::Client> {
     let url = settings
         .redis
         .url

@@ -247,25 +247,111 @@ pub struct ListFilter {
     pub status: Option<AccountStatus>,
     pub provider: Option<Provider>,
     pub workspace_id: Option<String>,
+    /// Matched case-insensitively anywhere in the handle or display name.
+    pub query: Option<String>,
+    /// DISCONNECTED accounts are left out unless asked for by status or here.
+    pub include_disconnected: bool,
+    /// Keyset position: rows strictly after this one in listing order.
+    pub after: Option<ListCursor>,
     pub limit: i64,
 }
 
-/// Newest connected first.
+/// A position in the listing order (newest connected first, then id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    pub connected_at: DateTime<Utc>,
+    pub id: String,
+}
+
+impl ListCursor {
+    pub fn of(row: &AccountRow) -> Self {
+        Self {
+            connected_at: row.connected_at,
+            id: row.id.as_str().to_owned(),
+        }
+    }
+}
+
+/// Newest connected first, keyset-paginated so that inserts between pages
+/// neither repeat nor skip rows already in the listing.
 pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<AccountRow>, sqlx::Error> {
+    let pattern = filter.query.as_deref().map(|q| {
+        let escaped = q
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    });
     sqlx::query_as(
         "SELECT * FROM social_accounts
          WHERE ($1::text IS NULL OR status = $1)
            AND ($2::text IS NULL OR provider = $2)
            AND ($3::text IS NULL OR workspace_id = $3)
+           AND ($4::text IS NULL OR handle ILIKE $4 OR display_name ILIKE $4)
+           AND ($5 OR $1::text IS NOT NULL OR status <> 'DISCONNECTED')
+           AND ($6::timestamptz IS NULL OR (connected_at, id) < ($6, $7))
          ORDER BY connected_at DESC, id DESC
-         LIMIT $4",
+         LIMIT $8",
     )
     .bind(filter.status.map(|s| s.as_str()))
     .bind(filter.provider.map(|p| p.as_str()))
     .bind(&filter.workspace_id)
+    .bind(pattern)
+    .bind(filter.include_disconnected)
+    .bind(filter.after.as_ref().map(|c| c.connected_at))
+    .bind(filter.after.as_ref().map(|c| c.id.as_str()))
     .bind(filter.limit)
     .fetch_all(pool)
     .await
+}
+
+/// Marks an account DISCONNECTED and wipes its credentials, with an event.
+/// Bumping the credentials version fences out a refresh in flight. None when
+/// the account is unknown or already disconnected.
+pub async fn disconnect(
+    pool: &PgPool,
+    id: &AccountId,
+    reason: &str,
+) -> Result<Option<AccountRow>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let before: Option<(String,)> = sqlx::query_as(
+        "SELECT status FROM social_accounts WHERE id = $1 AND status <> 'DISCONNECTED' FOR UPDATE",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((status,)) = before else {
+        return Ok(None);
+    };
+    let from: AccountStatus = status
+        .parse()
+        .map_err(|e: crate::domain::UnknownVariant| sqlx::Error::Decode(e.into()))?;
+    let account: AccountRow = sqlx::query_as(
+        "UPDATE social_accounts SET
+             status = 'DISCONNECTED', status_reason = $2,
+             access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
+             credentials_key_id = NULL,
+             credentials_version = credentials_version + 1,
+             next_attempt_at = NULL,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
+             updated_at = now()
+         WHERE id = $1
+         RETURNING *",
+    )
+    .bind(id.as_str())
+    .bind(reason)
+    .fetch_one(&mut *tx)
+    .await?;
+    events::insert(
+        &mut tx,
+        &account,
+        Some(from),
+        AccountStatus::Disconnected,
+        reason,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(account))
 }
 
 /// Ids of ACTIVE accounts whose next attempt is due, oldest first.

@@ -94,3 +94,37 @@ pub async fn for_account(
         .fetch_all(pool)
         .await
 }
+
+/// One page of an account's attempts, newest first, strictly before
+/// `before` (an attempt id) when given.
+pub async fn page(
+    pool: &PgPool,
+    account: &AccountId,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AttemptRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM refresh_attempts
+         WHERE account_id = $1 AND ($2::bigint IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3",
+    )
+    .bind(account.as_str())
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// How many attempts the account has had, by outcome.
+pub async fn counts_by_outcome(
+    pool: &PgPool,
+    account: &AccountId,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT outcome, count(*) FROM refresh_attempts WHERE account_id = $1
+         GROUP BY outcome ORDER BY outcome",
+    )
+    .bind(account.as_str())
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,486 @@
+//! `/v1/accounts`: register, list, show, force a refresh, hand out a valid
+//! access token, read attempts, disconnect.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::views::{AccountView, account_view};
+use super::{ApiError, ApiState};
+use crate::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
+use crate::engine::{EngineError, RefreshReport, TokenUnavailable};
+use crate::registration::AccountSpec;
+use crate::store::accounts::{self, ListCursor, ListFilter};
+use crate::store::attempts;
+
+fn parse_id(id: &str) -> Result<AccountId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found(format!("unknown account {id:?}")))
+}
+
+/// A JSON body whose problems come back as the API's own errors, naming the
+/// field serde stopped at.
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    match payload {
+        Ok(Json(value)) => Ok(value),
+        Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            redact_quoted(&e.body_text()),
+        )),
+        Err(e) => Err(ApiError::new(e.status(), "invalid_json", e.body_text())),
+    }
+}
+
+/// serde quotes the offending value (`invalid type: string "..."`), and
+/// that value may be a token put in the wrong field: keep the field path
+/// and the expectation, drop the value.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Register an account, or reconnect it (same workspace, provider and
+/// external id): a reconnect replaces the credentials, sets ACTIVE, clears
+/// failures and emits a recovery event.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts",
+    request_body = AccountSpec,
+    responses(
+        (status = 201, description = "Registered", body = AccountView),
+        (status = 200, description = "Reconnected", body = AccountView),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 413, description = "Body too large", body = super::error::ErrorBody),
+        (status = 422, description = "A field is invalid; `error.field` or the message names it", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn register(
+    State(state): State<ApiState>,
+    payload: Result<Json<AccountSpec>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let spec = body(payload)?;
+    let new = spec
+        .into_new_account(Utc::now())
+        .map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
+    let engine = &state.inner.engine;
+    let policy = engine.config().policy(new.provider);
+    let keyring = engine.keyring();
+    let registered = accounts::register(&state.inner.pool, keyring, &policy, &new).await?;
+    let status = if registered.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    tracing::info!(account_id = %registered.account.id, provider = %new.provider, created = registered.created, "account registered");
+    Ok((status, Json(account_view(engine, &registered.account))).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    provider: Option<Provider>,
+    /// Given DISCONNECTED, lists disconnected accounts.
+    status: Option<AccountStatus>,
+    workspace_id: Option<String>,
+    /// Part of the handle or display name, any case.
+    q: Option<String>,
+    /// 1 to 100; default 50.
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Also list DISCONNECTED accounts.
+    #[serde(default)]
+    include_disconnected: bool,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountPage {
+    pub items: Vec<AccountView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn encode_list_cursor(cursor: &ListCursor) -> String {
+    CURSOR.encode(format!(
+        "{}|{}",
+        cursor.connected_at.timestamp_micros(),
+        cursor.id
+    ))
+}
+
+fn decode_list_cursor(text: &str) -> Result<ListCursor, ApiError> {
+    let invalid = || ApiError::invalid_field("cursor", "cursor: not a cursor this API returned");
+    let raw = CURSOR.decode(text).map_err(|_| invalid())?;
+    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+    let (micros, id) = raw.split_once('|').ok_or_else(invalid)?;
+    let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    Ok(ListCursor {
+        connected_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+        id: id.to_owned(),
+    })
+}
+
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            e.body_text(),
+        )
+    })
+}
+
+fn limit(value: Option<i64>) -> Result<i64, ApiError> {
+    match value.unwrap_or(50) {
+        n @ 1..=100 => Ok(n),
+        _ => Err(ApiError::invalid_field(
+            "limit",
+            "limit: must be between 1 and 100",
+        )),
+    }
+}
+
+/// List accounts, newest connected first, keyset-paginated.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
+    params(ListQuery),
+    responses(
+        (status = 200, body = AccountPage),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<ApiState>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AccountPage>, ApiError> {
+    let q = query(q)?;
+    let limit = limit(q.limit)?;
+    let filter = ListFilter {
+        status: q.status,
+        provider: q.provider,
+        workspace_id: q.workspace_id,
+        query: q.q.filter(|s| !s.trim().is_empty()),
+        include_disconnected: q.include_disconnected,
+        after: q.cursor.as_deref().map(decode_list_cursor).transpose()?,
+        // One more than asked tells whether another page exists.
+        limit: limit + 1,
+    };
+    let mut rows = accounts::list(&state.inner.pool, &filter).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|r| encode_list_cursor(&ListCursor::of(r))))
+        .flatten();
+    let engine = &state.inner.engine;
+    Ok(Json(AccountPage {
+        items: rows.iter().map(|r| account_view(engine, r)).collect(),
+        next_cursor,
+    }))
+}
+
+/// One account with its health.
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, description = "Account id (acc_...)")),
+    responses(
+        (status = 200, body = AccountView),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn show(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<AccountView>, ApiError> {
+    let id = parse_id(&id)?;
+    let row = accounts::get(&state.inner.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("unknown account {id}")))?;
+    Ok(Json(account_view(&state.inner.engine, &row)))
+}
+
+/// The API's reading of a failed refresh, for 409 answers.
+fn refresh_failure(report: &RefreshReport) -> ApiError {
+    let code = match report.outcome {
+        Outcome::RejectedExpired => "token_expired",
+        Outcome::RejectedRevoked => "revoked",
+        Outcome::RateLimited => "rate_limited",
+        Outcome::ConfigError => "provider_config_error",
+        Outcome::TransientError => "provider_unavailable",
+        Outcome::Skipped => "not_refreshed",
+        Outcome::Refreshed | Outcome::Healthy => "none",
+    };
+    let message = report
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("refresh ended {}", report.outcome));
+    let mut error = ApiError::new(StatusCode::CONFLICT, code, message);
+    error.body.error.provider_status = report.http_status;
+    if let Some(at) = report.retry_at {
+        let seconds = (at - Utc::now()).num_seconds().max(1) as u64;
+        error.body.error.retry_after = Some(seconds);
+    }
+    error
+}
+
+/// Refresh now, through the same single-flight and lease as the scheduler:
+/// concurrent calls share one platform call.
+#[utoipa::path(post, path = "/v1/accounts/{id}/refresh", tag = "accounts",
+    params(("id" = String, Path, description = "Account id (acc_...)")),
+    responses(
+        (status = 200, description = "Refreshed (or, for tokens that never expire, checked)", body = AccountView),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, description = "The refresh failed: `error.code` is token_expired, revoked, rate_limited, provider_unavailable or provider_config_error, with `provider_status` and `retry_after`; `account` holds the account after the attempt", body = super::error::ErrorBody),
+        (status = 429, description = "This account was force-refreshed moments ago; see Retry-After", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn refresh(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<AccountView>, ApiError> {
+    let id = parse_id(&id)?;
+    let min_interval = state.inner.force_refresh_min_interval;
+    {
+        let forced = state.inner.forced.lock().expect("limiter poisoned");
+        if let Some(last) = forced.get(&id) {
+            let since = last.elapsed();
+            if since < min_interval {
+                let wait = (min_interval - since).as_secs().max(1);
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!(
+                        "account {id} was force-refreshed {}s ago; at most one forced refresh per {}s",
+                        since.as_secs(),
+                        min_interval.as_secs()
+                    ),
+                )
+                .with_retry_after(wait));
+            }
+        }
+    }
+    let result = state.inner.engine.refresh(&id, Trigger::Forced).await;
+    {
+        // Calls that joined the same flight were let in before it finished;
+        // the interval counts from the end of the refresh.
+        let mut forced = state.inner.forced.lock().expect("limiter poisoned");
+        forced.retain(|_, at| at.elapsed() < min_interval);
+        forced.insert(id.clone(), Instant::now());
+    }
+    let report = result?;
+    let row = accounts::get(&state.inner.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("unknown account {id}")))?;
+    let view = account_view(&state.inner.engine, &row);
+    if report.succeeded() {
+        return Ok(Json(view));
+    }
+    let mut error = refresh_failure(&report);
+    error.extra = Some(Box::new((
+        "account",
+        serde_json::to_value(&view).expect("account view serializes"),
+    )));
+    Err(error)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AccessTokenBody {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub provider: Provider,
+    /// None: the token does not expire.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A currently valid access token; refreshed first when it is inside its
+/// refresh window or expired. Never cached (`Cache-Control: no-store`).
+#[utoipa::path(get, path = "/v1/accounts/{id}/access-token", tag = "accounts",
+    params(("id" = String, Path, description = "Account id (acc_...)")),
+    responses(
+        (status = 200, body = AccessTokenBody),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, description = "No valid token can be had: the account needs a reconnect, or the token expired and the refresh failed", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn access_token(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let engine = &state.inner.engine;
+    let token = match engine.access_token(&id).await {
+        Ok(token) => token,
+        Err(TokenUnavailable::Engine(e)) => return Err(e.into()),
+        Err(TokenUnavailable::Status(status, reason)) => {
+            let code = match status {
+                AccountStatus::Revoked => "revoked",
+                _ => "token_expired",
+            };
+            let message = match reason {
+                Some(reason) => {
+                    format!("the account is {status} ({reason}); the user must reconnect")
+                }
+                None => format!("the account is {status}; the user must reconnect"),
+            };
+            return Err(ApiError::new(StatusCode::CONFLICT, code, message));
+        }
+        Err(TokenUnavailable::Refresh(report)) => return Err(refresh_failure(&report)),
+    };
+    let row = accounts::get(&state.inner.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::from(EngineError::NotFound(id.clone())))?;
+    let body = AccessTokenBody {
+        access_token: token.expose().to_owned(),
+        token_type: "Bearer",
+        provider: row.provider,
+        expires_at: row.token_expires_at,
+    };
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// Disconnect: revoke the grant at the platform where it supports that,
+/// wipe the stored credentials, mark DISCONNECTED, emit an event.
+#[utoipa::path(delete, path = "/v1/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, description = "Account id (acc_...)")),
+    responses(
+        (status = 204, description = "Disconnected"),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 404, description = "Unknown or already disconnected", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn disconnect(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    match state.inner.engine.disconnect(&id).await? {
+        Some(done) => {
+            tracing::info!(account_id = %id, revocation = ?done.revoked, "account disconnected");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiError::not_found(format!(
+            "unknown or already disconnected account {id}"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttemptsQuery {
+    /// 1 to 100; default 50.
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttemptView {
+    pub id: i64,
+    pub trigger: Trigger,
+    pub outcome: Outcome,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub http_status: Option<i32>,
+    pub provider_error_code: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttemptPage {
+    /// Newest first.
+    pub items: Vec<AttemptView>,
+    pub next_cursor: Option<String>,
+    /// All of the account's attempts, by outcome.
+    pub counts: BTreeMap<String, i64>,
+}
+
+/// The account's refresh attempts, newest first, with counts by outcome.
+#[utoipa::path(get, path = "/v1/accounts/{id}/attempts", tag = "accounts",
+    params(("id" = String, Path, description = "Account id (acc_...)"), AttemptsQuery),
+    responses(
+        (status = 200, body = AttemptPage),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn attempts(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    q: Result<Query<AttemptsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AttemptPage>, ApiError> {
+    let id = parse_id(&id)?;
+    let q = query(q)?;
+    let limit = limit(q.limit)?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                ApiError::invalid_field("cursor", "cursor: not a cursor this API returned")
+            })
+        })
+        .transpose()?;
+    let pool = &state.inner.pool;
+    if accounts::get(pool, &id).await?.is_none() {
+        return Err(ApiError::not_found(format!("unknown account {id}")));
+    }
+    let mut rows = attempts::page(pool, &id, before, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    let counts = attempts::counts_by_outcome(pool, &id)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(Json(AttemptPage {
+        items: rows
+            .into_iter()
+            .map(|r| AttemptView {
+                id: r.id,
+                trigger: r.trigger,
+                outcome: r.outcome,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                duration_ms: r.duration_ms,
+                http_status: r.http_status,
+                provider_error_code: r.provider_error_code,
+                message: r.message,
+            })
+            .collect(),
+        next_cursor,
+        counts,
+    }))
+}

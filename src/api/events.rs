@@ -1,0 +1,72 @@
+//! `GET /v1/events`: the status-change outbox for pull consumers.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiState};
+use crate::store::events;
+use crate::webhooks::EventPayload;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// `next_cursor` of the previous page (an event's `sequence`); omit to
+    /// read from the beginning.
+    after: Option<String>,
+    /// 1 to 500; default 100.
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    /// In sequence order; the same payloads the webhook receives.
+    pub items: Vec<EventPayload>,
+    /// Pass as `after` next time; when there was nothing new, the same
+    /// position again.
+    pub next_cursor: String,
+}
+
+/// Status changes after a cursor, oldest first. A consumer that stores
+/// `next_cursor` sees every change exactly once, in order.
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(EventsQuery),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<ApiState>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventPage>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid_field("query", e.body_text()))?;
+    let after = match q.after.as_deref() {
+        None | Some("") => 0,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                ApiError::invalid_field("after", "after: not a cursor this API returned")
+            })?,
+    };
+    let limit = match q.limit.unwrap_or(100) {
+        n @ 1..=500 => n,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "limit",
+                "limit: must be between 1 and 500",
+            ));
+        }
+    };
+    let pool = &state.inner.pool;
+    events::assign_sequence(pool).await?;
+    let rows = events::list_after(pool, after, limit).await?;
+    let next = rows.last().and_then(|r| r.seq).unwrap_or(after);
+    Ok(Json(EventPage {
+        items: rows.iter().map(EventPayload::of).collect(),
+        next_cursor: next.to_string(),
+    }))
+}

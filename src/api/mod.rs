@@ -1,0 +1,229 @@
+//! The HTTP API (role `api`): `/v1` for the API tier behind bearer keys,
+//! and unauthenticated `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! Every `/v1` route is declared through utoipa, so `/openapi.json` is
+//! generated from the same code that routes.
+
+mod accounts;
+mod auth;
+mod error;
+mod events;
+mod health;
+mod views;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use secrecy::SecretString;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::ApiError;
+
+use crate::config::Settings;
+use crate::domain::AccountId;
+use crate::engine::Engine;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    pool: PgPool,
+    redis: Option<redis::Client>,
+    keys: Vec<SecretString>,
+    force_refresh_min_interval: Duration,
+    /// When each account's last forced refresh finished, for the 429 rule.
+    forced: Mutex<HashMap<AccountId, Instant>>,
+    openapi: String,
+}
+
+impl ApiState {
+    pub fn new(settings: &Settings, engine: Engine) -> anyhow::Result<Self> {
+        let redis = crate::queue::client(settings).ok();
+        let keys = settings
+            .api
+            .keys
+            .as_ref()
+            .map(|keys| {
+                crate::config::api_keys(keys)
+                    .into_iter()
+                    .map(|k| SecretString::from(k.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let openapi = document();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool: engine.pool().clone(),
+                engine,
+                redis,
+                keys,
+                force_refresh_min_interval: settings.api.force_refresh_min_interval,
+                forced: Mutex::new(HashMap::new()),
+                openapi: openapi
+                    .to_json()
+                    .context("rendering the OpenAPI document")?,
+            }),
+        })
+    }
+}
+
+fn base_document() -> OpenApi {
+    let mut doc = OpenApi::default();
+    doc.info.title = "tokenwarden".to_owned();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.info.description = Some(
+        "Keeps OAuth credentials of connected social-media accounts alive and reports their \
+         health. Every /v1 request needs `Authorization: Bearer <api key>`. Errors are \
+         `{\"error\": {\"code\", \"message\"}}`."
+            .to_owned(),
+    );
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+    );
+    doc
+}
+
+/// The `/v1` routes, for the API tier.
+fn v1_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(accounts::register, accounts::list))
+        .routes(utoipa_axum::routes!(accounts::show, accounts::disconnect))
+        .routes(utoipa_axum::routes!(accounts::refresh))
+        .routes(utoipa_axum::routes!(accounts::access_token))
+        .routes(utoipa_axum::routes!(accounts::attempts))
+        .routes(utoipa_axum::routes!(events::list))
+}
+
+/// Every documented route, unlayered: the source of `/openapi.json`.
+pub fn document() -> OpenApi {
+    OpenApiRouter::with_openapi(base_document())
+        .merge(v1_routes())
+        .merge(health::probe_routes())
+        .merge(health::metrics_routes())
+        .into_openapi()
+}
+
+/// The whole application: authenticated `/v1`, probes, the OpenAPI
+/// document, and `/metrics` unless it has a listener of its own; request
+/// ids, logging and counting around all of it.
+pub fn router(state: ApiState, max_body_bytes: usize, with_metrics: bool) -> Router {
+    let v1 = v1_routes().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_api_key,
+    ));
+    let mut app = OpenApiRouter::new().merge(v1).merge(health::probe_routes());
+    if with_metrics {
+        app = app.merge(health::metrics_routes());
+    }
+    let (app, _) = app.split_for_parts();
+    app.fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// `/metrics` and the probes alone, for `api.metrics_listen`.
+pub fn metrics_router(state: ApiState) -> Router {
+    let (app, _) = health::probe_routes()
+        .merge(health::metrics_routes())
+        .split_for_parts();
+    app.layer(middleware::from_fn(observe)).with_state(state)
+}
+
+/// A request id (the caller's `x-request-id`, or a new one) on the span of
+/// every log line of the request and on the response; one log line and one
+/// counter per request, labelled by route template, never by path.
+async fn observe(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!("http", %request_id, %method, %route);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.in_scope(|| tracing::info!(status, ms = started.elapsed().as_millis() as u64, "request"));
+    crate::metrics::record_http_request(&route, status);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Serves until `stop`, then lets requests in flight finish.
+pub async fn serve(
+    settings: &Settings,
+    state: ApiState,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    crate::metrics::install();
+    let listen: SocketAddr = settings.api.listen.parse().context("api.listen")?;
+    let separate_metrics = !settings.api.metrics_listen.is_empty();
+    let app = router(
+        state.clone(),
+        settings.api.max_body_bytes,
+        !separate_metrics,
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
+    tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+    let mut servers = tokio::task::JoinSet::new();
+    let stopped = stop.clone();
+    servers.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopped.cancelled_owned())
+            .await
+            .context("HTTP API server")
+    });
+    if separate_metrics {
+        let address: SocketAddr = settings
+            .api
+            .metrics_listen
+            .parse()
+            .context("api.metrics_listen")?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (api.metrics_listen)"))?;
+        tracing::info!(address = %listener.local_addr()?, "metrics and probes listening");
+        let metrics = metrics_router(state);
+        let stopped = stop.clone();
+        servers.spawn(async move {
+            axum::serve(listener, metrics)
+                .with_graceful_shutdown(stopped.cancelled_owned())
+                .await
+                .context("metrics server")
+        });
+    }
+    while let Some(done) = servers.join_next().await {
+        done.context("an HTTP server task panicked")??;
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! How an account looks to the API tier: its profile and a health verdict
+//! the publisher can act on without knowing the status rules.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{AccountStatus, ConnectionType, Provider};
+use crate::engine::Engine;
+use crate::store::accounts::AccountRow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthWord {
+    /// ACTIVE, last attempt fine.
+    Healthy,
+    /// ACTIVE, but the latest refresh failed for a transient reason (or
+    /// the access token already expired and refreshes are being retried).
+    Degraded,
+    /// TOKEN_EXPIRED: the user must reconnect.
+    Expired,
+    /// REVOKED: the user or platform withdrew access; reconnect.
+    Revoked,
+    Disconnected,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub word: HealthWord,
+    /// Whether a post made now can be expected to authenticate.
+    pub can_post: bool,
+    /// Why, when not healthy.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountView {
+    pub id: String,
+    pub workspace_id: String,
+    pub provider: Provider,
+    pub external_id: String,
+    pub handle: Option<String>,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub status: AccountStatus,
+    pub status_reason: Option<String>,
+    pub connection_type: ConnectionType,
+    pub health: Health,
+    /// Scopes the platform granted.
+    pub scopes: Vec<String>,
+    #[schema(value_type = Object)]
+    pub meta: serde_json::Value,
+    pub default_board_id: Option<String>,
+    pub connected_at: DateTime<Utc>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    /// The date by which the user must reconnect, where one is known: the
+    /// refresh token's end, or the access token's where nothing can renew it.
+    pub reconnect_by: Option<DateTime<Utc>>,
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    pub last_refresh_attempt_at: Option<DateTime<Utc>>,
+    pub last_refresh_error: Option<String>,
+    pub last_refresh_error_status: Option<i32>,
+    pub consecutive_failures: i32,
+    /// When the daemon next refreshes or checks the account.
+    pub next_refresh_at: Option<DateTime<Utc>>,
+}
+
+pub fn health(row: &AccountRow, now: DateTime<Utc>) -> Health {
+    let (word, can_post, reason) = match row.status {
+        AccountStatus::Disconnected => (HealthWord::Disconnected, false, row.status_reason.clone()),
+        AccountStatus::Revoked => (HealthWord::Revoked, false, row.status_reason.clone()),
+        AccountStatus::TokenExpired => (HealthWord::Expired, false, row.status_reason.clone()),
+        AccountStatus::Active => {
+            if row.token_expires_at.is_some_and(|at| at <= now) {
+                let why = match &row.last_refresh_error {
+                    Some(error) => format!("access token expired; refresh failing: {error}"),
+                    None => "access token expired; refresh pending".to_owned(),
+                };
+                (HealthWord::Degraded, false, Some(why))
+            } else if row.consecutive_failures > 0 {
+                (HealthWord::Degraded, true, row.last_refresh_error.clone())
+            } else {
+                (HealthWord::Healthy, true, None)
+            }
+        }
+    };
+    Health {
+        word,
+        can_post,
+        reason,
+    }
+}
+
+pub fn account_view(engine: &Engine, row: &AccountRow) -> AccountView {
+    let reconnect_by = row.refresh_token_expires_at.or_else(|| {
+        (!row.has_refresh_token() && engine.needs_refresh_token(row.provider))
+            .then_some(row.token_expires_at)
+            .flatten()
+    });
+    AccountView {
+        id: row.id.as_str().to_owned(),
+        workspace_id: row.workspace_id.clone(),
+        provider: row.provider,
+        external_id: row.external_id.clone(),
+        handle: row.handle.clone(),
+        display_name: row.display_name.clone(),
+        avatar_url: row.avatar_url.clone(),
+        status: row.status,
+        status_reason: row.status_reason.clone(),
+        connection_type: row.connection_type,
+        health: health(row, Utc::now()),
+        scopes: row.granted_scopes.clone(),
+        meta: row.meta.clone(),
+        default_board_id: row.default_board_id.clone(),
+        connected_at: row.connected_at,
+        token_expires_at: row.token_expires_at,
+        refresh_token_expires_at: row.refresh_token_expires_at,
+        reconnect_by: reconnect_by.filter(|_| row.status == AccountStatus::Active),
+        last_refreshed_at: row.last_refreshed_at,
+        last_refresh_attempt_at: row.last_refresh_attempt_at,
+        last_refresh_error: row.last_refresh_error.clone(),
+        last_refresh_error_status: row.last_refresh_error_status,
+        consecutive_failures: row.consecutive_failures,
+        next_refresh_at: row
+            .next_attempt_at
+            .filter(|_| row.status == AccountStatus::Active),
+    }
+}

@@ -1,0 +1,1083 @@
+//! The HTTP API over a real socket, against a real PostgreSQL and Redis and
+//! the strict fake platform: every endpoint, its auth and its errors.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use common::{TestEnv, rotating};
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokenwarden::api::{self, ApiState};
+use tokenwarden::config::Settings;
+use tokenwarden::domain::{AccountId, Provider, Trigger};
+use tokenwarden::fake::{IssuedTokens, ScriptedResponse};
+use tokio_util::sync::CancellationToken;
+
+const KEY: &str = "test-api-key-0123456789";
+const OLD_KEY: &str = "old-api-key-9876543210";
+
+struct Api {
+    env: TestEnv,
+    base: String,
+    http: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn api_settings(settings: &mut Settings) {
+    settings.api.keys = Some(SecretString::from(format!("{KEY}, {OLD_KEY}")));
+    settings.api.force_refresh_min_interval = Duration::from_secs(30);
+    settings.redis.url = Some(SecretString::from(common::redis_url()));
+    // Never the real platform's revocation endpoint from a test.
+    settings.providers.get_mut(Provider::X).revoke_url = None;
+}
+
+impl Api {
+    async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    async fn with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let env = TestEnv::with(|s| {
+            api_settings(s);
+            tweak(s);
+        })
+        .await;
+        let state = ApiState::new(&env.settings, env.engine.clone()).unwrap();
+        let app = api::router(state, env.settings.api.max_body_bytes, true);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped.cancelled_owned())
+                .await
+                .unwrap();
+        });
+        Self {
+            env,
+            base,
+            http: reqwest::Client::new(),
+            stop,
+        }
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+    }
+
+    fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+    }
+
+    /// Registers an X account through the API with tokens the fake issued.
+    async fn register_x(&self, external_id: &str, tokens: &IssuedTokens, expires_in: i64) -> Value {
+        let reply = self
+            .post("/v1/accounts")
+            .json(&spec(external_id, tokens, expires_in))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::CREATED);
+        reply.json().await.unwrap()
+    }
+}
+
+fn spec(external_id: &str, tokens: &IssuedTokens, expires_in: i64) -> Value {
+    json!({
+        "workspace_id": "ws_1",
+        "provider": "X",
+        "external_id": external_id,
+        "handle": format!("@{external_id}"),
+        "display_name": format!("Display {external_id}"),
+        "scopes": ["tweet.read", "tweet.write", "offline.access"],
+        "credentials": {
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "expires_in": expires_in,
+        }
+    })
+}
+
+async fn error_of(reply: reqwest::Response) -> (StatusCode, Value) {
+    let status = reply.status();
+    let body: Value = reply.json().await.expect("errors are JSON");
+    assert!(
+        body["error"]["code"].is_string() && body["error"]["message"].is_string(),
+        "error shape: {body}"
+    );
+    (status, body)
+}
+
+fn id_of(view: &Value) -> AccountId {
+    view["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_key_get_401_and_old_keys_still_work() {
+    let api = Api::start().await;
+    let url = format!("{}/v1/accounts", api.base);
+    let reply = api.http.get(&url).send().await.unwrap();
+    assert!(reply.headers().contains_key("www-authenticate"));
+    let (status, body) = error_of(reply).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+
+    let reply = api
+        .http
+        .get(&url)
+        .bearer_auth("wrong-key-but-long-enough")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    let reply = api
+        .http
+        .get(&url)
+        .header("authorization", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status(),
+        StatusCode::UNAUTHORIZED,
+        "not a bearer credential"
+    );
+
+    for key in [KEY, OLD_KEY] {
+        let reply = api.http.get(&url).bearer_auth(key).send().await.unwrap();
+        assert_eq!(
+            reply.status(),
+            StatusCode::OK,
+            "configured keys are accepted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_without_keys_refuses_every_v1_request() {
+    let api = Api::with(|s| s.api.keys = None).await;
+    let reply = api.get("/v1/accounts").send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn probes_and_metrics_need_no_key() {
+    let api = Api::start().await;
+    let reply = api
+        .http
+        .get(format!("{}/healthz", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+
+    let reply = api
+        .http
+        .get(format!("{}/readyz", api.base))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body["status"], "ready", "{body}");
+
+    let reply = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let text = reply.text().await.unwrap();
+    assert!(text.contains("tokenwarden_build_info"), "{text}");
+    assert!(reply_has_request_id(&api).await);
+}
+
+async fn reply_has_request_id(api: &Api) -> bool {
+    let reply = api
+        .http
+        .get(format!("{}/healthz", api.base))
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .unwrap();
+    reply
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        == Some("req-42")
+}
+
+#[tokio::test]
+async fn readyz_names_the_dependency_that_is_down() {
+    // Nothing listens on port 1.
+    let api = Api::with(|s| s.redis.url = Some(SecretString::from("redis://127.0.0.1:1"))).await;
+    let reply = api
+        .http
+        .get(format!("{}/readyz", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body["checks"]["redis"], "unreachable", "{body}");
+    assert_eq!(body["checks"]["postgres"], "ok", "{body}");
+}
+
+#[tokio::test]
+async fn register_creates_then_reconnects_with_a_recovery_event() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let created = api.register_x("u1", &tokens, 3600).await;
+    assert_eq!(created["status"], "ACTIVE");
+    assert_eq!(created["health"]["word"], "healthy");
+    assert_eq!(created["health"]["can_post"], true);
+    let id = id_of(&created);
+
+    sqlx::query(
+        "UPDATE social_accounts SET status = 'REVOKED', status_reason = 'test' WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .execute(api.env.pool())
+    .await
+    .unwrap();
+    let fresh = api.env.fake.issue(rotating());
+    let reply = api
+        .post("/v1/accounts")
+        .json(&spec("u1", &fresh, 3600))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "a reconnect is 200");
+    let view: Value = reply.json().await.unwrap();
+    assert_eq!(id_of(&view), id, "same account");
+    assert_eq!(view["status"], "ACTIVE");
+    let events = api.env.events(&id).await;
+    assert_eq!(
+        events.last().unwrap(),
+        &(
+            Some("REVOKED".into()),
+            "ACTIVE".into(),
+            "reconnected".into()
+        )
+    );
+    assert_eq!(
+        api.env.stored_refresh_token(&id).await.as_deref(),
+        Some(fresh.refresh_token.as_str())
+    );
+}
+
+#[tokio::test]
+async fn invalid_registrations_get_422_naming_the_field_and_store_nothing() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"workspace_id": "w", "provider": "X", "external_id": "e",
+                   "credentials": {"refresh_token": "r"}}),
+            "access_token",
+        ),
+        (
+            {
+                let mut s = spec("e", &tokens, 60);
+                s["provider"] = json!("MYSPACE");
+                s
+            },
+            "provider",
+        ),
+        (
+            {
+                let mut s = spec("e", &tokens, 60);
+                s["credentials"]["expires_in"] = json!(-5);
+                s
+            },
+            "expires_in",
+        ),
+        (
+            {
+                let mut s = spec("e", &tokens, 60);
+                s["workspace_id"] = json!("  ");
+                s
+            },
+            "workspace_id",
+        ),
+        (
+            {
+                let mut s = spec("e", &tokens, 60);
+                s["colour"] = json!("blue");
+                s
+            },
+            "colour",
+        ),
+        (
+            {
+                let mut s = spec("e", &tokens, 60);
+                s["meta"] = json!([1]);
+                s
+            },
+            "meta",
+        ),
+        (
+            {
+                let mut s = spec("e", &tokens, 60);
+                s["credentials"]["expires_in"] = json!(tokens.access_token);
+                s
+            },
+            "expires_in",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = api.post("/v1/accounts").json(&body).send().await.unwrap();
+        let (status, error) = error_of(reply).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{field} named in {error}");
+        assert!(
+            !message.contains(&tokens.access_token),
+            "a misplaced token is not echoed: {error}"
+        );
+    }
+    let reply = api
+        .post("/v1/accounts")
+        .header("content-type", "application/json")
+        .body("{\"workspace_id\": ")
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = error_of(reply).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"]["code"], "invalid_json");
+
+    let huge = "x".repeat(100 * 1024);
+    let mut body = spec("e", &tokens, 60);
+    body["display_name"] = json!(huge);
+    let reply = api.post("/v1/accounts").json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM social_accounts")
+        .fetch_one(api.env.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn unknown_accounts_are_404_everywhere() {
+    let api = Api::start().await;
+    let unknown = AccountId::generate();
+    for path in [
+        format!("/v1/accounts/{unknown}"),
+        format!("/v1/accounts/{unknown}/attempts"),
+        format!("/v1/accounts/{unknown}/access-token"),
+        "/v1/accounts/not-an-id".to_owned(),
+    ] {
+        let (status, error) = error_of(api.get(&path).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(error["error"]["code"], "not_found");
+    }
+    let (status, _) = error_of(
+        api.post(&format!("/v1/accounts/{unknown}/refresh"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = error_of(
+        api.delete(&format!("/v1/accounts/{unknown}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn listing_filters_searches_and_hides_disconnected_accounts() {
+    let api = Api::start().await;
+    let mut ids = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let tokens = api.env.fake.issue(rotating());
+        ids.push(id_of(&api.register_x(name, &tokens, 3600).await));
+    }
+    let reply: Value = api
+        .get("/v1/accounts?q=BO")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let handles: Vec<&str> = reply["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["handle"].as_str().unwrap())
+        .collect();
+    assert_eq!(handles, ["@bob"]);
+
+    let reply: Value = api
+        .get("/v1/accounts?q=%25")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        reply["items"].as_array().unwrap().is_empty(),
+        "% is matched literally"
+    );
+
+    assert_eq!(
+        api.delete(&format!("/v1/accounts/{}", ids[0]))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let reply: Value = api
+        .get("/v1/accounts")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply["items"].as_array().unwrap().len(),
+        2,
+        "disconnected left out"
+    );
+    let newest_first: Vec<&str> = reply["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["handle"].as_str().unwrap())
+        .collect();
+    assert_eq!(newest_first, ["@carol", "@bob"]);
+    let reply: Value = api
+        .get("/v1/accounts?status=DISCONNECTED")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["items"][0]["health"]["word"], "disconnected");
+    let reply: Value = api
+        .get("/v1/accounts?include_disconnected=true&provider=X&workspace_id=ws_1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["items"].as_array().unwrap().len(), 3);
+    let reply: Value = api
+        .get("/v1/accounts?workspace_id=other")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(reply["items"].as_array().unwrap().is_empty());
+
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "status=SLEEPING",
+        "cursor=%%%",
+        "provider=ORKUT",
+    ] {
+        let (status, _) = error_of(
+            api.get(&format!("/v1/accounts?{bad}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn pagination_is_stable_while_accounts_are_added() {
+    let api = Api::start().await;
+    let mut expected = HashSet::new();
+    for i in 0..25 {
+        let tokens = api.env.fake.issue(rotating());
+        expected.insert(
+            api.register_x(&format!("p{i:02}"), &tokens, 3600).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut added = 0;
+    loop {
+        let path = match &cursor {
+            None => "/v1/accounts?limit=7".to_owned(),
+            Some(c) => format!("/v1/accounts?limit=7&cursor={c}"),
+        };
+        let page: Value = api.get(&path).send().await.unwrap().json().await.unwrap();
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_owned()),
+        );
+        // Newer accounts arrive between pages.
+        let tokens = api.env.fake.issue(rotating());
+        api.register_x(&format!("new{added}"), &tokens, 3600).await;
+        added += 1;
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let unique: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no account twice");
+    assert_eq!(
+        unique, expected,
+        "every account present at the start, none inserted later"
+    );
+}
+
+#[tokio::test]
+async fn health_word_and_can_post_for_every_status() {
+    let api = Api::start().await;
+    let cases = [
+        ("ACTIVE", 0, 3600, "healthy", true),
+        ("ACTIVE", 2, 3600, "degraded", true),
+        ("ACTIVE", 1, -60, "degraded", false),
+        ("TOKEN_EXPIRED", 0, 3600, "expired", false),
+        ("REVOKED", 0, 3600, "revoked", false),
+        ("DISCONNECTED", 0, 3600, "disconnected", false),
+    ];
+    for (i, (status, failures, expires_in, word, can_post)) in cases.into_iter().enumerate() {
+        let tokens = api.env.fake.issue(rotating());
+        let id = id_of(&api.register_x(&format!("h{i}"), &tokens, 3600).await);
+        sqlx::query(
+            "UPDATE social_accounts SET status = $2, consecutive_failures = $3,
+                 last_refresh_error = CASE WHEN $3 > 0 THEN 'platform answered 503' END,
+                 token_expires_at = now() + make_interval(secs => $4)
+             WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(status)
+        .bind(failures)
+        .bind(expires_in as f64)
+        .execute(api.env.pool())
+        .await
+        .unwrap();
+        let view: Value = api
+            .get(&format!("/v1/accounts/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(view["health"]["word"], word, "{status}: {view}");
+        assert_eq!(view["health"]["can_post"], can_post, "{status}: {view}");
+        if word != "healthy" {
+            assert!(
+                !view["health"]["reason"].is_null() || status != "ACTIVE",
+                "{view}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn forced_refresh_answers_200_then_429_then_409_with_the_platforms_reason() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let id = id_of(&api.register_x("f1", &tokens, 3600).await);
+
+    let reply = api
+        .post(&format!("/v1/accounts/{id}/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let view: Value = reply.json().await.unwrap();
+    assert!(view["last_refreshed_at"].is_string());
+    assert_ne!(
+        api.env.stored_refresh_token(&id).await.unwrap(),
+        tokens.refresh_token,
+        "rotated and stored"
+    );
+
+    let reply = api
+        .post(&format!("/v1/accounts/{id}/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.headers().contains_key("retry-after"));
+    let (status, error) = error_of(reply).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error["error"]["code"], "too_many_requests");
+
+    // Another account, whose grant the platform has revoked.
+    let other = api.env.fake.issue(rotating());
+    let other_id = id_of(&api.register_x("f2", &other, 3600).await);
+    api.env.fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
+    ));
+    let reply = api
+        .post(&format!("/v1/accounts/{other_id}/refresh"))
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = error_of(reply).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    assert_eq!(error["error"]["provider_status"], 400, "{error}");
+    assert_eq!(error["error"]["code"], "revoked", "{error}");
+    assert_eq!(error["account"]["status"], "REVOKED");
+    assert_eq!(error["account"]["id"], other_id.as_str());
+    assert_eq!(error["account"]["health"]["can_post"], false);
+
+    // A transient failure: 409 with retry_after, status unchanged.
+    let third = api.env.fake.issue(rotating());
+    let third_id = id_of(&api.register_x("f3", &third, 3600).await);
+    api.env
+        .fake
+        .script_next(ScriptedResponse::raw(503, "text/html", "<html>down</html>"));
+    let (status, error) = error_of(
+        api.post(&format!("/v1/accounts/{third_id}/refresh"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error["error"]["code"], "provider_unavailable");
+    assert!(error["error"]["retry_after"].as_u64().is_some(), "{error}");
+    assert_eq!(error["account"]["status"], "ACTIVE");
+    assert_eq!(error["account"]["health"]["word"], "degraded");
+}
+
+#[tokio::test]
+async fn ten_forced_refreshes_and_a_scheduled_one_make_one_platform_call() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let id = id_of(&api.register_x("c1", &tokens, 30).await);
+    api.env.fake.set_answer_delay(Duration::from_millis(300));
+    let forced = (0..10).map(|_| {
+        let request = api.post(&format!("/v1/accounts/{id}/refresh"));
+        async move { request.send().await.unwrap().status() }
+    });
+    let engine = api.env.engine.clone();
+    let scheduled = async { engine.refresh(&id, Trigger::Scheduled).await.unwrap() };
+    let (statuses, report) = tokio::join!(futures::future::join_all(forced), scheduled);
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert!(report.succeeded());
+    assert_eq!(
+        api.env.fake.call_count(),
+        1,
+        "one platform call for eleven callers"
+    );
+    assert_eq!(api.env.fake.reuse_detected(), 0);
+    let stored = api.env.stored_refresh_token(&id).await.unwrap();
+    assert!(
+        api.env.fake.is_live(&stored),
+        "the stored refresh token is the live one"
+    );
+}
+
+#[tokio::test]
+async fn access_token_is_served_fresh_and_refreshed_inside_its_window() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let id = id_of(&api.register_x("t1", &tokens, 7200).await);
+    let reply = api
+        .get(&format!("/v1/accounts/{id}/access-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert_eq!(reply.headers()["cache-control"], "no-store");
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body["access_token"], tokens.access_token.as_str());
+    assert_eq!(api.env.fake.call_count(), 0, "a fresh token needs no call");
+
+    // Inside the window (expired, even): refreshed first.
+    sqlx::query(
+        "UPDATE social_accounts SET token_expires_at = now() - interval '1 minute' WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .execute(api.env.pool())
+    .await
+    .unwrap();
+    let body: Value = api
+        .get(&format!("/v1/accounts/{id}/access-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(body["access_token"], tokens.access_token.as_str());
+    assert_eq!(
+        body["access_token"],
+        api.env.stored_access_token(&id).await.as_str()
+    );
+    assert_eq!(api.env.fake.call_count(), 1);
+
+    // Expired and the platform refuses: 409, no token.
+    sqlx::query(
+        "UPDATE social_accounts SET token_expires_at = now() - interval '1 minute' WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .execute(api.env.pool())
+    .await
+    .unwrap();
+    api.env
+        .fake
+        .script_next(ScriptedResponse::raw(502, "text/plain", "bad gateway"));
+    let (status, error) = error_of(
+        api.get(&format!("/v1/accounts/{id}/access-token"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error["error"]["code"], "provider_unavailable");
+
+    sqlx::query("UPDATE social_accounts SET status = 'REVOKED' WHERE id = $1")
+        .bind(id.as_str())
+        .execute(api.env.pool())
+        .await
+        .unwrap();
+    let (status, error) = error_of(
+        api.get(&format!("/v1/accounts/{id}/access-token"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error["error"]["code"], "revoked");
+}
+
+#[tokio::test]
+async fn disconnect_revokes_at_the_platform_and_wipes_credentials() {
+    let api = Api::start().await;
+    // A second server whose X revocation endpoint is the fake's.
+    let mut settings = api.env.settings.clone();
+    settings.providers.get_mut(Provider::X).revoke_url = Some(api.env.fake.url("/x/revoke"));
+    let engine = common::engine_for(
+        api.env.pool(),
+        &settings,
+        api.env.keyring.clone(),
+        "api-revoke",
+    );
+    let state = ApiState::new(&settings, engine).unwrap();
+    let app = api::router(state, settings.api.max_body_bytes, true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let tokens = api.env.fake.issue(rotating());
+    let id = id_of(&api.register_x("d1", &tokens, 3600).await);
+    let reply = api
+        .http
+        .delete(format!("{base}/v1/accounts/{id}"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::NO_CONTENT);
+    assert!(
+        !api.env.fake.is_live(&tokens.refresh_token),
+        "the grant was revoked at the platform"
+    );
+    let revoke_calls = api
+        .env
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.path == "/x/revoke")
+        .count();
+    assert_eq!(revoke_calls, 1);
+    let row = api.env.row(&id).await;
+    assert_eq!(row.status.as_str(), "DISCONNECTED");
+    assert!(row.access_token_ciphertext.is_none() && row.refresh_token_ciphertext.is_none());
+    assert!(row.next_attempt_at.is_none());
+    assert_eq!(api.env.events(&id).await.last().unwrap().1, "DISCONNECTED");
+
+    let reply = api
+        .http
+        .delete(format!("{base}/v1/accounts/{id}"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status(),
+        StatusCode::NOT_FOUND,
+        "already disconnected"
+    );
+    let (status, error) = error_of(
+        api.post(&format!("/v1/accounts/{id}/refresh"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error["error"]["code"], "disconnected");
+}
+
+#[tokio::test]
+async fn attempts_are_paginated_newest_first_with_counts() {
+    let api = Api::with(|s| s.api.force_refresh_min_interval = Duration::from_millis(1)).await;
+    let tokens = api.env.fake.issue(rotating());
+    let id = id_of(&api.register_x("a1", &tokens, 3600).await);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(
+            api.post(&format!("/v1/accounts/{id}/refresh"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+    api.env
+        .fake
+        .script_next(ScriptedResponse::raw(503, "text/plain", "down"));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    api.post(&format!("/v1/accounts/{id}/refresh"))
+        .send()
+        .await
+        .unwrap();
+
+    let page: Value = api
+        .get(&format!("/v1/accounts/{id}/attempts?limit=3"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["outcome"], "transient_error", "newest first");
+    assert_eq!(items[0]["trigger"], "forced");
+    assert_eq!(page["counts"]["refreshed"], 3);
+    assert_eq!(page["counts"]["transient_error"], 1);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let page: Value = api
+        .get(&format!(
+            "/v1/accounts/{id}/attempts?limit=3&cursor={cursor}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert!(page["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn events_are_read_in_order_after_a_cursor() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let id = id_of(&api.register_x("e1", &tokens, 3600).await);
+    api.delete(&format!("/v1/accounts/{id}"))
+        .send()
+        .await
+        .unwrap();
+
+    let page: Value = api
+        .get("/v1/events")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = page["items"].as_array().unwrap();
+    let changes: Vec<(&str, &str)> = items
+        .iter()
+        .map(|e| {
+            (
+                e["data"]["to_status"].as_str().unwrap(),
+                e["data"]["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [("ACTIVE", "connected"), ("DISCONNECTED", "disconnected")]
+    );
+    assert_eq!(items[0]["type"], "account.status_changed");
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+
+    let page: Value = api
+        .get(&format!("/v1/events?after={cursor}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(page["items"].as_array().unwrap().is_empty());
+    assert_eq!(
+        page["next_cursor"],
+        cursor.as_str(),
+        "nothing new: same position"
+    );
+
+    let more = api.env.fake.issue(rotating());
+    api.register_x("e2", &more, 3600).await;
+    let page: Value = api
+        .get(&format!("/v1/events?after={cursor}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+
+    let (status, _) = error_of(api.get("/v1/events?after=abc").send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_openapi_document_and_every_documented_route_answers() {
+    let api = Api::start().await;
+    let doc: Value = api
+        .http
+        .get(format!("{}/openapi.json", api.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    documented.sort();
+    let mut expected = vec![
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+        "GET /openapi.json",
+        "POST /v1/accounts",
+        "GET /v1/accounts",
+        "GET /v1/accounts/{id}",
+        "DELETE /v1/accounts/{id}",
+        "POST /v1/accounts/{id}/refresh",
+        "GET /v1/accounts/{id}/access-token",
+        "GET /v1/accounts/{id}/attempts",
+        "GET /v1/events",
+    ];
+    expected.sort();
+    assert_eq!(documented, expected);
+
+    // Each documented operation is routed (the fallback answers "no such route").
+    let id = AccountId::generate();
+    for operation in &documented {
+        let (method, path) = operation.split_once(' ').unwrap();
+        let url = format!("{}{}", api.base, path.replace("{id}", id.as_str()));
+        let reply = api
+            .http
+            .request(method.parse().unwrap(), &url)
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        let body = reply.text().await.unwrap();
+        assert!(!body.contains("no such route"), "{operation} is not routed");
+    }
+    let reply = api.get("/v1/nothing-here").send().await.unwrap();
+    let body = reply.text().await.unwrap();
+    assert!(
+        body.contains("no such route"),
+        "the fallback is observable: {body}"
+    );
+
+    // Schemas the API tier needs are present.
+    for schema in [
+        "AccountView",
+        "AccountSpec",
+        "ErrorBody",
+        "EventPayload",
+        "AttemptPage",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} documented"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn reconnect_by_is_the_refresh_tokens_end() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let mut body = spec("r1", &tokens, 3600);
+    let ends = Utc::now() + TimeDelta::days(20);
+    body["credentials"]["refresh_token_expires_at"] = json!(ends.to_rfc3339());
+    let view: Value = api
+        .post("/v1/accounts")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reconnect_by =
+        chrono::DateTime::parse_from_rfc3339(view["reconnect_by"].as_str().unwrap()).unwrap();
+    assert!(
+        (reconnect_by.timestamp() - ends.timestamp()).abs() <= 1,
+        "{view}"
+    );
+    assert!(view["next_refresh_at"].is_string());
+}
