@@ -137,6 +137,7 @@ async fn run(args: &Args, schema: &str) -> anyhow::Result<()> {
     let queue = format!("{{tw-bench-{:08x}}}:refresh", rand::random::<u32>());
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["run", "--role", "scheduler,worker"])
+        .env("TOKENWARDEN__API__LISTEN", "127.0.0.1:0")
         .env("TOKENWARDEN__DATABASE__URL", schema_url(schema))
         .env("TOKENWARDEN__DATABASE__MAX_CONNECTIONS", "32")
         .env("TOKENWARDEN__CRYPTO__KEYS", &key_spec)

@@ -48,11 +48,14 @@ pub async fn run(
     let storage = queue::connect(&app.settings, &queue_name).await?;
     let owner = app.engine.owner().to_owned();
     let mut tasks = tokio::task::JoinSet::new();
-    if roles.contains(&Role::Api) {
+    {
         let state = ApiState::new(&app.settings, app.engine.clone())?;
         let settings = app.settings.clone();
         let stop = shutdown.clone();
-        tasks.spawn(async move { api::serve(&settings, state, stop).await });
+        let with_v1 = roles.contains(&Role::Api);
+        tasks.spawn(async move { api::serve(&settings, state, with_v1, stop).await });
+    }
+    if roles.contains(&Role::Api) {
         let (pool, metrics, webhooks) = (
             app.pool.clone(),
             app.settings.metrics.clone(),

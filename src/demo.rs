@@ -111,6 +111,9 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
         section.refresh_margin = Duration::from_secs(5);
     }
     settings.scheduler.interval = Duration::from_millis(500);
+    // Probes and metrics on a loopback port of the demo's own (logged).
+    settings.api.listen = "127.0.0.1:0".into();
+    settings.api.metrics_listen = String::new();
     settings.worker.concurrency = args.concurrency.max(1);
     // Short backoff so failures visibly recover within the demo.
     settings.engine.retry_base = Duration::from_secs(2);

@@ -1081,3 +1081,43 @@ async fn reconnect_by_is_the_refresh_tokens_end() {
     );
     assert!(view["next_refresh_at"].is_string());
 }
+
+#[tokio::test]
+async fn metrics_show_account_state_and_attempts_without_account_ids() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let id = id_of(&api.register_x("m1", &tokens, 1800).await);
+    api.post(&format!("/v1/accounts/{id}/refresh"))
+        .send()
+        .await
+        .unwrap();
+    tokenwarden::metrics::compute_state(api.env.pool(), Duration::from_secs(300), false)
+        .await
+        .unwrap();
+    let text = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Other tests in this binary share the process-wide recorder, so only
+    // presence and shape are checked, not exact values.
+    for needle in [
+        "tokenwarden_accounts{provider=\"x\",status=\"ACTIVE\"}",
+        "tokenwarden_accounts_token_expiring{provider=\"x\",within=\"24h\"}",
+        "tokenwarden_accounts_refresh_token_expiring{provider=\"x\",within=\"30d\"}",
+        "tokenwarden_accounts_overdue{provider=\"x\"}",
+        "tokenwarden_jobs_outstanding",
+        "tokenwarden_state_computed_timestamp_seconds",
+        "tokenwarden_refresh_attempts_total{provider=\"x\",trigger=\"forced\",outcome=\"refreshed\"}",
+        "tokenwarden_refresh_duration_seconds_bucket{provider=\"x\",le=\"0.25\"}",
+        "tokenwarden_http_requests_total{route=\"/v1/accounts/{id}/refresh\",status=\"200\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(!text.contains(id.as_str()), "no account id in metrics");
+    assert!(!text.contains(&tokens.access_token));
+}

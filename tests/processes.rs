@@ -52,6 +52,8 @@ impl Procs {
             cmd.env_remove(key);
         }
         cmd.env_remove("RUST_LOG")
+            // Parallel daemons each serve probes on a port of their own.
+            .env("TOKENWARDEN__API__LISTEN", "127.0.0.1:0")
             .env("TOKENWARDEN__DATABASE__URL", self.db.url())
             .env("TOKENWARDEN__CRYPTO__KEYS", &self.key_spec)
             .env(

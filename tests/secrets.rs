@@ -19,7 +19,16 @@ const CANARY_AT: &str = "canary-access-7b1f0c2e9d";
 const CANARY_RT: &str = "canary-refresh-4e8a6d3c1b";
 const CANARY_NEW_AT: &str = "canary-new-access-0a9b8c7d";
 const CANARY_NEW_RT: &str = "canary-new-refresh-5f4e3d2c";
-const CANARIES: [&str; 4] = [CANARY_AT, CANARY_RT, CANARY_NEW_AT, CANARY_NEW_RT];
+const CANARY_API_AT: &str = "canary-api-access-3c2b1a0f9e";
+const CANARY_API_RT: &str = "canary-api-refresh-8d7c6b5a4f";
+const CANARIES: [&str; 6] = [
+    CANARY_AT,
+    CANARY_RT,
+    CANARY_NEW_AT,
+    CANARY_NEW_RT,
+    CANARY_API_AT,
+    CANARY_API_RT,
+];
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -126,6 +135,8 @@ async fn canary_tokens_never_leak() {
     seen.push(error.to_string());
     seen.push(format!("{error:?}"));
 
+    seen.extend(through_the_api(&env).await);
+
     // A panic whose message formats credentials.
     let panicked = std::panic::catch_unwind(|| panic!("while handling {new:?}"));
     assert!(panicked.is_err());
@@ -144,4 +155,82 @@ async fn canary_tokens_never_leak() {
     );
     assert_clean("panic output", &panic_text);
     let _ = std::panic::take_hook();
+}
+
+/// Drives the HTTP API with canary credentials; returns every response body
+/// except the access-token endpoint's, whose job is to hand the token out.
+async fn through_the_api(env: &TestEnv) -> Vec<String> {
+    let mut settings = env.settings.clone();
+    settings.api.keys = Some(secrecy::SecretString::from("canary-test-api-key-000"));
+    let state = tokenwarden::api::ApiState::new(&settings, env.engine.clone()).unwrap();
+    let app = tokenwarden::api::router(state, settings.api.max_body_bytes, true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{base}{path}"))
+            .bearer_auth("canary-test-api-key-000")
+    };
+    let mut bodies = Vec::new();
+    let spec = json!({
+        "workspace_id": "ws", "provider": "X", "external_id": "canary-api",
+        "credentials": {"access_token": CANARY_API_AT, "refresh_token": CANARY_API_RT, "expires_in": 3600}
+    });
+    let reply = call(reqwest::Method::POST, "/v1/accounts")
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201);
+    let view: serde_json::Value = reply.json().await.unwrap();
+    bodies.push(view.to_string());
+    let id = view["id"].as_str().unwrap().to_owned();
+
+    // A token in the wrong field: 422 without echoing it.
+    let mut misplaced = spec.clone();
+    misplaced["credentials"]["expires_in"] = json!(CANARY_API_RT);
+    let reply = call(reqwest::Method::POST, "/v1/accounts")
+        .json(&misplaced)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 422);
+    bodies.push(reply.text().await.unwrap());
+
+    // The platform echoes the token in a rejection: 409 without it.
+    env.fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"error": "invalid_grant", "error_description": format!("{CANARY_API_RT} was revoked")}),
+    ));
+    let reply = call(reqwest::Method::POST, &format!("/v1/accounts/{id}/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 409);
+    bodies.push(reply.text().await.unwrap());
+    for path in [
+        format!("/v1/accounts/{id}"),
+        format!("/v1/accounts/{id}/attempts"),
+        "/v1/accounts".to_owned(),
+        "/v1/events".to_owned(),
+        format!("/v1/accounts/{id}/access-token"),
+        "/metrics".to_owned(),
+        "/openapi.json".to_owned(),
+    ] {
+        let text = call(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        bodies.push(text);
+    }
+    let reply = call(reqwest::Method::DELETE, &format!("/v1/accounts/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 204);
+    bodies
 }

@@ -177,20 +177,27 @@ async fn observe(request: Request, next: Next) -> Response {
     response
 }
 
-/// Serves until `stop`, then lets requests in flight finish.
+/// Serves until `stop`, then lets requests in flight finish. Without the
+/// `api` role (`with_v1` false) a process still serves its probes and
+/// metrics, so every replica can be probed and scraped alike.
 pub async fn serve(
     settings: &Settings,
     state: ApiState,
+    with_v1: bool,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     crate::metrics::install();
     let listen: SocketAddr = settings.api.listen.parse().context("api.listen")?;
     let separate_metrics = !settings.api.metrics_listen.is_empty();
-    let app = router(
-        state.clone(),
-        settings.api.max_body_bytes,
-        !separate_metrics,
-    );
+    let app = if with_v1 {
+        router(
+            state.clone(),
+            settings.api.max_body_bytes,
+            !separate_metrics,
+        )
+    } else {
+        metrics_router(state.clone())
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;

@@ -124,6 +124,8 @@ pub fn settings_for(fake: &FakeOAuthServer) -> Settings {
     settings.http.connect_timeout = Duration::from_secs(2);
     settings.engine.lease_margin = Duration::from_secs(1);
     settings.engine.single_flight_wait = Duration::from_secs(20);
+    // Daemons started in parallel tests each serve probes on a port of their own.
+    settings.api.listen = "127.0.0.1:0".into();
     for (provider, auth) in [
         (Provider::X, ClientAuth::Basic),
         (Provider::Pinterest, ClientAuth::Basic),
