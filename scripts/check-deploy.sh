@@ -12,10 +12,12 @@
 #     schemas (@kubernetes-models/prometheus-operator, from npm), and every pod
 #     is restricted, probed, resourced and given its shutdown grace.
 #
-# Tools it lacks are installed: promtool (Debian package prometheus) with
-# apt-get, the validators into target/deploy-tools (a Python venv and an npm
-# prefix, reused by later runs; TOKENWARDEN_DEPLOY_TOOLS moves it). After that
-# it works offline.
+# Tools it lacks are fetched into target/deploy-tools (reused by later runs;
+# TOKENWARDEN_DEPLOY_TOOLS moves it): promtool unpacked from Debian's
+# prometheus package (apt-get download), kubernetes-validate in a Python venv
+# (pip), @kubernetes-models/prometheus-operator in an npm prefix, and, only
+# where kubectl is absent, Debian's kubernetes-client for kustomize. After
+# that it works offline.
 #
 #   scripts/check-deploy.sh            run the checks
 #   scripts/check-deploy.sh --update   regenerate deploy/kubernetes/prometheusrule.yaml
@@ -52,6 +54,17 @@ apt_install() {
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# Unpacks a Debian package's files into a directory, without installing it.
+unpack_deb() {
+  local package=$1 dest=$2 tmp
+  [ -n "$APT_UPDATED" ] || { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq; APT_UPDATED=1; }
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q "$package" >/dev/null 2>&1) || { log "apt-get download $package failed"; exit 1; }
+  mkdir -p "$dest"
+  dpkg-deb -x "$tmp"/"$package"_*.deb "$dest"
+  rm -rf "$tmp"
+}
+
 if [ "${1:-}" = "--update" ]; then
   python3 scripts/deploy_checks.py prometheusrule "$ALERTS" >"$RULE"
   log "wrote $RULE from $ALERTS"
@@ -60,7 +73,13 @@ fi
 
 # --- tools -------------------------------------------------------------------
 ensure_tools() {
-  command -v promtool >/dev/null || apt_install prometheus
+  # promtool: the one on PATH, else unpacked from Debian's prometheus package
+  # into $TOOLS (installing the package would also enable a Prometheus server).
+  PROMTOOL=$(command -v promtool || echo "$TOOLS/prometheus/usr/bin/promtool")
+  if [ ! -x "$PROMTOOL" ]; then
+    log "unpacking promtool from Debian's prometheus package into $TOOLS/prometheus"
+    unpack_deb prometheus "$TOOLS/prometheus"
+  fi
   command -v systemd-analyze >/dev/null || apt_install systemd
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
   mkdir -p "$TOOLS"
@@ -92,9 +111,7 @@ ensure_tools() {
     KUBECTL="$TOOLS/kubernetes-client/usr/bin/kubectl"
     if [ ! -x "$KUBECTL" ]; then
       log "unpacking Debian's kubernetes-client into $TOOLS/kubernetes-client"
-      [ -n "$APT_UPDATED" ] || { $SUDO apt-get update -qq; APT_UPDATED=1; }
-      (cd "$TOOLS" && rm -f kubernetes-client_*.deb && apt-get download -q kubernetes-client >/dev/null 2>&1 \
-        && dpkg-deb -x kubernetes-client_*.deb kubernetes-client && rm -f kubernetes-client_*.deb)
+      unpack_deb kubernetes-client "$TOOLS/kubernetes-client"
     fi
   fi
 }
@@ -127,8 +144,8 @@ done_step
 
 # --- Prometheus ------------------------------------------------------------------
 step "prometheus: promtool check rules, promtool test rules"
-promtool check rules "$ALERTS"
-promtool test rules "$ALERT_TESTS"
+"$PROMTOOL" check rules "$ALERTS"
+"$PROMTOOL" test rules "$ALERT_TESTS"
 echo "   $(grep -c 'alertname:' "$ALERT_TESTS") alert evaluations in $(grep -c '^  - name:' "$ALERT_TESTS") test cases"
 "$PY" scripts/deploy_checks.py alert-coverage "$ALERTS" "$ALERT_TESTS"
 done_step
@@ -140,7 +157,7 @@ done_step
 step "grafana: $DASHBOARD"
 "$PY" scripts/deploy_checks.py grafana "$DASHBOARD" "$WORK/dashboard-queries.yml"
 echo "   every query parses:"
-promtool check rules "$WORK/dashboard-queries.yml" | sed 's/^/   /'
+"$PROMTOOL" check rules "$WORK/dashboard-queries.yml" | sed 's/^/   /'
 done_step
 
 # --- Kubernetes --------------------------------------------------------------------
