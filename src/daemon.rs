@@ -40,6 +40,9 @@ pub async fn run(
     queue_name: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    for warning in app.settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     if roles.contains(&Role::Api) {
         tracing::warn!("the api role has no HTTP server yet; running the other roles");
     }

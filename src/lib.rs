@@ -21,5 +21,6 @@ pub mod providers;
 pub mod queue;
 pub mod registration;
 pub mod scheduler;
+pub mod scopes;
 pub mod store;
 pub mod telemetry;
