@@ -164,3 +164,35 @@ impl TokenProvider for LinkedinRefresh {
         Some(introspection.check(request).boxed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderMap;
+
+    fn reply(status: u16, body: &str) -> HttpReply {
+        HttpReply {
+            status,
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn introspection_without_a_boolean_active_or_with_5xx_is_transient() {
+        for (status, body) in [
+            (200, r#"{"status":"revoked"}"#),
+            (200, r#"{"active":"false"}"#),
+            (200, "<html>"),
+            (503, "unavailable"),
+        ] {
+            let error = interpret_introspection(&reply(status, body)).unwrap_err();
+            assert_eq!(error.kind, FailureKind::Transient, "{status} {body}");
+        }
+        assert!(
+            interpret_introspection(&reply(200, r#"{"active":true,"status":"active"}"#)).is_ok()
+        );
+        let limited = interpret_introspection(&reply(429, "{}")).unwrap_err();
+        assert_eq!(limited.kind, FailureKind::RateLimited);
+    }
+}
