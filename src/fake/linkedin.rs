@@ -42,6 +42,7 @@ struct Shared {
     issued: Mutex<HashMap<String, Instant>>,
     access: Mutex<HashMap<String, AccessInfo>>,
     introspections: Mutex<u64>,
+    refreshes: Mutex<u64>,
     /// Access-token lifetime handed out (60 days; the demo shortens it).
     access_lifetime: Mutex<u64>,
 }
@@ -59,6 +60,7 @@ impl FakeLinkedin {
             issued: Mutex::new(HashMap::new()),
             access: Mutex::new(HashMap::new()),
             introspections: Mutex::new(0),
+            refreshes: Mutex::new(0),
             access_lifetime: Mutex::new(ACCESS_LIFETIME),
         });
         let app = Router::new()
@@ -114,6 +116,11 @@ impl FakeLinkedin {
 
     pub fn introspections(&self) -> u64 {
         *self.shared.introspections.lock().unwrap()
+    }
+
+    /// Calls to either endpoint.
+    pub fn calls(&self) -> u64 {
+        *self.shared.introspections.lock().unwrap() + *self.shared.refreshes.lock().unwrap()
     }
 
     /// The member revoked the app: its refresh token stops working.
@@ -190,6 +197,7 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
 }
 
 async fn token_endpoint(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    *shared.refreshes.lock().unwrap() += 1;
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     if form.get("client_id") != Some(&shared.client_id)
         || form.get("client_secret") != Some(&shared.client_secret)

@@ -29,6 +29,8 @@ pub struct PinterestGrant {
     pub access_lifetime: u64,
     /// Every n-th refresh of this family fails with a 503.
     pub fail_every: Option<u32>,
+    /// The user disconnects the app after this many refreshes.
+    pub revoke_after: Option<u32>,
 }
 
 impl Default for PinterestGrant {
@@ -36,6 +38,7 @@ impl Default for PinterestGrant {
         Self {
             access_lifetime: 30 * 86_400,
             fail_every: None,
+            revoke_after: None,
         }
     }
 }
@@ -44,6 +47,7 @@ struct Family {
     spec: PinterestGrant,
     revoked: bool,
     calls: u32,
+    refreshes: u32,
 }
 
 #[derive(Default)]
@@ -97,6 +101,7 @@ impl FakePinterest {
             spec,
             revoked: false,
             calls: 0,
+            refreshes: 0,
         });
         let refresh = token("pinr");
         state.tokens.insert(refresh.clone(), (family, true));
@@ -207,6 +212,11 @@ async fn token_endpoint(
         )
             .into_response();
     }
+    if fam.spec.revoke_after.is_some_and(|n| fam.refreshes >= n) {
+        fam.revoked = true;
+        return oauth_error("invalid_grant", "Invalid refresh token.");
+    }
+    fam.refreshes += 1;
     let lifetime = fam.spec.access_lifetime;
     let next = token("pinr");
     state.tokens.insert(presented, (family, false));
