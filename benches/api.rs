@@ -39,7 +39,14 @@ async fn main() -> anyhow::Result<()> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&admin)
         .await?;
-    let result = run(&url, &schema, count, concurrency, Duration::from_secs(seconds)).await;
+    let result = run(
+        &url,
+        &schema,
+        count,
+        concurrency,
+        Duration::from_secs(seconds),
+    )
+    .await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
         .execute(&admin)
         .await?;
@@ -79,10 +86,20 @@ async fn run(
             token_expires_at: Some(Utc::now() + TimeDelta::hours(2)),
             refresh_token_expires_at: None,
         };
-        ids.push(accounts::register(&pool, &keyring, &policy, &new).await?.account.id);
+        ids.push(
+            accounts::register(&pool, &keyring, &policy, &new)
+                .await?
+                .account
+                .id,
+        );
     }
     let providers = ProviderRegistry::from_settings(&settings.providers, &settings.http)?;
-    let engine = Engine::new(pool, keyring, providers, EngineConfig::from_settings(&settings));
+    let engine = Engine::new(
+        pool,
+        keyring,
+        providers,
+        EngineConfig::from_settings(&settings),
+    );
     let app = api::router(ApiState::new(&settings, engine)?, 65536, true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

@@ -276,6 +276,9 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
             Flow::InstagramLogin => "instagram_login",
             Flow::Threads => "threads",
             Flow::Mastodon => "mastodon",
+            Flow::Google => "google",
+            Flow::Pinterest => "pinterest",
+            Flow::Facebook => "facebook",
             Flow::None => "none",
         };
         let client = if section.client_id.is_some() {
@@ -289,6 +292,9 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
             .map(|u| u.as_str())
             .unwrap_or("-");
         println!("{:<25} {flow:<15} {client:<8} {url}", provider.as_str());
+    }
+    for warning in settings.warnings() {
+        println!("warning: {warning}");
     }
     Ok(())
 }

@@ -433,6 +433,15 @@ pub enum Flow {
     /// Mastodon: tokens do not expire; `verify_credentials` health checks on
     /// the account's own instance.
     Mastodon,
+    /// Google (YouTube): the RFC 6749 refresh with Google's error table.
+    Google,
+    /// Pinterest: the RFC 6749 refresh with Basic auth, optionally
+    /// `continuous_refresh`; rotating refresh tokens.
+    Pinterest,
+    /// Facebook Login (Pages, Instagram with Facebook Login): `debug_token`
+    /// health checks of page tokens; `fb_exchange_token` for long-lived user
+    /// tokens.
+    Facebook,
     /// No refresh flow is wired for this platform yet.
     None,
 }
@@ -503,6 +512,23 @@ pub struct ProviderSettings {
     /// exempt from the public-address check. For tests and private deployments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<Url>,
+    /// Scopes an account needs to publish; an entry `a|b` is met by either.
+    /// Accounts lacking one are listed with it in `missing_scopes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish_scopes: Vec<String>,
+    /// The platform's health-check endpoint where it has one apart from the
+    /// token endpoint (Graph `debug_token`, LinkedIn `introspectToken`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<Url>,
+    /// Pinterest: send `continuous_refresh=true` (apps created before
+    /// 2025-09-25 must, to get 60-day refresh tokens refreshable indefinitely).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub continuous_refresh: bool,
+    /// Google: the OAuth app is an external app in "Testing" status, whose
+    /// refresh tokens die after 7 days; the refresh-token lifetime is capped
+    /// at that and a warning is printed at start.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub app_in_testing: bool,
     /// Refreshes in flight to this platform per process.
     pub max_concurrency: usize,
     /// Calls per second to this platform per process (token bucket).
@@ -534,6 +560,10 @@ impl ProviderSettings {
             refresh_token_lifetime: None,
             refreshable_after_expiry: true,
             allowed_origins: Vec::new(),
+            publish_scopes: Vec::new(),
+            health_url: None,
+            continuous_refresh: false,
+            app_in_testing: false,
             max_concurrency: 64,
             rate_per_second: 50.0,
         };
@@ -541,6 +571,10 @@ impl ProviderSettings {
         let secs = Duration::from_secs;
         // Figures from PROVIDERS.md; where a lifetime is unconfirmed the
         // platform's own expires_in / refresh_token_expires_in wins.
+        let scopes = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // publish_scopes: what posting needs on each platform (the platforms'
+        // permission references; PROVIDERS.md names only offline.access,
+        // instagram_business_basic and threads_basic).
         match provider {
             X => Self {
                 flow: Flow::X,
@@ -549,31 +583,42 @@ impl ProviderSettings {
                 client_auth: ClientAuth::Basic,
                 rotates_refresh_token: true,
                 default_access_token_lifetime: secs(2 * HOUR),
+                publish_scopes: scopes(&["tweet.write", "offline.access"]),
                 ..base
             },
             LinkedinPerson | LinkedinCompany => Self {
                 flow: Flow::Linkedin,
                 token_url: url("https://www.linkedin.com/oauth/v2/accessToken"),
+                health_url: url("https://www.linkedin.com/oauth/v2/introspectToken"),
                 refresh_token_lifetime: Some(secs(365 * DAY)),
+                publish_scopes: scopes(if provider == LinkedinPerson {
+                    &["w_member_social"]
+                } else {
+                    &["w_organization_social"]
+                }),
                 ..base
             },
             Youtube => Self {
-                flow: Flow::Oauth2Refresh,
+                flow: Flow::Google,
                 token_url: url("https://oauth2.googleapis.com/token"),
                 revoke_url: url("https://oauth2.googleapis.com/revoke"),
                 default_access_token_lifetime: secs(HOUR),
                 // Hourly tokens for every account would be wasted work: refresh
                 // when a token is needed, and weekly so the grant stays used.
                 mode: RefreshMode::OnDemand,
+                publish_scopes: scopes(&[
+                    "https://www.googleapis.com/auth/youtube.upload|https://www.googleapis.com/auth/youtube|https://www.googleapis.com/auth/youtube.force-ssl",
+                ]),
                 ..base
             },
             Pinterest => Self {
-                flow: Flow::Oauth2Refresh,
+                flow: Flow::Pinterest,
                 token_url: url("https://api.pinterest.com/v5/oauth/token"),
                 client_auth: ClientAuth::Basic,
                 rotates_refresh_token: true,
                 default_access_token_lifetime: secs(30 * DAY),
                 refresh_token_lifetime: Some(secs(60 * DAY)),
+                publish_scopes: scopes(&["pins:write", "boards:read"]),
                 ..base
             },
             TiktokBusiness | TiktokPersonal => Self {
@@ -582,6 +627,7 @@ impl ProviderSettings {
                 rotates_refresh_token: true,
                 default_access_token_lifetime: secs(2 * HOUR),
                 refresh_token_lifetime: Some(secs(180 * DAY)),
+                publish_scopes: scopes(&["video.publish|video.upload"]),
                 ..base
             },
             InstagramLogin => Self {
@@ -590,6 +636,10 @@ impl ProviderSettings {
                 min_token_age: secs(24 * HOUR),
                 refreshable_after_expiry: false,
                 jitter: secs(6 * HOUR),
+                publish_scopes: scopes(&[
+                    "instagram_business_basic",
+                    "instagram_business_content_publish",
+                ]),
                 ..base
             },
             Threads => Self {
@@ -598,6 +648,7 @@ impl ProviderSettings {
                 min_token_age: secs(24 * HOUR),
                 refreshable_after_expiry: false,
                 jitter: secs(6 * HOUR),
+                publish_scopes: scopes(&["threads_basic", "threads_content_publish"]),
                 ..base
             },
             Bluesky => Self {
@@ -608,9 +659,24 @@ impl ProviderSettings {
             },
             Mastodon => Self {
                 flow: Flow::Mastodon,
+                publish_scopes: scopes(&["write:statuses|write"]),
                 ..base
             },
-            FacebookPage | InstagramFacebookLogin => base,
+            // Page tokens never expire (health checks); a stored long-lived
+            // user token is re-exchanged, which Meta refuses once it expired.
+            FacebookPage | InstagramFacebookLogin => Self {
+                flow: Flow::Facebook,
+                token_url: url("https://graph.facebook.com/v23.0/oauth/access_token"),
+                health_url: url("https://graph.facebook.com/v23.0/debug_token"),
+                refreshable_after_expiry: false,
+                jitter: secs(6 * HOUR),
+                publish_scopes: scopes(if provider == FacebookPage {
+                    &["pages_manage_posts"]
+                } else {
+                    &["instagram_content_publish"]
+                }),
+                ..base
+            },
         }
     }
 }
@@ -759,6 +825,22 @@ impl Settings {
             self.validate_provider(*provider)?;
         }
         Ok(())
+    }
+
+    /// Settings that are valid but worth an operator's attention.
+    pub fn warnings(&self) -> Vec<String> {
+        Provider::ALL
+            .iter()
+            .filter(|p| self.providers.get(**p).app_in_testing)
+            .map(|p| {
+                format!(
+                    "providers.{}.app_in_testing: the OAuth app is in Testing status; its refresh tokens \
+                     expire after 7 days, so every account must reconnect weekly (publish the app to \
+                     production to end this)",
+                    p.config_key()
+                )
+            })
+            .collect()
     }
 
     fn validate_queue(&self) -> Result<(), ConfigError> {
@@ -936,6 +1018,20 @@ impl Settings {
                 "must be an http(s) URL",
             ));
         }
+        if let Some(url) = &section.health_url
+            && !matches!(url.scheme(), "https" | "http")
+        {
+            return Err(ConfigError::invalid(
+                key("health_url"),
+                "must be an http(s) URL",
+            ));
+        }
+        if section.flow == Flow::Facebook && section.health_url.is_none() {
+            return Err(ConfigError::invalid(
+                key("health_url"),
+                "is required by this flow (the debug_token endpoint)",
+            ));
+        }
         if !matches!(section.flow, Flow::None | Flow::Mastodon) && section.token_url.is_none() {
             return Err(ConfigError::invalid(
                 key("token_url"),
@@ -963,6 +1059,10 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn nonzero(key: &str, value: Duration) -> Result<(), ConfigError> {

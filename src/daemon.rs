@@ -45,6 +45,9 @@ pub async fn run(
     queue_name: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    for warning in app.settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     let storage = queue::connect(&app.settings, &queue_name).await?;
     let owner = app.engine.owner().to_owned();
     let mut tasks = tokio::task::JoinSet::new();

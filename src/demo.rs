@@ -1,7 +1,9 @@
 //! `tokenwarden demo`: the main job end to end on one machine. Fake
-//! platforms on loopback issue short-lived tokens (some rotating, some
-//! revoked along the way, some flaky); a few hundred accounts are seeded into
-//! a schema of the demo's own and refreshed live through the real engine.
+//! platforms on loopback (X-style rotating, Pinterest, Google, LinkedIn with
+//! token introspection, Facebook Pages with debug_token) issue short-lived
+//! tokens (some rotating, some revoked along the way, some flaky); a few
+//! hundred accounts are seeded into a schema of the demo's own and refreshed
+//! or health-checked live through the real engine.
 //! At the end it checks that every rotating account still holds a refresh
 //! token the platform accepts, and that no spent token was ever replayed.
 //!
@@ -24,7 +26,10 @@ use crate::config::{ClientAuth, Flow, Settings};
 use crate::crypto::{Field, Keyring};
 use crate::daemon::Role;
 use crate::domain::{AccessToken, AccountStatus, ConnectionType, Outcome, Provider, RefreshToken};
-use crate::fake::{FakeOAuthServer, FamilySpec};
+use crate::fake::{
+    FakeGoogle, FakeGraph, FakeLinkedin, FakeOAuthServer, FakePinterest, FamilySpec, GoogleGrant,
+    GraphTokenState, LinkedinTokenState, PinterestGrant,
+};
 use crate::policy::RefreshPolicy;
 use crate::store::accounts::{self, NewAccount};
 
@@ -63,53 +68,105 @@ fn parse_schema(s: &str) -> Result<String, String> {
     }
 }
 
-/// The platforms the demo exercises, with the behaviour their real
-/// counterparts have.
-const DEMO_PLATFORMS: &[(Provider, &str, ClientAuth, bool, bool)] = &[
-    // provider, path, client auth, rotates, returns a refresh token
-    (
-        Provider::X,
-        "/x/2/oauth2/token",
-        ClientAuth::Basic,
-        true,
-        true,
-    ),
-    (
-        Provider::Pinterest,
-        "/pinterest/v5/oauth/token",
-        ClientAuth::Basic,
-        true,
-        true,
-    ),
-    (
-        Provider::LinkedinPerson,
-        "/linkedin/oauth/v2/accessToken",
-        ClientAuth::Body,
-        false,
-        true,
-    ),
-    (
-        Provider::Youtube,
-        "/google/token",
-        ClientAuth::Body,
-        false,
-        false,
-    ),
+/// The platforms the demo cycles through; one account in ten is a Facebook
+/// Page, whose token never expires and is health-checked instead.
+const DEMO_PLATFORMS: &[Provider] = &[
+    Provider::X,
+    Provider::Pinterest,
+    Provider::LinkedinPerson,
+    Provider::Youtube,
 ];
+
+const DEMO_CLIENT: &str = "demo-client";
+
+/// The fakes, one per platform wire format.
+struct DemoFakes {
+    /// X-style strict rotating endpoint.
+    oauth: FakeOAuthServer,
+    pinterest: FakePinterest,
+    google: FakeGoogle,
+    linkedin: FakeLinkedin,
+    graph: FakeGraph,
+}
+
+impl DemoFakes {
+    async fn start(secret: &str) -> std::io::Result<Self> {
+        let linkedin = FakeLinkedin::start(DEMO_CLIENT, secret).await?;
+        linkedin.set_access_lifetime(LINKEDIN_DEMO_LIFETIME);
+        Ok(Self {
+            oauth: FakeOAuthServer::start(DEMO_CLIENT, secret).await?,
+            pinterest: FakePinterest::start(DEMO_CLIENT, secret).await?,
+            google: FakeGoogle::start(DEMO_CLIENT, secret).await?,
+            linkedin,
+            graph: FakeGraph::facebook(DEMO_CLIENT, secret).await?,
+        })
+    }
+
+    fn configure(&self, settings: &mut Settings, secret: &str) {
+        let endpoints = [
+            (
+                Provider::X,
+                Flow::X,
+                self.oauth.url("/x/2/oauth2/token"),
+                None,
+            ),
+            (
+                Provider::Pinterest,
+                Flow::Pinterest,
+                self.pinterest.token_url(),
+                None,
+            ),
+            (
+                Provider::Youtube,
+                Flow::Google,
+                self.google.token_url(),
+                None,
+            ),
+            (
+                Provider::LinkedinPerson,
+                Flow::Linkedin,
+                self.linkedin.token_url(),
+                Some(self.linkedin.introspect_url()),
+            ),
+            (
+                Provider::FacebookPage,
+                Flow::Facebook,
+                self.graph.exchange_url(),
+                Some(self.graph.debug_token_url()),
+            ),
+        ];
+        for (provider, flow, token_url, health_url) in endpoints {
+            let section = settings.providers.get_mut(provider);
+            section.flow = flow;
+            section.token_url = Some(token_url);
+            section.health_url = health_url;
+            section.client_id = Some(DEMO_CLIENT.into());
+            section.client_secret = Some(secret.to_owned().into());
+            section.refresh_margin = Duration::from_secs(5);
+            // Never-expiring tokens and LinkedIn accounts without a refresh
+            // token are checked every few seconds instead of daily.
+            section.health_check_interval = Duration::from_secs(8);
+        }
+        // The generic fake checks X's Basic client authentication.
+        settings.providers.x.client_auth = ClientAuth::Basic;
+    }
+
+    fn calls(&self) -> u64 {
+        self.oauth.call_count() as u64
+            + self.pinterest.calls()
+            + self.google.calls()
+            + self.linkedin.calls()
+            + u64::from(self.graph.calls())
+    }
+}
+
+/// LinkedIn's fake hands out access tokens this short-lived in the demo.
+const LINKEDIN_DEMO_LIFETIME: u64 = 30;
 
 pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let client_secret = format!("demo-secret-{:016x}", rand::random::<u64>());
-    let fake = FakeOAuthServer::start("demo-client", &client_secret).await?;
-    for (provider, path, auth, rotates, _) in DEMO_PLATFORMS {
-        let section = settings.providers.get_mut(*provider);
-        section.flow = Flow::Oauth2Refresh;
-        section.token_url = Some(fake.url(path));
-        section.client_id = Some("demo-client".into());
-        section.client_secret = Some(client_secret.clone().into());
-        section.client_auth = *auth;
-        section.rotates_refresh_token = *rotates;
-        section.refresh_margin = Duration::from_secs(5);
-    }
+    let fake = DemoFakes::start(&client_secret).await?;
+    fake.configure(&mut settings, &client_secret);
     settings.scheduler.interval = Duration::from_millis(500);
     // Probes and metrics on a loopback port of the demo's own (logged).
     settings.api.listen = "127.0.0.1:0".into();
@@ -130,10 +187,9 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
     let app = App::with_pool(settings, pool, Arc::new(keyring)).await?;
     seed(&app, &fake, args.accounts).await?;
     println!(
-        "demo: {} accounts on {} fake platforms at {}; tokens live 20-45 s; Ctrl-C to stop",
+        "demo: {} accounts on {} fake platforms on loopback; tokens live 20-45 s, page tokens never expire; Ctrl-C to stop",
         args.accounts,
-        DEMO_PLATFORMS.len(),
-        fake.url("/")
+        DEMO_PLATFORMS.len() + 1,
     );
 
     // The real daemon: scheduler and workers over Redis, on a queue of this
@@ -207,25 +263,75 @@ async fn fresh_schema(settings: &Settings, schema: &str) -> anyhow::Result<PgPoo
     Ok(pool)
 }
 
-async fn seed(app: &App, fake: &FakeOAuthServer, count: usize) -> anyhow::Result<()> {
+async fn seed(app: &App, fake: &DemoFakes, count: usize) -> anyhow::Result<()> {
     let now = Utc::now();
     for i in 0..count {
-        let (provider, _, _, rotating, returns_rt) = DEMO_PLATFORMS[i % DEMO_PLATFORMS.len()];
-        let lifetime = 20 + (i as u64 * 7) % 26;
-        let spec = FamilySpec {
-            rotating,
-            return_refresh_token: returns_rt,
-            access_lifetime: Some(lifetime),
-            // Roughly: 1 in 20 revoked by the user after a refresh or two,
-            // 1 in 25 whose grant expires, 1 in 10 behind a flaky endpoint.
-            revoke_after: (i % 20 == 3).then_some(i as u32 % 2),
-            expire_after: (i % 25 == 7).then_some(1),
-            fail_every: (i % 10 == 5).then_some(3),
+        let provider = if i % 10 == 9 {
+            Provider::FacebookPage
+        } else {
+            DEMO_PLATFORMS[i % DEMO_PLATFORMS.len()]
         };
-        let tokens = fake.issue(spec);
+        let lifetime = 20 + (i as u64 * 7) % 26;
+        // Roughly: 1 in 23 revoked by the user after a refresh or two,
+        // 1 in 25 whose grant expires, 1 in 11 behind a flaky endpoint (the
+        // moduli are prime to the platform cycle, so every platform gets some).
+        let revoke_after = (i % 23 == 3).then_some(i as u32 % 2);
+        let fail_every = (i % 11 == 5).then_some(3);
+        let (access, refresh, expires_in) = match provider {
+            Provider::X => {
+                let tokens = fake.oauth.issue(FamilySpec {
+                    rotating: true,
+                    return_refresh_token: true,
+                    access_lifetime: Some(lifetime),
+                    revoke_after,
+                    expire_after: (i % 25 == 7).then_some(1),
+                    fail_every,
+                });
+                (tokens.access_token, tokens.refresh_token, Some(lifetime))
+            }
+            Provider::Pinterest => {
+                let (access, refresh) = fake.pinterest.issue(PinterestGrant {
+                    access_lifetime: lifetime,
+                    fail_every,
+                    revoke_after,
+                });
+                (access, refresh, Some(lifetime))
+            }
+            Provider::Youtube => {
+                let (access, refresh) = fake.google.issue(GoogleGrant {
+                    access_lifetime: lifetime,
+                    fail_every,
+                    ..GoogleGrant::default()
+                });
+                if revoke_after.is_some() {
+                    fake.google.revoke(&refresh);
+                }
+                (access, refresh, Some(lifetime))
+            }
+            Provider::LinkedinPerson => {
+                let (access, refresh) = fake.linkedin.issue(Duration::ZERO);
+                if revoke_after.is_some() {
+                    fake.linkedin.revoke(&refresh);
+                    fake.linkedin
+                        .set_access_state(&access, LinkedinTokenState::Revoked);
+                }
+                (access, refresh, Some(LINKEDIN_DEMO_LIFETIME))
+            }
+            _ => {
+                // One page in four has had the app removed by its admin.
+                let state = if i % 40 == 19 {
+                    GraphTokenState::AppRemoved
+                } else {
+                    GraphTokenState::Live
+                };
+                (fake.graph.issue_page(state), String::new(), None)
+            }
+        };
         // A few accounts were connected without a refresh token (LinkedIn
-        // apps without programmatic refresh): they expire for good.
-        let refresh_token = (i % 50 != 11).then(|| RefreshToken::new(tokens.refresh_token));
+        // apps without programmatic refresh are introspected until their
+        // token expires; the others simply expire).
+        let refresh_token =
+            (!matches!(i % 50, 10 | 24) && !refresh.is_empty()).then(|| RefreshToken::new(refresh));
         let new = NewAccount {
             workspace_id: format!("ws_demo_{}", i % 7),
             provider,
@@ -237,10 +343,10 @@ async fn seed(app: &App, fake: &FakeOAuthServer, count: usize) -> anyhow::Result
             granted_scopes: vec!["read".into(), "write".into()],
             meta: serde_json::json!({}),
             default_board_id: None,
-            access_token: AccessToken::new(tokens.access_token),
+            access_token: AccessToken::new(access),
             refresh_token,
             token_issued_at: now,
-            token_expires_at: Some(now + TimeDelta::seconds(tokens.expires_in as i64)),
+            token_expires_at: expires_in.map(|s| now + TimeDelta::seconds(s as i64)),
             refresh_token_expires_at: None,
         };
         let policy = RefreshPolicy::from(app.settings.providers.get(provider));
@@ -249,11 +355,7 @@ async fn seed(app: &App, fake: &FakeOAuthServer, count: usize) -> anyhow::Result
     Ok(())
 }
 
-async fn print_progress(
-    pool: &PgPool,
-    fake: &FakeOAuthServer,
-    elapsed: Duration,
-) -> anyhow::Result<()> {
+async fn print_progress(pool: &PgPool, fake: &DemoFakes, elapsed: Duration) -> anyhow::Result<()> {
     let (active, failing, expired, revoked, next_due): (i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status = 'ACTIVE'),
                 count(*) FILTER (WHERE status = 'ACTIVE' AND consecutive_failures > 0),
@@ -275,9 +377,10 @@ async fn print_progress(
             .map_or(0, |(_, n)| *n)
     };
     println!(
-        "[{:>4}s] refreshed {:>5} | transient {:>4} | active {:>4} (failing {:>3}) | expired {:>3} | revoked {:>3} | next due {:>5} | provider calls {:>5}",
+        "[{:>4}s] refreshed {:>5} | healthy {:>4} | transient {:>4} | active {:>4} (failing {:>3}) | expired {:>3} | revoked {:>3} | next due {:>5} | provider calls {:>5}",
         elapsed.as_secs(),
         count(Outcome::Refreshed),
+        count(Outcome::Healthy),
         count(Outcome::TransientError) + count(Outcome::RateLimited),
         active,
         failing,
@@ -286,7 +389,7 @@ async fn print_progress(
         next_due
             .map(|s| format!("{:.0}s", s.max(0.0)))
             .unwrap_or_else(|| "-".into()),
-        fake.call_count(),
+        fake.calls(),
     );
     Ok(())
 }
@@ -294,7 +397,7 @@ async fn print_progress(
 /// The demo's own proof that rotation was handled: every ACTIVE account on a
 /// rotating platform holds a refresh token the platform still accepts, and
 /// the platform never saw a spent token again.
-async fn verify(app: &App, fake: &FakeOAuthServer) -> anyhow::Result<ExitCode> {
+async fn verify(app: &App, fake: &DemoFakes) -> anyhow::Result<ExitCode> {
     let rows = accounts::list(
         &app.pool,
         &accounts::ListFilter {
@@ -318,11 +421,15 @@ async fn verify(app: &App, fake: &FakeOAuthServer) -> anyhow::Result<ExitCode> {
             .keyring
             .decrypt(&row.id, Field::RefreshToken, key_id, blob)?;
         checked += 1;
-        if !fake.is_live(refresh.expose_secret()) {
+        let live = match row.provider {
+            Provider::Pinterest => fake.pinterest.is_live(refresh.expose_secret()),
+            _ => fake.oauth.is_live(refresh.expose_secret()),
+        };
+        if !live {
             stranded += 1;
         }
     }
-    let replays = fake.reuse_detected();
+    let replays = fake.oauth.reuse_detected() + fake.pinterest.reuse_detected();
     println!(
         "rotating accounts holding a live refresh token: {}/{checked}; spent tokens replayed: {replays}",
         checked - stranded

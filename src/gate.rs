@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::{CircuitSettings, Settings};
 use crate::domain::{Outcome, Provider};
+use crate::engine::RefreshReport;
 
 pub struct ProviderGates {
     gates: HashMap<Provider, Gate>,
@@ -137,6 +138,22 @@ impl ProviderGates {
         None
     }
 
+    /// Feeds a refresh's result back. A failure that was the account's own
+    /// (`account_only`) says nothing about the platform: it neither counts
+    /// towards the failure ratio nor pauses the provider; if it was a
+    /// probe's, the next call probes instead.
+    pub fn record_report(&self, report: &RefreshReport) {
+        if report.account_only && !report.outcome.is_success() {
+            let gate = &self.gates[&report.provider];
+            gate.state.lock().expect("gate poisoned").probe_started = None;
+            return;
+        }
+        let retry_after = report
+            .retry_at
+            .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
+        self.record(report.provider, report.outcome, retry_after);
+    }
+
     /// Feeds an outcome back; `retry_after` is the platform's own reset.
     pub fn record(&self, provider: Provider, outcome: Outcome, retry_after: Option<Duration>) {
         let gate = &self.gates[&provider];
@@ -242,6 +259,56 @@ mod tests {
         assert!(
             matches!(gates.admit(Provider::X).await, Admission::Go(_)),
             "a new probe after a cooldown"
+        );
+    }
+
+    fn report(provider: Provider, outcome: Outcome, account_only: bool) -> RefreshReport {
+        RefreshReport {
+            account_id: crate::domain::AccountId::generate(),
+            provider,
+            trigger: crate::domain::Trigger::Scheduled,
+            outcome,
+            status: crate::domain::AccountStatus::Active,
+            http_status: None,
+            provider_error_code: None,
+            message: None,
+            retry_at: None,
+            token_expires_at: None,
+            joined: false,
+            account_only,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_accounts_own_failures_never_pause_the_platform() {
+        let gates = gates(10_000);
+        for _ in 0..50 {
+            gates.record_report(&report(Provider::Mastodon, Outcome::TransientError, true));
+            gates.record_report(&report(Provider::Mastodon, Outcome::RateLimited, true));
+            gates.record_report(&report(Provider::Mastodon, Outcome::RejectedRevoked, false));
+        }
+        assert!(!gates.is_paused(Provider::Mastodon));
+        // The window (50) holds the 50 rejections, answers the platform gave
+        // properly; 30 platform failures out of 50 cross the ratio.
+        for _ in 0..30 {
+            gates.record_report(&report(Provider::Mastodon, Outcome::TransientError, false));
+        }
+        assert!(
+            gates.is_paused(Provider::Mastodon),
+            "platform-wide failures still do"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_probe_ending_in_an_accounts_own_failure_lets_the_next_call_probe() {
+        let gates = gates(100);
+        gates.record(Provider::X, Outcome::ConfigError, None);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(matches!(gates.admit(Provider::X).await, Admission::Go(_)));
+        gates.record_report(&report(Provider::X, Outcome::TransientError, true));
+        assert!(
+            matches!(gates.admit(Provider::X).await, Admission::Go(_)),
+            "no verdict: the next call is the probe"
         );
     }
 

@@ -23,6 +23,7 @@ pub mod providers;
 pub mod queue;
 pub mod registration;
 pub mod scheduler;
+pub mod scopes;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

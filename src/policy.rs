@@ -9,7 +9,7 @@ use crate::config::{ProviderSettings, RefreshMode};
 use crate::domain::AccountId;
 
 /// One platform's scheduling rules, taken from its configuration section.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RefreshPolicy {
     pub refresh_fraction: f64,
     pub refresh_margin: Duration,
@@ -21,7 +21,12 @@ pub struct RefreshPolicy {
     pub health_check_interval: Duration,
     pub refresh_token_lifetime: Option<Duration>,
     pub refreshable_after_expiry: bool,
+    /// What posting needs (see `scopes::missing`).
+    pub publish_scopes: Vec<String>,
 }
+
+/// Google's refresh tokens for external apps in "Testing" status.
+pub const TESTING_APP_REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
 
 impl From<&ProviderSettings> for RefreshPolicy {
     fn from(s: &ProviderSettings) -> Self {
@@ -34,8 +39,18 @@ impl From<&ProviderSettings> for RefreshPolicy {
             jitter: s.jitter,
             keep_alive_interval: s.keep_alive_interval,
             health_check_interval: s.health_check_interval,
-            refresh_token_lifetime: s.refresh_token_lifetime,
+            refresh_token_lifetime: if s.app_in_testing {
+                Some(
+                    s.refresh_token_lifetime
+                        .map_or(TESTING_APP_REFRESH_TOKEN_LIFETIME, |l| {
+                            l.min(TESTING_APP_REFRESH_TOKEN_LIFETIME)
+                        }),
+                )
+            } else {
+                s.refresh_token_lifetime
+            },
             refreshable_after_expiry: s.refreshable_after_expiry,
+            publish_scopes: s.publish_scopes.clone(),
         }
     }
 }
@@ -152,6 +167,7 @@ mod tests {
             health_check_interval: Duration::from_secs(86_400),
             refresh_token_lifetime: None,
             refreshable_after_expiry: true,
+            publish_scopes: Vec::new(),
         }
     }
 

@@ -252,6 +252,7 @@ async fn register_creates_then_reconnects_with_a_recovery_event() {
     assert_eq!(created["status"], "ACTIVE");
     assert_eq!(created["health"]["word"], "healthy");
     assert_eq!(created["health"]["can_post"], true);
+    assert_eq!(created["missing_scopes"], json!([]), "{created}");
     let id = id_of(&created);
 
     sqlx::query(
@@ -262,9 +263,11 @@ async fn register_creates_then_reconnects_with_a_recovery_event() {
     .await
     .unwrap();
     let fresh = api.env.fake.issue(rotating());
+    let mut reconnect = spec("u1", &fresh, 3600);
+    reconnect["scopes"] = json!(["tweet.read", "offline.access"]);
     let reply = api
         .post("/v1/accounts")
-        .json(&spec("u1", &fresh, 3600))
+        .json(&reconnect)
         .send()
         .await
         .unwrap();
@@ -272,6 +275,7 @@ async fn register_creates_then_reconnects_with_a_recovery_event() {
     let view: Value = reply.json().await.unwrap();
     assert_eq!(id_of(&view), id, "same account");
     assert_eq!(view["status"], "ACTIVE");
+    assert_eq!(view["missing_scopes"], json!(["tweet.write"]), "publishing needs it");
     let events = api.env.events(&id).await;
     assert_eq!(
         events.last().unwrap(),

@@ -404,7 +404,7 @@ async fn rule2_unconfigured_platform_is_a_config_error() {
         report
             .message
             .unwrap()
-            .contains("providers.facebook_page.flow")
+            .contains("providers.facebook_page.client_id")
     );
     assert_eq!(env.row(&id).await.status, AccountStatus::Active);
 }

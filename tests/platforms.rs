@@ -1,7 +1,8 @@
 //! Each platform's flow through the engine against a fake that speaks the
 //! platform's wire format: one test per error-table row, rotation, the
-//! Instagram/Threads age rule, TikTok's error-in-200, and Mastodon's host
-//! guard.
+//! Instagram/Threads age rule, TikTok's error-in-200, Mastodon's host
+//! guard, Facebook's debug_token checks, LinkedIn's introspection, and
+//! which failures may pause a platform.
 
 mod common;
 
@@ -16,9 +17,10 @@ use tokenwarden::domain::{
 use tokenwarden::engine::RefreshReport;
 use tokenwarden::fake::IssuedTokens;
 use tokenwarden::fake::{
-    FakeGraph, FakeLinkedin, FakeMastodon, FakeTiktok, FakeX, GraphTokenState,
-    LINKEDIN_REFRESH_LIFETIME, LONG_LIVED_SECONDS, MastodonTokenState, ScriptedResponse,
-    TIKTOK_REFRESH_LIFETIME, graph_error_body,
+    FakeGoogle, FakeGraph, FakeLinkedin, FakeMastodon, FakePinterest, FakeTiktok, FakeX,
+    GoogleGrant, GraphTokenState, LINKEDIN_REFRESH_LIFETIME, LONG_LIVED_SECONDS,
+    LinkedinTokenState, MastodonTokenState, PINTEREST_REFRESH_LIFETIME, PinterestGrant,
+    ScriptedResponse, TIKTOK_REFRESH_LIFETIME, YOUTUBE_UPLOAD_SCOPE, graph_error_body,
 };
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::store::accounts;
@@ -756,4 +758,787 @@ async fn mastodon_account_without_an_instance_host_is_flagged_not_paused() {
     );
     assert_active(&env, &id, &report).await;
     assert_eq!(fake.calls(), 0);
+}
+
+// ---- YouTube (Google) ---------------------------------------------------
+
+async fn youtube_env_with(tweak: impl FnOnce(&mut Settings)) -> (TestEnv, FakeGoogle) {
+    let fake = FakeGoogle::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let url = fake.token_url();
+    let env = TestEnv::with(|s| {
+        client(s, Provider::Youtube, Flow::Google, url);
+        tweak(s);
+    })
+    .await;
+    (env, fake)
+}
+
+async fn youtube_env() -> (TestEnv, FakeGoogle) {
+    youtube_env_with(|_| {}).await
+}
+
+async fn youtube_account(env: &TestEnv, fake: &FakeGoogle) -> (AccountId, String) {
+    let (access, refresh) = fake.issue(GoogleGrant::default());
+    let id = register(
+        env,
+        Account::new(Provider::Youtube, &access, Some(&refresh)),
+    )
+    .await;
+    (id, refresh)
+}
+
+#[tokio::test]
+async fn youtube_refresh_keeps_the_stored_refresh_token_when_google_returns_none() {
+    let (env, fake) = youtube_env().await;
+    let (id, refresh) = youtube_account(&env, &fake).await;
+    assert_eq!(
+        env.row(&id).await.missing_scopes,
+        vec![YOUTUBE_UPLOAD_SCOPE.to_owned()],
+        "registered with only `read`"
+    );
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), refresh);
+    let row = env.row(&id).await;
+    assert!((3590..=3600).contains(&seconds_until(row.token_expires_at)));
+    // The answer's `scope` replaced the granted list and cleared what was missing.
+    assert!(
+        row.granted_scopes
+            .contains(&YOUTUBE_UPLOAD_SCOPE.to_owned())
+    );
+    assert!(row.missing_scopes.is_empty(), "{:?}", row.missing_scopes);
+    // And a second refresh still works with the kept token.
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed);
+}
+
+#[tokio::test]
+async fn youtube_invalid_grant_expired_or_revoked_is_token_expired() {
+    let (env, fake) = youtube_env().await;
+    let (id, refresh) = youtube_account(&env, &fake).await;
+    fake.revoke(&refresh);
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    // "Token has been expired or revoked." does not say which: TOKEN_EXPIRED.
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.http_status, Some(400));
+    assert_eq!(report.provider_error_code.as_deref(), Some("invalid_grant"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn youtube_invalid_client_is_a_config_error() {
+    let fake = FakeGoogle::start(CLIENT_ID, "rotated-secret")
+        .await
+        .unwrap();
+    let url = fake.token_url();
+    let env = TestEnv::with(|s| client(s, Provider::Youtube, Flow::Google, url)).await;
+    let (id, refresh) = youtube_account(&env, &fake).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::ConfigError);
+    assert_eq!(report.http_status, Some(401));
+    assert_eq!(
+        report.provider_error_code.as_deref(),
+        Some("invalid_client")
+    );
+    assert_active(&env, &id, &report).await;
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), refresh);
+}
+
+#[tokio::test]
+async fn youtube_deleted_client_is_a_config_error() {
+    let (env, fake) = youtube_env().await;
+    let (id, _) = youtube_account(&env, &fake).await;
+    fake.script_next(ScriptedResponse::json(
+        401,
+        json!({"error": "deleted_client", "error_description": "The OAuth client was deleted."}),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::ConfigError);
+    assert_active(&env, &id, &report).await;
+}
+
+fn google_api_error(status: u16, reason: &str) -> ScriptedResponse {
+    ScriptedResponse::json(
+        status,
+        json!({"error": {
+            "code": status,
+            "message": format!("The request cannot be completed: {reason}"),
+            "errors": [{"message": "limit", "domain": "youtube.quota", "reason": reason}],
+            "status": if status == 429 { "RESOURCE_EXHAUSTED" } else { "PERMISSION_DENIED" },
+        }}),
+    )
+}
+
+#[tokio::test]
+async fn youtube_quota_exceeded_is_rate_limited_until_the_daily_reset_not_an_auth_error() {
+    let (env, fake) = youtube_env().await;
+    let (id, refresh) = youtube_account(&env, &fake).await;
+    fake.script_next(google_api_error(403, "quotaExceeded"));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert_eq!(report.provider_error_code.as_deref(), Some("quotaExceeded"));
+    assert!(!report.account_only, "a project-wide quota");
+    let retry_at = report.retry_at.unwrap();
+    assert_eq!(retry_at.format("%H:%M").to_string(), "08:00");
+    assert!(seconds_until(Some(retry_at)) <= 24 * 3600);
+    assert_active(&env, &id, &report).await;
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), refresh);
+}
+
+#[tokio::test]
+async fn youtube_user_rate_limit_is_the_accounts_own_and_rate_limit_exceeded_is_not() {
+    let (env, fake) = youtube_env().await;
+    let (id, _) = youtube_account(&env, &fake).await;
+    fake.script_next(google_api_error(403, "userRateLimitExceeded"));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert!(report.account_only);
+    fake.script_next(google_api_error(403, "rateLimitExceeded").header("retry-after", "30"));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert!(!report.account_only);
+    assert!((25..=31).contains(&seconds_until(report.retry_at)));
+    assert_active(&env, &id, &report).await;
+}
+
+#[tokio::test]
+async fn youtube_429_is_rate_limited_and_5xx_is_transient() {
+    let (env, fake) = youtube_env().await;
+    let (id, refresh) = youtube_account(&env, &fake).await;
+    fake.script_next(
+        ScriptedResponse::raw(429, "text/html", "<html>slow down</html>")
+            .header("retry-after", "60"),
+    );
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert!((55..=61).contains(&seconds_until(report.retry_at)));
+    fake.script_next(ScriptedResponse::json(
+        503,
+        json!({"error": "temporarily_unavailable"}),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_active(&env, &id, &report).await;
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), refresh);
+}
+
+#[tokio::test]
+async fn youtube_malformed_answer_overwrites_nothing() {
+    let (env, fake) = youtube_env().await;
+    let (id, refresh) = youtube_account(&env, &fake).await;
+    let before = env.stored_access_token(&id).await;
+    fake.script_next(ScriptedResponse::json(
+        200,
+        json!({"expires_in": 3599, "token_type": "Bearer"}),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_active(&env, &id, &report).await;
+    assert_eq!(env.stored_access_token(&id).await, before);
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), refresh);
+}
+
+#[tokio::test]
+async fn youtube_time_based_grant_reads_refresh_token_expires_in() {
+    let (env, fake) = youtube_env().await;
+    let (access, refresh) = fake.issue(GoogleGrant {
+        refresh_expires_in: Some(86_400),
+        ..GoogleGrant::default()
+    });
+    let id = register(
+        &env,
+        Account::new(Provider::Youtube, &access, Some(&refresh)),
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    let left = seconds_until(env.row(&id).await.refresh_token_expires_at);
+    assert!((86_390..=86_400).contains(&left), "{left}");
+}
+
+#[tokio::test]
+async fn youtube_app_in_testing_gives_refresh_tokens_seven_days_and_a_warning() {
+    let (env, fake) = youtube_env_with(|s| s.providers.youtube.app_in_testing = true).await;
+    assert!(
+        env.settings
+            .warnings()
+            .iter()
+            .any(|w| w.contains("providers.youtube.app_in_testing") && w.contains("7 days"))
+    );
+    let (id, refresh) = youtube_account(&env, &fake).await;
+    // Counted from consent, an hour before registration here.
+    let left = seconds_until(env.row(&id).await.refresh_token_expires_at);
+    let want = 7 * 86_400 - 3600;
+    assert!((want - 10..=want).contains(&left), "{left}");
+    // A refresh keeps the token, so it keeps its expiry from consent.
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed);
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), refresh);
+    let after = seconds_until(env.row(&id).await.refresh_token_expires_at);
+    assert!(after <= left, "{after} > {left}");
+    // Production apps have no fixed lifetime.
+    let (prod_env, prod_fake) = youtube_env().await;
+    assert!(prod_env.settings.warnings().is_empty());
+    let (prod_id, _) = youtube_account(&prod_env, &prod_fake).await;
+    assert_eq!(prod_env.row(&prod_id).await.refresh_token_expires_at, None);
+}
+
+// ---- Pinterest ----------------------------------------------------------
+
+async fn pinterest_env_with(
+    secret: &str,
+    tweak: impl FnOnce(&mut Settings),
+) -> (TestEnv, FakePinterest) {
+    let fake = FakePinterest::start(CLIENT_ID, secret).await.unwrap();
+    let url = fake.token_url();
+    let env = TestEnv::with(|s| {
+        client(s, Provider::Pinterest, Flow::Pinterest, url);
+        tweak(s);
+    })
+    .await;
+    (env, fake)
+}
+
+async fn pinterest_account(env: &TestEnv, fake: &FakePinterest) -> (AccountId, String) {
+    let (access, refresh) = fake.issue(PinterestGrant::default());
+    let id = register(
+        env,
+        Account::new(Provider::Pinterest, &access, Some(&refresh)),
+    )
+    .await;
+    (id, refresh)
+}
+
+#[tokio::test]
+async fn pinterest_refresh_rotates_persists_the_new_token_and_reads_its_lifetime() {
+    let (env, fake) = pinterest_env_with(CLIENT_SECRET, |_| {}).await;
+    let (id, refresh) = pinterest_account(&env, &fake).await;
+    assert_eq!(
+        env.row(&id).await.missing_scopes,
+        vec!["pins:write".to_owned(), "boards:read".to_owned()]
+    );
+    for _ in 0..2 {
+        let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    }
+    let stored = env.stored_refresh_token(&id).await.unwrap();
+    assert!(stored != refresh && fake.is_live(&stored) && !fake.is_live(&refresh));
+    assert_eq!(fake.reuse_detected(), 0);
+    let row = env.row(&id).await;
+    let left = seconds_until(row.refresh_token_expires_at);
+    let want = PINTEREST_REFRESH_LIFETIME as i64;
+    assert!((want - 10..=want).contains(&left), "{left}");
+    assert!((30 * 86_400 - 10..=30 * 86_400).contains(&seconds_until(row.token_expires_at)));
+    assert!(row.missing_scopes.is_empty(), "{:?}", row.missing_scopes);
+    assert_eq!(
+        fake.continuous_refresh_seen(),
+        vec![None, None],
+        "not asked for"
+    );
+}
+
+#[tokio::test]
+async fn pinterest_sends_continuous_refresh_when_configured() {
+    let (env, fake) = pinterest_env_with(CLIENT_SECRET, |s| {
+        s.providers.pinterest.continuous_refresh = true
+    })
+    .await;
+    let (id, _) = pinterest_account(&env, &fake).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    assert_eq!(
+        fake.continuous_refresh_seen(),
+        vec![Some("true".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn pinterest_invalid_grant_is_token_expired() {
+    let (env, fake) = pinterest_env_with(CLIENT_SECRET, |_| {}).await;
+    let (id, refresh) = pinterest_account(&env, &fake).await;
+    fake.revoke(&refresh);
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.provider_error_code.as_deref(), Some("invalid_grant"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn pinterest_authentication_failed_is_a_config_error() {
+    let (env, fake) = pinterest_env_with("another-secret", |_| {}).await;
+    let (id, refresh) = pinterest_account(&env, &fake).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::ConfigError);
+    assert_eq!(report.http_status, Some(401));
+    assert_eq!(report.provider_error_code.as_deref(), Some("2"));
+    assert_active(&env, &id, &report).await;
+    assert!(fake.is_live(&refresh), "nothing consumed");
+}
+
+#[tokio::test]
+async fn pinterest_other_error_codes_never_change_status() {
+    let (env, fake) = pinterest_env_with(CLIENT_SECRET, |_| {}).await;
+    let (id, refresh) = pinterest_account(&env, &fake).await;
+    fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"code": 1, "message": "Invalid parameters."}),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_eq!(report.provider_error_code.as_deref(), Some("1"));
+    assert_active(&env, &id, &report).await;
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), refresh);
+}
+
+#[tokio::test]
+async fn pinterest_429_is_rate_limited_and_5xx_is_transient() {
+    let (env, fake) = pinterest_env_with(CLIENT_SECRET, |_| {}).await;
+    let (id, refresh) = pinterest_account(&env, &fake).await;
+    fake.script_next(
+        ScriptedResponse::json(429, json!({"code": 8, "message": "Rate limit exceeded."}))
+            .header("retry-after", "90"),
+    );
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert!((85..=91).contains(&seconds_until(report.retry_at)));
+    fake.script_next(ScriptedResponse::raw(
+        502,
+        "text/html",
+        "<html>bad gateway</html>",
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_active(&env, &id, &report).await;
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), refresh);
+    assert!(fake.is_live(&refresh));
+}
+
+// ---- LinkedIn introspection ---------------------------------------------
+
+async fn linkedin_introspecting_env(secret: &str) -> (TestEnv, FakeLinkedin) {
+    let fake = FakeLinkedin::start(CLIENT_ID, secret).await.unwrap();
+    let (url, introspect) = (fake.token_url(), fake.introspect_url());
+    let env = TestEnv::with(|s| {
+        client(s, Provider::LinkedinPerson, Flow::Linkedin, url);
+        s.providers.linkedin_person.health_url = Some(introspect);
+    })
+    .await;
+    (env, fake)
+}
+
+/// An account of an app without programmatic refresh: 30 days left.
+async fn linkedin_without_refresh(env: &TestEnv, access: &str) -> AccountId {
+    register(
+        env,
+        Account {
+            issued_at: Utc::now() - TimeDelta::days(30),
+            expires_at: Some(Utc::now() + TimeDelta::days(30)),
+            ..Account::new(Provider::LinkedinPerson, access, None)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn linkedin_without_a_refresh_token_is_checked_by_introspection_until_expiry() {
+    let (env, fake) = linkedin_introspecting_env(CLIENT_SECRET).await;
+    let access = fake.issue_access_only();
+    let id = linkedin_without_refresh(&env, &access).await;
+    let report = env.engine.refresh(&id, Trigger::Scheduled).await;
+    // Not due yet: registration planned it at 2/3 of the lifetime.
+    assert_eq!(report.unwrap().outcome, Outcome::Skipped);
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Healthy, "{:?}", report.message);
+    assert!(report.message.unwrap().contains("must reconnect before"));
+    assert_eq!(fake.introspections(), 1);
+    let row = env.row(&id).await;
+    assert_eq!(row.status, AccountStatus::Active);
+    let next = seconds_until(row.next_attempt_at);
+    assert!((86_390..=86_400).contains(&next), "daily: {next}");
+}
+
+#[tokio::test]
+async fn linkedin_introspection_revoked_is_revoked() {
+    let (env, fake) = linkedin_introspecting_env(CLIENT_SECRET).await;
+    let access = fake.issue_access_only();
+    fake.set_access_state(&access, LinkedinTokenState::Revoked);
+    let id = linkedin_without_refresh(&env, &access).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedRevoked);
+    assert_eq!(report.provider_error_code.as_deref(), Some("revoked"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::Revoked);
+}
+
+#[tokio::test]
+async fn linkedin_introspection_expired_is_token_expired() {
+    let (env, fake) = linkedin_introspecting_env(CLIENT_SECRET).await;
+    let access = fake.issue_access_only();
+    fake.set_access_state(&access, LinkedinTokenState::Expired);
+    let id = linkedin_without_refresh(&env, &access).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.provider_error_code.as_deref(), Some("expired"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn linkedin_introspection_inactive_without_a_status_is_token_expired() {
+    let (env, _fake) = linkedin_introspecting_env(CLIENT_SECRET).await;
+    let id = linkedin_without_refresh(&env, "never-issued").await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.provider_error_code.as_deref(), Some("inactive"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn linkedin_introspection_invalid_client_is_a_config_error() {
+    let (env, fake) = linkedin_introspecting_env("rotated-secret").await;
+    let access = fake.issue_access_only();
+    let id = linkedin_without_refresh(&env, &access).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::ConfigError);
+    assert_active(&env, &id, &report).await;
+}
+
+#[tokio::test]
+async fn linkedin_expired_token_without_refresh_token_is_not_introspected() {
+    let (env, fake) = linkedin_introspecting_env(CLIENT_SECRET).await;
+    let access = fake.issue_access_only();
+    let id = register(
+        &env,
+        Account {
+            issued_at: Utc::now() - TimeDelta::days(61),
+            expires_at: Some(Utc::now() - TimeDelta::days(1)),
+            ..Account::new(Provider::LinkedinPerson, &access, None)
+        },
+    )
+    .await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(fake.introspections(), 0);
+}
+
+// ---- Facebook Pages and Instagram with Facebook Login -------------------
+
+async fn facebook_env_for(provider: Provider, fake: &FakeGraph) -> TestEnv {
+    let (exchange, debug) = (fake.exchange_url(), fake.debug_token_url());
+    TestEnv::with(move |s| {
+        client(s, provider, Flow::Facebook, exchange);
+        s.providers.get_mut(provider).health_url = Some(debug);
+    })
+    .await
+}
+
+async fn facebook_env() -> (TestEnv, FakeGraph) {
+    let fake = FakeGraph::facebook(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let env = facebook_env_for(Provider::FacebookPage, &fake).await;
+    (env, fake)
+}
+
+/// A Page account (its token never expires) whose health check is due now.
+async fn page_account(env: &TestEnv, provider: Provider, access: &str) -> AccountId {
+    let id = register(
+        env,
+        Account {
+            expires_at: None,
+            ..Account::new(provider, access, None)
+        },
+    )
+    .await;
+    sqlx::query(
+        "UPDATE social_accounts SET next_attempt_at = now() - interval '1 second' WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .execute(env.pool())
+    .await
+    .unwrap();
+    id
+}
+
+async fn page_check(state: GraphTokenState) -> (RefreshReport, TestEnv, AccountId) {
+    let (env, fake) = facebook_env().await;
+    let access = fake.issue_page(state);
+    let id = page_account(&env, Provider::FacebookPage, &access).await;
+    let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+    assert_eq!(fake.calls(), 1);
+    let row = env.row(&id).await;
+    for leak in [access.as_str(), CLIENT_SECRET] {
+        let text = format!("{:?} {:?}", row.last_refresh_error, report.message);
+        assert!(!text.contains(leak), "{leak:?} leaked: {text}");
+    }
+    (report, env, id)
+}
+
+#[tokio::test]
+async fn facebook_page_token_is_health_checked_with_debug_token() {
+    let (report, env, id) = page_check(GraphTokenState::Live).await;
+    assert_eq!(report.outcome, Outcome::Healthy, "{:?}", report.message);
+    let row = env.row(&id).await;
+    assert_eq!(row.status, AccountStatus::Active);
+    assert_eq!(row.token_expires_at, None, "never refreshed");
+    assert!((86_390..=86_400).contains(&seconds_until(row.next_attempt_at)));
+    assert_eq!(row.missing_scopes, vec!["pages_manage_posts".to_owned()]);
+}
+
+#[tokio::test]
+async fn facebook_is_valid_false_app_removed_is_revoked() {
+    let (report, env, id) = page_check(GraphTokenState::AppRemoved).await;
+    assert_eq!(report.outcome, Outcome::RejectedRevoked);
+    assert_eq!(report.provider_error_code.as_deref(), Some("190/458"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::Revoked);
+}
+
+#[tokio::test]
+async fn facebook_is_valid_false_password_changed_is_token_expired() {
+    let (report, env, id) = page_check(GraphTokenState::PasswordChanged).await;
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.provider_error_code.as_deref(), Some("190/460"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn facebook_is_valid_false_expired_session_is_token_expired() {
+    let (report, env, id) = page_check(GraphTokenState::Expired).await;
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.provider_error_code.as_deref(), Some("190/463"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn facebook_checkpoint_is_flagged_without_a_status_change() {
+    let (report, env, id) = page_check(GraphTokenState::Checkpointed).await;
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_eq!(report.provider_error_code.as_deref(), Some("190/459"));
+    assert!(report.account_only);
+    assert_active(&env, &id, &report).await;
+}
+
+#[tokio::test]
+async fn facebook_unparseable_token_is_token_expired() {
+    let (env, fake) = facebook_env().await;
+    let id = page_account(&env, Provider::FacebookPage, "not-a-page-token").await;
+    let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.provider_error_code.as_deref(), Some("190"));
+    assert_eq!(fake.calls(), 1);
+}
+
+#[tokio::test]
+async fn facebook_wrong_app_secret_is_a_config_error_not_the_pages() {
+    let fake = FakeGraph::facebook(CLIENT_ID, "the-real-secret")
+        .await
+        .unwrap();
+    let env = facebook_env_for(Provider::FacebookPage, &fake).await;
+    let access = fake.issue_page(GraphTokenState::Live);
+    let id = page_account(&env, Provider::FacebookPage, &access).await;
+    let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+    // A top-level 190 is about the app token, never the page token.
+    assert_eq!(report.outcome, Outcome::ConfigError);
+    assert_eq!(report.provider_error_code.as_deref(), Some("190"));
+    assert_active(&env, &id, &report).await;
+}
+
+#[tokio::test]
+async fn facebook_throttling_codes_are_rate_limited_and_page_throttles_are_the_accounts_own() {
+    let (env, fake) = facebook_env().await;
+    let access = fake.issue_page(GraphTokenState::Live);
+    let id = page_account(&env, Provider::FacebookPage, &access).await;
+    fake.script_next(
+        ScriptedResponse::json(
+            400,
+            graph_error_body(4, None, "Application request limit reached"),
+        )
+        .header(
+            "x-app-usage",
+            r#"{"call_count":100,"total_cputime":20,"total_time":35}"#,
+        ),
+    );
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert!(!report.account_only, "code 4 is the app's");
+    assert!(
+        report
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("app usage 100%")
+    );
+    fake.script_next(
+        ScriptedResponse::json(400, graph_error_body(32, None, "Page request limit reached"))
+            .header("x-business-use-case-usage", r#"{"20000000000002":[{"type":"pages","call_count":100,"total_cputime":1,"total_time":1,"estimated_time_to_regain_access":5}]}"#),
+    );
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RateLimited);
+    assert!(report.account_only, "code 32 is this page's");
+    assert!((295..=301).contains(&seconds_until(report.retry_at)));
+    fake.script_next(ScriptedResponse::json(
+        500,
+        graph_error_body(2, None, "Service temporarily unavailable"),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_active(&env, &id, &report).await;
+}
+
+#[tokio::test]
+async fn facebook_malformed_debug_token_answer_is_transient() {
+    let (env, fake) = facebook_env().await;
+    let access = fake.issue_page(GraphTokenState::Live);
+    let id = page_account(&env, Provider::FacebookPage, &access).await;
+    fake.script_next(ScriptedResponse::json(
+        200,
+        json!({"data": {"app_id": CLIENT_ID}}),
+    ));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    fake.script_next(ScriptedResponse::raw(200, "text/html", "<html>"));
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_active(&env, &id, &report).await;
+}
+
+/// An account storing a long-lived user token (it has an expiry).
+async fn user_token_account(env: &TestEnv, access: &str) -> AccountId {
+    register(
+        env,
+        Account {
+            issued_at: Utc::now() - TimeDelta::days(45),
+            expires_at: Some(Utc::now() + TimeDelta::days(15)),
+            ..Account::new(Provider::FacebookPage, access, None)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn facebook_long_lived_user_token_is_re_extended_with_fb_exchange_token() {
+    let (env, fake) = facebook_env().await;
+    let access = fake.issue_user(GraphTokenState::Live, 15 * 86_400);
+    let id = user_token_account(&env, &access).await;
+    let missing_before = env.row(&id).await.missing_scopes;
+    let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    let stored = env.stored_access_token(&id).await;
+    assert!(stored != access && fake.is_live(&stored));
+    assert!(env.stored_refresh_token(&id).await.is_none());
+    let row = env.row(&id).await;
+    let left = seconds_until(row.token_expires_at);
+    assert!((LONG_LIVED_SECONDS as i64 - 10..=LONG_LIVED_SECONDS as i64).contains(&left));
+    assert_eq!(
+        row.missing_scopes, missing_before,
+        "no scope in the answer: kept"
+    );
+}
+
+#[tokio::test]
+async fn facebook_expired_user_token_cannot_be_exchanged_and_is_token_expired() {
+    let (env, fake) = facebook_env().await;
+    let access = fake.issue_user(GraphTokenState::Expired, 15 * 86_400);
+    let id = user_token_account(&env, &access).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_eq!(report.provider_error_code.as_deref(), Some("190/463"));
+    assert_eq!(env.row(&id).await.status, AccountStatus::TokenExpired);
+}
+
+#[tokio::test]
+async fn facebook_exchange_with_a_wrong_secret_is_a_config_error() {
+    let fake = FakeGraph::facebook(CLIENT_ID, "the-real-secret")
+        .await
+        .unwrap();
+    let env = facebook_env_for(Provider::FacebookPage, &fake).await;
+    let access = fake.issue_user(GraphTokenState::Live, 15 * 86_400);
+    let id = user_token_account(&env, &access).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::ConfigError, "{:?}", report.message);
+    assert_active(&env, &id, &report).await;
+    assert!(fake.is_live(&access));
+    let text = format!("{:?}", env.row(&id).await.last_refresh_error);
+    assert!(!text.contains(CLIENT_SECRET) && !text.contains(&access));
+}
+
+#[tokio::test]
+async fn instagram_with_facebook_login_page_tokens_use_the_same_checks() {
+    let fake = FakeGraph::facebook(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let env = facebook_env_for(Provider::InstagramFacebookLogin, &fake).await;
+    let live = fake.issue_page(GraphTokenState::Live);
+    let id = page_account(&env, Provider::InstagramFacebookLogin, &live).await;
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Healthy, "{:?}", report.message);
+    fake.set_state(&live, GraphTokenState::AppRemoved);
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RejectedRevoked);
+    assert_eq!(env.row(&id).await.status, AccountStatus::Revoked);
+}
+
+// ---- missing_scopes and the circuit breaker -----------------------------
+
+#[tokio::test]
+async fn missing_scopes_are_computed_at_registration_and_by_update_scopes() {
+    let env = TestEnv::new().await;
+    let tokens = env.fake.issue(common::rotating());
+    let mut new = common::new_account(
+        Provider::Pinterest,
+        "ext-scopes",
+        &tokens,
+        Utc::now(),
+        Some(Utc::now() + TimeDelta::days(30)),
+    );
+    new.granted_scopes = vec!["boards:read,pins:read".into()];
+    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::Pinterest));
+    let row = accounts::register(env.pool(), &env.keyring, &policy, &new)
+        .await
+        .unwrap()
+        .account;
+    assert_eq!(row.missing_scopes, vec!["pins:write".to_owned()]);
+    let granted = vec!["boards:read".to_owned(), "pins:write".to_owned()];
+    let row = accounts::update_scopes(env.pool(), &row.id, &policy, &granted)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.missing_scopes.is_empty());
+    assert_eq!(row.granted_scopes, granted);
+    let unknown = AccountId::generate();
+    assert!(
+        accounts::update_scopes(env.pool(), &unknown, &policy, &granted)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn per_account_failures_do_not_pause_the_platform_but_platform_failures_do() {
+    use tokenwarden::gate::ProviderGates;
+    // Mastodon: a disabled login and a refused host, again and again.
+    let fake = FakeMastodon::start().await.unwrap();
+    let env = mastodon_env(&fake, true).await;
+    let gates = ProviderGates::from_settings(&env.settings);
+    let disabled = fake.issue(MastodonTokenState::Disabled);
+    let disabled_id = mastodon_account(&env, &disabled, &fake.origin()).await;
+    let refused_id = mastodon_account(&env, &disabled, "10.0.0.1").await;
+    let min_calls = env.settings.circuit.min_calls;
+    for _ in 0..min_calls {
+        for id in [&disabled_id, &refused_id] {
+            let report = env.engine.refresh(id, Trigger::Forced).await.unwrap();
+            assert_eq!(report.outcome, Outcome::TransientError);
+            assert!(report.account_only, "{:?}", report.message);
+            gates.record_report(&report);
+        }
+    }
+    assert!(!gates.is_paused(Provider::Mastodon));
+
+    // YouTube: the token endpoint is down for everyone.
+    let (env, google) = youtube_env().await;
+    let (id, _) = youtube_account(&env, &google).await;
+    let gates = ProviderGates::from_settings(&env.settings);
+    for _ in 0..min_calls {
+        google.script_next(ScriptedResponse::raw(503, "text/plain", "unavailable"));
+        let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+        assert_eq!(report.outcome, Outcome::TransientError);
+        assert!(!report.account_only);
+        gates.record_report(&report);
+    }
+    assert!(gates.is_paused(Provider::Youtube));
 }

@@ -86,7 +86,7 @@ pub async fn register(
     let engine = &state.inner.engine;
     let policy = engine.config().policy(new.provider);
     let keyring = engine.keyring();
-    let registered = accounts::register(&state.inner.pool, keyring, &policy, &new).await?;
+    let registered = accounts::register(&state.inner.pool, keyring, policy, &new).await?;
     let status = if registered.created {
         StatusCode::CREATED
     } else {

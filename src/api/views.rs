@@ -47,6 +47,10 @@ pub struct AccountView {
     pub health: Health,
     /// Scopes the platform granted.
     pub scopes: Vec<String>,
+    /// Scopes the configuration says publishing needs on this platform
+    /// (`providers.<name>.publish_scopes`) that were not granted: a publisher
+    /// can fail fast instead of posting into a 403.
+    pub missing_scopes: Vec<String>,
     #[schema(value_type = Object)]
     pub meta: serde_json::Value,
     pub default_board_id: Option<String>,
@@ -110,6 +114,7 @@ pub fn account_view(engine: &Engine, row: &AccountRow) -> AccountView {
         connection_type: row.connection_type,
         health: health(row, Utc::now()),
         scopes: row.granted_scopes.clone(),
+        missing_scopes: row.missing_scopes.clone(),
         meta: row.meta.clone(),
         default_board_id: row.default_board_id.clone(),
         connected_at: row.connected_at,

@@ -66,8 +66,8 @@ impl EngineConfig {
         }
     }
 
-    pub fn policy(&self, provider: Provider) -> RefreshPolicy {
-        self.policies[&provider]
+    pub fn policy(&self, provider: Provider) -> &RefreshPolicy {
+        &self.policies[&provider]
     }
 }
 
@@ -513,7 +513,26 @@ impl Engine {
                 .await;
         }
         if flow.needs_refresh_token() && credentials.refresh.is_none() {
-            return self.no_refresh_token(&leased, trigger, started_at).await;
+            // Nothing to refresh with; where the platform can tell whether
+            // the token still works (LinkedIn without programmatic refresh),
+            // ask it until expiry, so a revocation is seen early.
+            let alive = leased.token_expires_at.is_none_or(|at| at > Utc::now());
+            let check = alive
+                .then(|| flow.health_check(self.request(&leased, &credentials)))
+                .flatten();
+            return match check {
+                Some(check) => {
+                    let note = leased.token_expires_at.map(|at| {
+                        format!(
+                            "no refresh token is stored; the user must reconnect before {}",
+                            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        )
+                    });
+                    self.checked(&leased, trigger, started_at, check, &credentials, note)
+                        .await
+                }
+                None => self.no_refresh_token(&leased, trigger, started_at).await,
+            };
         }
 
         let result = flow
@@ -605,6 +624,10 @@ impl Engine {
                 None if rotated => policy.refresh_token_lifetime.map(|l| now + delta(l)),
                 None => leased.refresh_token_expires_at,
             },
+            missing_scopes: grant
+                .scopes
+                .as_ref()
+                .map(|granted| crate::scopes::missing(&policy.publish_scopes, granted)),
             granted_scopes: grant.scopes.clone(),
             next_attempt_at: Some(policy.plan(&leased.id, now, Some(expires_at)).at()),
         };
@@ -740,6 +763,7 @@ impl Engine {
         report.http_status = error.http_status;
         report.provider_error_code = code;
         report.retry_at = next_attempt_at;
+        report.account_only = error.account_only;
         report.status = match committed {
             Committed::Applied { to, .. } => to,
             Committed::Fenced { status } => {
@@ -814,6 +838,21 @@ impl Engine {
         }
     }
 
+    fn request<'a>(
+        &self,
+        leased: &'a AccountRow,
+        credentials: &'a Credentials,
+    ) -> RefreshRequest<'a> {
+        RefreshRequest {
+            account_id: &leased.id,
+            provider: leased.provider,
+            access_token: &credentials.access,
+            refresh_token: credentials.refresh.as_ref(),
+            meta: &leased.meta,
+            token_issued_at: leased.token_issued_at,
+        }
+    }
+
     /// A health check for a token that never expires. Platforms without a
     /// check of their own are simply looked at again after the interval.
     async fn health_check(
@@ -824,18 +863,10 @@ impl Engine {
         flow: &dyn crate::providers::TokenProvider,
         credentials: &Credentials,
     ) -> Result<RefreshReport, EngineError> {
-        let policy = self.inner.config.policy(leased.provider);
-        let request = RefreshRequest {
-            account_id: &leased.id,
-            provider: leased.provider,
-            access_token: &credentials.access,
-            refresh_token: credentials.refresh.as_ref(),
-            meta: &leased.meta,
-            token_issued_at: leased.token_issued_at,
-        };
-        let next = Utc::now() + delta(policy.health_check_interval);
-        match flow.health_check(request) {
+        match flow.health_check(self.request(leased, credentials)) {
             None => {
+                let policy = self.inner.config.policy(leased.provider);
+                let next = Utc::now() + delta(policy.health_check_interval);
                 self.skip(
                     leased,
                     trigger,
@@ -847,33 +878,55 @@ impl Engine {
                 )
                 .await
             }
-            Some(check) => match check.await {
-                Ok(()) => {
-                    let now = Utc::now();
-                    let attempt = NewAttempt {
-                        trigger,
-                        started_at,
-                        finished_at: now,
-                        outcome: Outcome::Healthy,
-                        http_status: None,
-                        provider_error_code: None,
-                        message: None,
-                    };
-                    self.commit_with_retry(
-                        leased,
-                        &attempt,
-                        &Change::Healthy {
-                            next_attempt_at: next,
-                        },
-                    )
-                    .await?;
-                    Ok(self.report(leased, trigger, Outcome::Healthy, None))
+            Some(check) => {
+                self.checked(leased, trigger, started_at, check, credentials, None)
+                    .await
+            }
+        }
+    }
+
+    /// Records a health check's verdict; the next check comes after the
+    /// interval, and no later than the token's expiry.
+    async fn checked(
+        &self,
+        leased: &AccountRow,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        check: futures::future::BoxFuture<'_, Result<(), ProviderError>>,
+        credentials: &Credentials,
+        note: Option<String>,
+    ) -> Result<RefreshReport, EngineError> {
+        match check.await {
+            Ok(()) => {
+                let now = Utc::now();
+                let policy = self.inner.config.policy(leased.provider);
+                let mut next = now + delta(policy.health_check_interval);
+                if let Some(expiry) = leased.token_expires_at {
+                    next = next.min(expiry.max(now));
                 }
-                Err(error) => {
-                    self.finish_failure(leased, trigger, started_at, error, Some(credentials))
-                        .await
-                }
-            },
+                let attempt = NewAttempt {
+                    trigger,
+                    started_at,
+                    finished_at: now,
+                    outcome: Outcome::Healthy,
+                    http_status: None,
+                    provider_error_code: None,
+                    message: note.clone(),
+                };
+                self.commit_with_retry(
+                    leased,
+                    &attempt,
+                    &Change::Healthy {
+                        next_attempt_at: next,
+                    },
+                )
+                .await?;
+                Ok(self.report(leased, trigger, Outcome::Healthy, note))
+            }
+            Err(error) => {
+                self.finish_failure(leased, trigger, started_at, error, Some(credentials))
+                    .await
+            }
         }
     }
 
@@ -980,6 +1033,7 @@ impl Engine {
             retry_at: None,
             token_expires_at: row.token_expires_at,
             joined: false,
+            account_only: false,
         }
     }
 }
@@ -1013,6 +1067,7 @@ fn joined_report(current: &AccountRow, attempt: AttemptRow) -> RefreshReport {
             .flatten(),
         token_expires_at: current.token_expires_at,
         joined: true,
+        account_only: false,
     }
 }
 

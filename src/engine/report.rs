@@ -24,6 +24,9 @@ pub struct RefreshReport {
     /// True when this caller waited for a refresh started by another caller
     /// and reports that refresh's result.
     pub joined: bool,
+    /// The failure was this account's own (its instance, its throttle, its
+    /// disabled login): it says nothing about the platform's health.
+    pub account_only: bool,
 }
 
 impl RefreshReport {

@@ -2,19 +2,25 @@
 //! serve the demo and the tests; they behave like strict real servers
 //! (single-use rotating refresh tokens whose reuse revokes the whole family).
 
+mod google;
 mod linkedin;
 mod mastodon;
 mod meta_graph;
 mod oauth;
+mod pinterest;
 mod server;
 mod tiktok;
 mod x;
 
-pub use linkedin::{FakeLinkedin, LINKEDIN_REFRESH_LIFETIME};
+pub use google::{FakeGoogle, GoogleGrant, YOUTUBE_UPLOAD_SCOPE};
+pub use linkedin::{FakeLinkedin, LINKEDIN_REFRESH_LIFETIME, LinkedinTokenState};
 pub use mastodon::{FakeMastodon, MastodonTokenState};
-pub use meta_graph::{FakeGraph, GraphTokenState, LONG_LIVED_SECONDS, graph_error_body};
+pub use meta_graph::{
+    FakeGraph, GraphTokenKind, GraphTokenState, LONG_LIVED_SECONDS, graph_error_body,
+};
 pub use oauth::{
     CallRecord, ClientAuthSeen, FakeOAuthServer, FamilySpec, IssuedTokens, ScriptedResponse,
 };
+pub use pinterest::{FakePinterest, PINTEREST_REFRESH_LIFETIME, PinterestGrant};
 pub use tiktok::{FakeTiktok, TIKTOK_ACCESS_LIFETIME, TIKTOK_REFRESH_LIFETIME};
 pub use x::FakeX;

@@ -42,6 +42,9 @@ pub struct ProviderError {
     pub code: Option<String>,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// The failure is this account's own (its instance, its throttle, its
+    /// disabled login), not the platform's: it must not pause the platform.
+    pub account_only: bool,
 }
 
 impl ProviderError {
@@ -52,6 +55,7 @@ impl ProviderError {
             code: None,
             message: message.into(),
             retry_after: None,
+            account_only: false,
         }
     }
 
@@ -72,6 +76,24 @@ impl ProviderError {
     pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
         self.retry_after = retry_after;
         self
+    }
+
+    /// Marks the failure as the account's own (see `account_only`).
+    pub fn account_scoped(mut self) -> Self {
+        self.account_only = true;
+        self
+    }
+
+    /// Whether the failure says something about the platform as a whole, and
+    /// so counts towards pausing it. A rejection is the platform answering
+    /// properly about one account; an account-scoped failure is that
+    /// account's alone.
+    pub fn affects_platform(&self) -> bool {
+        !self.account_only
+            && matches!(
+                self.kind,
+                FailureKind::Transient | FailureKind::RateLimited | FailureKind::Config
+            )
     }
 }
 

@@ -66,7 +66,8 @@ impl LongLivedRefresh {
                     humantime::format_duration(self.min_age)
                 ))
                 .with_code("token_too_young")
-                .with_retry_after(Some(wait)));
+                .with_retry_after(Some(wait))
+                .account_scoped());
             }
         }
         let mut url = self.refresh_url.clone();
@@ -83,7 +84,7 @@ impl LongLivedRefresh {
     }
 }
 
-fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
+pub(crate) fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
     let status = reply.status;
     if let Some(error) = graph_error(reply) {
         return Err(error);

@@ -10,6 +10,9 @@
 //! | 403 ("Your login is currently disabled") | transient, code `account_disabled`: no status change, but flagged |
 //! | 429, `X-RateLimit-Reset` as an ISO 8601 timestamp | rate limited until then |
 //! | 3xx, 5xx, anything else | transient |
+//!
+//! Every failure is this account's own (`account_scoped`): instances are
+//! separate servers, so one's trouble never pauses Mastodon as a whole.
 
 use std::time::Duration;
 
@@ -45,7 +48,16 @@ impl MastodonCheck {
         })
     }
 
+    /// Every failure here is the account's own: an instance is one user's
+    /// choice, and its outage, throttle or refusal says nothing about the
+    /// others.
     async fn check(&self, request: RefreshRequest<'_>) -> Result<(), ProviderError> {
+        self.check_instance(request)
+            .await
+            .map_err(ProviderError::account_scoped)
+    }
+
+    async fn check_instance(&self, request: RefreshRequest<'_>) -> Result<(), ProviderError> {
         let host = request
             .meta
             .get("instance_host")

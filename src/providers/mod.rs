@@ -2,6 +2,8 @@
 //! file of its own and classifies every answer into a `ProviderError` kind.
 
 mod error;
+mod facebook;
+mod google;
 mod graph;
 pub mod host_guard;
 mod http;
@@ -10,6 +12,7 @@ mod linkedin;
 mod long_lived;
 mod mastodon;
 mod oauth2_refresh;
+mod pinterest;
 mod revoke;
 mod threads;
 mod tiktok;
@@ -23,11 +26,14 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 pub use error::{FailureKind, ProviderError};
+pub use facebook::FacebookFlow;
+pub use google::GoogleRefresh;
 pub use http::{HttpClient, HttpReply};
 pub use linkedin::LinkedinRefresh;
 pub use long_lived::LongLivedRefresh;
 pub use mastodon::MastodonCheck;
 pub use oauth2_refresh::OAuth2Refresh;
+pub use pinterest::PinterestRefresh;
 pub use revoke::Revoker;
 pub use tiktok::TiktokRefresh;
 pub use x::XRefresh;
@@ -127,6 +133,20 @@ impl ProviderRegistry {
                     .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
                     .ok_or_else(|| format!("providers.{key}.token_url is not set")),
                 Flow::Mastodon => Ok(Arc::new(MastodonCheck::from_settings(section, http)?)),
+                Flow::Google => GoogleRefresh::from_settings(section, client.clone())
+                    .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
+                    .ok_or_else(no_client),
+                Flow::Pinterest => PinterestRefresh::from_settings(section, client.clone())
+                    .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
+                    .ok_or_else(no_client),
+                Flow::Facebook => FacebookFlow::from_settings(section, client.clone())
+                    .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
+                    .ok_or_else(|| {
+                        format!(
+                            "{provider} is not configured: providers.{key}.client_id and client_secret \
+                             are both needed (the app access token is client_id|client_secret)"
+                        )
+                    }),
             };
             match built {
                 Ok(flow) => {

@@ -26,6 +26,8 @@ pub struct OAuth2Refresh {
     client_id: String,
     client_secret: Option<SecretString>,
     client_auth: ClientAuth,
+    /// Platform-specific form fields sent with every refresh.
+    extra_form: Vec<(&'static str, &'static str)>,
     http: HttpClient,
 }
 
@@ -37,8 +39,15 @@ impl OAuth2Refresh {
             client_id: settings.client_id.clone()?,
             client_secret: settings.client_secret.clone(),
             client_auth: settings.client_auth,
+            extra_form: Vec::new(),
             http,
         })
+    }
+
+    /// Adds a form field to every refresh request.
+    pub(crate) fn with_form_field(mut self, name: &'static str, value: &'static str) -> Self {
+        self.extra_form.push((name, value));
+        self
     }
 
     /// Refreshes, letting a platform's own error rows (`classify`) speak
@@ -68,6 +77,7 @@ impl OAuth2Refresh {
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
         ];
+        form.extend(self.extra_form.iter().copied());
         let builder = with_client_auth(
             self.http.inner().post(self.token_url.clone()),
             &mut form,

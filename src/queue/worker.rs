@@ -47,22 +47,14 @@ impl JobContext {
         // the platform's answer and the write of a rotated token. The
         // refresh is bounded by the lease and the single-flight wait.
         let (engine, gates) = (self.engine.clone(), self.gates.clone());
-        let (account, provider, trigger, claim) = (
-            job.account_id.clone(),
-            job.provider,
-            job.trigger,
-            job.claim_id,
-        );
+        let (account, trigger, claim) = (job.account_id.clone(), job.trigger, job.claim_id);
         let refresh = self.refreshes.spawn(async move {
             let result = engine.refresh_claimed(&account, trigger, claim).await;
             if let Ok(report) = &result {
                 let superseded = report.outcome == Outcome::Skipped
                     && report.message.as_deref() == Some("claim superseded");
                 if !superseded {
-                    let retry_after = report
-                        .retry_at
-                        .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
-                    gates.record(provider, report.outcome, retry_after);
+                    gates.record_report(report);
                 }
             }
             drop(permit);

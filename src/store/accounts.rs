@@ -29,6 +29,8 @@ pub struct AccountRow {
     #[sqlx(try_from = "String")]
     pub connection_type: ConnectionType,
     pub granted_scopes: Vec<String>,
+    /// Publishing scopes the account lacks (`scopes::missing`).
+    pub missing_scopes: Vec<String>,
     pub meta: serde_json::Value,
     pub default_board_id: Option<String>,
     pub connected_at: DateTime<Utc>,
@@ -163,8 +165,8 @@ async fn register_once(
              id, workspace_id, provider, external_id, handle, display_name, avatar_url,
              status, connection_type, granted_scopes, meta, default_board_id,
              token_issued_at, token_expires_at, refresh_token_expires_at, next_attempt_at,
-             access_token_ciphertext, refresh_token_ciphertext, credentials_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ACTIVE', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+             access_token_ciphertext, refresh_token_ciphertext, credentials_key_id, missing_scopes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ACTIVE', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
          ON CONFLICT (id) DO UPDATE SET
              handle = EXCLUDED.handle,
              display_name = EXCLUDED.display_name,
@@ -173,6 +175,7 @@ async fn register_once(
              status_reason = NULL,
              connection_type = EXCLUDED.connection_type,
              granted_scopes = EXCLUDED.granted_scopes,
+             missing_scopes = EXCLUDED.missing_scopes,
              meta = EXCLUDED.meta,
              default_board_id = EXCLUDED.default_board_id,
              connected_at = now(),
@@ -210,6 +213,10 @@ async fn register_once(
     .bind(access)
     .bind(refresh)
     .bind(keyring.primary_key_id())
+    .bind(crate::scopes::missing(
+        &policy.publish_scopes,
+        &new.granted_scopes,
+    ))
     .fetch_one(&mut *tx)
     .await?;
 
@@ -233,6 +240,28 @@ async fn register_once(
         account,
         created: previous_status.is_none(),
     })
+}
+
+/// Records the scopes an account now holds (the API tier learns of a new
+/// grant, or a platform answered with its `scope`) and recomputes what it
+/// lacks for publishing. None when the account does not exist.
+pub async fn update_scopes(
+    pool: &PgPool,
+    id: &AccountId,
+    policy: &RefreshPolicy,
+    granted: &[String],
+) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE social_accounts
+         SET granted_scopes = $2, missing_scopes = $3, updated_at = now()
+         WHERE id = $1
+         RETURNING *",
+    )
+    .bind(id.as_str())
+    .bind(granted)
+    .bind(crate::scopes::missing(&policy.publish_scopes, granted))
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn get(pool: &PgPool, id: &AccountId) -> Result<Option<AccountRow>, sqlx::Error> {

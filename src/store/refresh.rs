@@ -55,6 +55,8 @@ pub struct NewCredentials {
     /// The refresh token's expiry as it now stands (None: unknown).
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
     pub granted_scopes: Option<Vec<String>>,
+    /// Recomputed with `granted_scopes`; None keeps the stored list.
+    pub missing_scopes: Option<Vec<String>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
@@ -220,7 +222,7 @@ fn fenced_message(holds_lease: bool) -> String {
     }
 }
 
-/// The SET clause of a credentials write; `$1` is the account id, `$2..$10`
+/// The SET clause of a credentials write; `$1` is the account id, `$2..$11`
 /// the `NewCredentials` fields and the attempt time, as bound by
 /// `bind_credentials`.
 macro_rules! credentials_set {
@@ -234,6 +236,7 @@ macro_rules! credentials_set {
          token_expires_at = $6,
          refresh_token_expires_at = $7,
          granted_scopes = COALESCE($8, granted_scopes),
+         missing_scopes = COALESCE($11, missing_scopes),
          next_attempt_at = $9,
          last_refresh_attempt_at = $10,
          last_refresh_error = NULL,
@@ -267,6 +270,7 @@ fn bind_credentials<'q>(
         .bind(&creds.granted_scopes)
         .bind(creds.next_attempt_at)
         .bind(attempted_at)
+        .bind(&creds.missing_scopes)
 }
 
 async fn write_credentials(
@@ -304,16 +308,16 @@ pub async fn commit_refreshed(
          upd AS (
              UPDATE social_accounts SET ",
         credentials_set!(),
-        " WHERE id = $1 AND lease_owner = $11 AND credentials_version = $12
+        " WHERE id = $1 AND lease_owner = $12 AND credentials_version = $13
                AND status <> 'DISCONNECTED'
              RETURNING id),
          attempt AS (
              INSERT INTO refresh_attempts
                  (account_id, provider, trigger, started_at, finished_at, outcome, message, duration_ms)
-             SELECT cur.id, cur.provider, $13, $14, $10, 'refreshed', $15, $16 FROM cur JOIN upd ON upd.id = cur.id),
+             SELECT cur.id, cur.provider, $14, $15, $10, 'refreshed', $16, $17 FROM cur JOIN upd ON upd.id = cur.id),
          event AS (
              INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
-             SELECT $17, cur.id, cur.workspace_id, cur.provider, cur.status, 'ACTIVE', 'refreshed'
+             SELECT $18, cur.id, cur.workspace_id, cur.provider, cur.status, 'ACTIVE', 'refreshed'
              FROM cur JOIN upd ON upd.id = cur.id WHERE cur.status <> 'ACTIVE')
          SELECT cur.status FROM cur JOIN upd ON upd.id = cur.id"
     ));

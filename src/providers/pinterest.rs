@@ -1,0 +1,82 @@
+//! Pinterest (API v5): the RFC 6749 refresh at `/v5/oauth/token` with
+//! `Authorization: Basic base64(app_id:secret)`, plus
+//! `continuous_refresh=true` when `providers.pinterest.continuous_refresh` is
+//! set (apps created before 2025-09-25). Each answer carries a new refresh
+//! token, always persisted, and `refresh_token_expires_in`, read rather than
+//! trusted from config.
+//!
+//! Pinterest's error bodies for this endpoint are undocumented. Two shapes
+//! are read: RFC 6749's `{error, error_description}` (assumed for refused
+//! grants) and Pinterest's API shape `{code, message}`:
+//!
+//! | answer | kind |
+//! |---|---|
+//! | `invalid_grant` | rejected, expired (revoked when its text says so) |
+//! | `invalid_client`, `unauthorized_client`, `invalid_request`, 401 without a body | config |
+//! | 401, or `{"code":2,"message":"Authentication failed."}` at any status | config: this endpoint authenticates only the app |
+//! | any other `{code, message}` | transient, code recorded: its meaning is unconfirmed, so it never changes status |
+//! | 429 | rate limited; 5xx transient |
+//!
+//! A refresh token that dies without a definitive answer still ends: its
+//! `refresh_token_expires_at` passes and the sweep marks the account.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::config::{ClientAuth, ProviderSettings};
+use crate::providers::graph::as_integer;
+use crate::providers::token_response::{json_object, short};
+use crate::providers::{
+    FailureKind, HttpClient, HttpReply, OAuth2Refresh, ProviderError, RefreshRequest, TokenGrant,
+    TokenProvider,
+};
+
+pub struct PinterestRefresh {
+    inner: OAuth2Refresh,
+}
+
+impl PinterestRefresh {
+    /// None when no app id is configured. Pinterest documents Basic client
+    /// authentication only.
+    pub fn from_settings(settings: &ProviderSettings, http: HttpClient) -> Option<Self> {
+        let mut settings = settings.clone();
+        settings.client_auth = ClientAuth::Basic;
+        let mut inner = OAuth2Refresh::from_settings(&settings, http)?;
+        if settings.continuous_refresh {
+            inner = inner.with_form_field("continuous_refresh", "true");
+        }
+        Some(Self { inner })
+    }
+}
+
+fn classify(reply: &HttpReply) -> Option<ProviderError> {
+    if reply.status == 429 || reply.status >= 500 {
+        return None;
+    }
+    let body = json_object(reply).ok()?;
+    if body.contains_key("error") {
+        return None;
+    }
+    let code = body.get("code").and_then(as_integer)?;
+    let message = short(body.get("message").and_then(Value::as_str).unwrap_or(""));
+    let kind = if code == 2 || reply.status == 401 {
+        FailureKind::Config
+    } else {
+        FailureKind::Transient
+    };
+    Some(
+        ProviderError::new(kind, message)
+            .with_status(reply.status)
+            .with_code(code.to_string()),
+    )
+}
+
+impl TokenProvider for PinterestRefresh {
+    fn refresh<'a>(
+        &'a self,
+        request: RefreshRequest<'a>,
+    ) -> BoxFuture<'a, Result<TokenGrant, ProviderError>> {
+        self.inner.refresh_classified(request, classify).boxed()
+    }
+}
