@@ -335,6 +335,9 @@ pub enum Flow {
     /// Mastodon: tokens do not expire; `verify_credentials` health checks on
     /// the account's own instance.
     Mastodon,
+    /// Bluesky: app-password sessions refreshed on the account's PDS, and
+    /// atproto OAuth sessions (DPoP) at the account's authorization server.
+    Bluesky,
     /// No refresh flow is wired for this platform yet.
     None,
 }
@@ -398,7 +401,8 @@ pub struct ProviderSettings {
     /// (Instagram Login, Threads): expiry is then final.
     pub refreshable_after_expiry: bool,
     /// Origins (`https://host[:port]`, or `http://...` to allow plain HTTP)
-    /// trusted as given for hosts that users control (Mastodon instances):
+    /// trusted as given for hosts that users control (Mastodon instances,
+    /// Bluesky PDSes and authorization servers):
     /// exempt from the public-address check. For tests and private deployments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<Url>,
@@ -496,10 +500,15 @@ impl ProviderSettings {
                 jitter: secs(6 * HOUR),
                 ..base
             },
+            // Hosts are per account, so there is no token_url. Lifetimes are
+            // read from each answer (JWT exp claims, expires_in); the refresh
+            // token's own lifetime is left unknown because it differs between
+            // app passwords (90 days, read from the JWT) and OAuth sessions
+            // (server-defined, not returned).
             Bluesky => Self {
+                flow: Flow::Bluesky,
                 rotates_refresh_token: true,
-                default_access_token_lifetime: secs(2 * HOUR),
-                refresh_token_lifetime: Some(secs(90 * DAY)),
+                default_access_token_lifetime: secs(HOUR),
                 ..base
             },
             Mastodon => Self {
@@ -760,7 +769,9 @@ impl Settings {
                 "must be an http(s) URL",
             ));
         }
-        if !matches!(section.flow, Flow::None | Flow::Mastodon) && section.token_url.is_none() {
+        if !matches!(section.flow, Flow::None | Flow::Mastodon | Flow::Bluesky)
+            && section.token_url.is_none()
+        {
             return Err(ConfigError::invalid(
                 key("token_url"),
                 "is required by this flow",

@@ -239,6 +239,7 @@ async fn seed(app: &App, fake: &FakeOAuthServer, count: usize) -> anyhow::Result
             token_issued_at: now,
             token_expires_at: Some(now + TimeDelta::seconds(tokens.expires_in as i64)),
             refresh_token_expires_at: None,
+            dpop_key: None,
         };
         let policy = RefreshPolicy::from(app.settings.providers.get(provider));
         accounts::register(&app.pool, &app.keyring, &policy, &new).await?;

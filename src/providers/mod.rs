@@ -1,6 +1,8 @@
 //! Talking to the platforms. The engine sees one trait; each flow lives in a
 //! file of its own and classifies every answer into a `ProviderError` kind.
 
+mod bluesky;
+mod dpop;
 mod error;
 mod graph;
 pub mod host_guard;
@@ -21,6 +23,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+pub use bluesky::{BlueskyRefresh, needs_dpop_key};
+pub use dpop::{DpopKey, InvalidDpopKey};
 pub use error::{FailureKind, ProviderError};
 pub use http::{HttpClient, HttpReply};
 pub use linkedin::LinkedinRefresh;
@@ -40,6 +44,8 @@ pub struct RefreshRequest<'a> {
     pub provider: Provider,
     pub access_token: &'a AccessToken,
     pub refresh_token: Option<&'a RefreshToken>,
+    /// The account's DPoP key, where its tokens are DPoP-bound.
+    pub dpop_key: Option<&'a DpopKey>,
     pub meta: &'a serde_json::Value,
     /// When the stored access token was issued, where known (platforms that
     /// refuse to refresh young tokens check it).
@@ -121,6 +127,7 @@ impl ProviderRegistry {
                     .map(|f| Arc::new(f) as Arc<dyn TokenProvider>)
                     .ok_or_else(|| format!("providers.{key}.token_url is not set")),
                 Flow::Mastodon => Ok(Arc::new(MastodonCheck::from_settings(section, http)?)),
+                Flow::Bluesky => Ok(Arc::new(BlueskyRefresh::from_settings(section, http)?)),
             };
             match built {
                 Ok(flow) => {

@@ -56,6 +56,9 @@ pub struct NewCredentials {
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
     pub granted_scopes: Option<Vec<String>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The account's DPoP key re-encrypted under `key_id` (it must follow
+    /// the key id of the row); None where the account has none.
+    pub dpop_key_ciphertext: Option<Vec<u8>>,
 }
 
 /// What a failed attempt does to the account.
@@ -220,7 +223,7 @@ fn fenced_message(holds_lease: bool) -> String {
     }
 }
 
-/// The SET clause of a credentials write; `$1` is the account id, `$2..$10`
+/// The SET clause of a credentials write; `$1` is the account id, `$2..$11`
 /// the `NewCredentials` fields and the attempt time, as bound by
 /// `bind_credentials`.
 macro_rules! credentials_set {
@@ -236,6 +239,7 @@ macro_rules! credentials_set {
          granted_scopes = COALESCE($8, granted_scopes),
          next_attempt_at = $9,
          last_refresh_attempt_at = $10,
+         dpop_key_ciphertext = $11,
          last_refresh_error = NULL,
          last_refresh_error_status = NULL,
          consecutive_failures = 0,
@@ -267,6 +271,7 @@ fn bind_credentials<'q>(
         .bind(&creds.granted_scopes)
         .bind(creds.next_attempt_at)
         .bind(attempted_at)
+        .bind(&creds.dpop_key_ciphertext)
 }
 
 async fn write_credentials(
@@ -304,16 +309,16 @@ pub async fn commit_refreshed(
          upd AS (
              UPDATE social_accounts SET ",
         credentials_set!(),
-        " WHERE id = $1 AND lease_owner = $11 AND credentials_version = $12
+        " WHERE id = $1 AND lease_owner = $12 AND credentials_version = $13
                AND status <> 'DISCONNECTED'
              RETURNING id),
          attempt AS (
              INSERT INTO refresh_attempts
                  (account_id, provider, trigger, started_at, finished_at, outcome, message, duration_ms)
-             SELECT cur.id, cur.provider, $13, $14, $10, 'refreshed', $15, $16 FROM cur JOIN upd ON upd.id = cur.id),
+             SELECT cur.id, cur.provider, $14, $15, $10, 'refreshed', $16, $17 FROM cur JOIN upd ON upd.id = cur.id),
          event AS (
              INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
-             SELECT $17, cur.id, cur.workspace_id, cur.provider, cur.status, 'ACTIVE', 'refreshed'
+             SELECT $18, cur.id, cur.workspace_id, cur.provider, cur.status, 'ACTIVE', 'refreshed'
              FROM cur JOIN upd ON upd.id = cur.id WHERE cur.status <> 'ACTIVE')
          SELECT cur.status FROM cur JOIN upd ON upd.id = cur.id"
     ));
