@@ -2,6 +2,7 @@
 //! serve the demo and the tests; they behave like strict real servers
 //! (single-use rotating refresh tokens whose reuse revokes the whole family).
 
+mod bluesky;
 mod linkedin;
 mod mastodon;
 mod meta_graph;
@@ -10,6 +11,9 @@ mod server;
 mod tiktok;
 mod x;
 
+pub use bluesky::{
+    BlueskyAccountState, FakeBluesky, IssuedOAuth, IssuedSession, OAuthSessionSpec, SessionSpec,
+};
 pub use linkedin::{FakeLinkedin, LINKEDIN_REFRESH_LIFETIME};
 pub use mastodon::{FakeMastodon, MastodonTokenState};
 pub use meta_graph::{FakeGraph, GraphTokenState, LONG_LIVED_SECONDS, graph_error_body};
