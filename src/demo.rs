@@ -1,6 +1,7 @@
 //! `tokenwarden demo`: the main job end to end on one machine. Fake
 //! platforms on loopback issue short-lived tokens (some rotating, some
-//! revoked along the way, some flaky); a few hundred accounts are seeded into
+//! revoked along the way, some flaky; Bluesky through its own PDS and
+//! DPoP-checking authorization server); a few hundred accounts are seeded into
 //! a schema of the demo's own and refreshed live through the real engine.
 //! At the end it checks that every rotating account still holds a refresh
 //! token the platform accepts, and that no spent token was ever replayed.
@@ -24,8 +25,9 @@ use crate::config::{ClientAuth, Flow, Settings};
 use crate::crypto::{Field, Keyring};
 use crate::daemon::Role;
 use crate::domain::{AccessToken, AccountStatus, ConnectionType, Outcome, Provider, RefreshToken};
-use crate::fake::{FakeOAuthServer, FamilySpec};
+use crate::fake::{FakeBluesky, FakeOAuthServer, FamilySpec, OAuthSessionSpec, SessionSpec};
 use crate::policy::RefreshPolicy;
+use crate::providers::DpopKey;
 use crate::store::accounts::{self, NewAccount};
 
 #[derive(Args, Debug, Clone)]
@@ -97,9 +99,37 @@ const DEMO_PLATFORMS: &[(Provider, &str, ClientAuth, bool, bool)] = &[
     ),
 ];
 
+/// The demo's atproto OAuth client id (a client-metadata URL; never fetched).
+const BLUESKY_CLIENT_ID: &str = "https://tokenwarden.invalid/oauth-client-metadata.json";
+
+/// Bluesky accounts are seeded in these extra slots after `DEMO_PLATFORMS`:
+/// an app-password session, then an atproto OAuth session.
+const BLUESKY_SLOTS: usize = 2;
+
+/// The demo's fake platforms.
+struct Fakes {
+    oauth: FakeOAuthServer,
+    bluesky: FakeBluesky,
+}
+
+impl Fakes {
+    fn calls(&self) -> u64 {
+        self.oauth.call_count() as u64
+            + u64::from(self.bluesky.pds_calls())
+            + u64::from(self.bluesky.token_calls())
+    }
+}
+
 pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let client_secret = format!("demo-secret-{:016x}", rand::random::<u64>());
     let fake = FakeOAuthServer::start("demo-client", &client_secret).await?;
+    // Strict about replays, so the final check would catch one.
+    let bluesky = FakeBluesky::start(BLUESKY_CLIENT_ID).await?;
+    let section = settings.providers.get_mut(Provider::Bluesky);
+    section.flow = Flow::Bluesky;
+    section.client_id = Some(BLUESKY_CLIENT_ID.into());
+    section.allowed_origins = vec![bluesky.origin().parse()?];
+    section.refresh_margin = Duration::from_secs(5);
     for (provider, path, auth, rotates, _) in DEMO_PLATFORMS {
         let section = settings.providers.get_mut(*provider);
         section.flow = Flow::Oauth2Refresh;
@@ -125,12 +155,17 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
     };
     let pool = fresh_schema(&settings, &args.schema).await?;
     let app = App::with_pool(settings, pool, Arc::new(keyring)).await?;
-    seed(&app, &fake, args.accounts).await?;
+    let fakes = Fakes {
+        oauth: fake,
+        bluesky,
+    };
+    seed(&app, &fakes, args.accounts).await?;
     println!(
-        "demo: {} accounts on {} fake platforms at {}; tokens live 20-45 s; Ctrl-C to stop",
+        "demo: {} accounts on {} fake platforms at {} and {}; tokens live 20-45 s; Ctrl-C to stop",
         args.accounts,
-        DEMO_PLATFORMS.len(),
-        fake.url("/")
+        DEMO_PLATFORMS.len() + 1,
+        fakes.oauth.url("/"),
+        fakes.bluesky.origin(),
     );
 
     // The real daemon: scheduler and workers over Redis, on a queue of this
@@ -159,15 +194,15 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
         tokio::select! {
             _ = &mut ctrl_c => break,
             _ = async { tokio::time::sleep_until(stop_at.unwrap()).await }, if stop_at.is_some() => break,
-            _ = progress.tick() => print_progress(&app.pool, &fake, started.elapsed()).await?,
+            _ = progress.tick() => print_progress(&app.pool, &fakes, started.elapsed()).await?,
         }
     }
     // Let refreshes in flight commit: a rotated token must not be dropped.
     shutdown.cancel();
     daemon.await.context("the demo daemon panicked")??;
     let _ = crate::queue::purge(&app.settings, &queue).await;
-    print_progress(&app.pool, &fake, started.elapsed()).await?;
-    let verdict = verify(&app, &fake).await;
+    print_progress(&app.pool, &fakes, started.elapsed()).await?;
+    let verdict = verify(&app, &fakes).await;
     app.pool.close().await;
     if args.drop_schema {
         let admin = app::connect(&app.settings, None).await?;
@@ -204,11 +239,24 @@ async fn fresh_schema(settings: &Settings, schema: &str) -> anyhow::Result<PgPoo
     Ok(pool)
 }
 
-async fn seed(app: &App, fake: &FakeOAuthServer, count: usize) -> anyhow::Result<()> {
+async fn seed(app: &App, fakes: &Fakes, count: usize) -> anyhow::Result<()> {
     let now = Utc::now();
+    let fake = &fakes.oauth;
     for i in 0..count {
-        let (provider, _, _, rotating, returns_rt) = DEMO_PLATFORMS[i % DEMO_PLATFORMS.len()];
         let lifetime = 20 + (i as u64 * 7) % 26;
+        let slot = i % (DEMO_PLATFORMS.len() + BLUESKY_SLOTS);
+        if slot >= DEMO_PLATFORMS.len() {
+            seed_bluesky(
+                app,
+                &fakes.bluesky,
+                i,
+                lifetime,
+                slot == DEMO_PLATFORMS.len(),
+            )
+            .await?;
+            continue;
+        }
+        let (provider, _, _, rotating, returns_rt) = DEMO_PLATFORMS[slot];
         let spec = FamilySpec {
             rotating,
             return_refresh_token: returns_rt,
@@ -247,11 +295,77 @@ async fn seed(app: &App, fake: &FakeOAuthServer, count: usize) -> anyhow::Result
     Ok(())
 }
 
-async fn print_progress(
-    pool: &PgPool,
-    fake: &FakeOAuthServer,
-    elapsed: Duration,
+/// A Bluesky account: an app-password session on the fake PDS, or an OAuth
+/// session bound to a DPoP key the "API tier" supplies.
+async fn seed_bluesky(
+    app: &App,
+    fake: &FakeBluesky,
+    i: usize,
+    lifetime: u64,
+    app_password: bool,
 ) -> anyhow::Result<()> {
+    let now = Utc::now();
+    // The same mix of trouble as the other platforms.
+    let revoke_after = (i % 20 == 3).then_some(i as u32 % 2);
+    let fail_every = (i % 10 == 5).then_some(3);
+    let (external_id, access, refresh, meta, dpop_key) = if app_password {
+        let session = fake.issue_session(SessionSpec {
+            access_lifetime: lifetime as i64,
+            revoke_after,
+            fail_every,
+            ..SessionSpec::default()
+        });
+        let meta = serde_json::json!({"pds_host": fake.origin()});
+        (
+            session.did,
+            session.access_jwt,
+            session.refresh_jwt,
+            meta,
+            None,
+        )
+    } else {
+        let key = DpopKey::generate();
+        let issued = fake.issue_oauth(
+            OAuthSessionSpec {
+                access_lifetime: lifetime,
+                revoke_after,
+                fail_every,
+            },
+            &key.public_jwk(),
+        );
+        let meta = serde_json::json!({"pds_host": fake.origin(), "auth_server": fake.origin()});
+        (
+            issued.did,
+            issued.access_token,
+            issued.refresh_token,
+            meta,
+            Some(key),
+        )
+    };
+    let new = NewAccount {
+        workspace_id: format!("ws_demo_{}", i % 7),
+        provider: Provider::Bluesky,
+        external_id,
+        handle: Some(format!("@demo{i}.bsky.social")),
+        display_name: Some(format!("Demo account {i}")),
+        avatar_url: None,
+        connection_type: ConnectionType::Oauth,
+        granted_scopes: vec![],
+        meta,
+        default_board_id: None,
+        access_token: AccessToken::new(access),
+        refresh_token: Some(RefreshToken::new(refresh)),
+        token_issued_at: now,
+        token_expires_at: Some(now + TimeDelta::seconds(lifetime as i64)),
+        refresh_token_expires_at: None,
+        dpop_key,
+    };
+    let policy = RefreshPolicy::from(app.settings.providers.get(Provider::Bluesky));
+    accounts::register(&app.pool, &app.keyring, &policy, &new).await?;
+    Ok(())
+}
+
+async fn print_progress(pool: &PgPool, fakes: &Fakes, elapsed: Duration) -> anyhow::Result<()> {
     let (active, failing, expired, revoked, next_due): (i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status = 'ACTIVE'),
                 count(*) FILTER (WHERE status = 'ACTIVE' AND consecutive_failures > 0),
@@ -284,7 +398,7 @@ async fn print_progress(
         next_due
             .map(|s| format!("{:.0}s", s.max(0.0)))
             .unwrap_or_else(|| "-".into()),
-        fake.call_count(),
+        fakes.calls(),
     );
     Ok(())
 }
@@ -292,7 +406,7 @@ async fn print_progress(
 /// The demo's own proof that rotation was handled: every ACTIVE account on a
 /// rotating platform holds a refresh token the platform still accepts, and
 /// the platform never saw a spent token again.
-async fn verify(app: &App, fake: &FakeOAuthServer) -> anyhow::Result<ExitCode> {
+async fn verify(app: &App, fakes: &Fakes) -> anyhow::Result<ExitCode> {
     let rows = accounts::list(
         &app.pool,
         &accounts::ListFilter {
@@ -304,10 +418,12 @@ async fn verify(app: &App, fake: &FakeOAuthServer) -> anyhow::Result<ExitCode> {
     .await?;
     let mut checked = 0;
     let mut stranded = 0;
-    for row in rows
-        .iter()
-        .filter(|r| matches!(r.provider, Provider::X | Provider::Pinterest))
-    {
+    for row in rows.iter().filter(|r| {
+        matches!(
+            r.provider,
+            Provider::X | Provider::Pinterest | Provider::Bluesky
+        )
+    }) {
         let (Some(blob), Some(key_id)) = (&row.refresh_token_ciphertext, &row.credentials_key_id)
         else {
             continue;
@@ -316,11 +432,19 @@ async fn verify(app: &App, fake: &FakeOAuthServer) -> anyhow::Result<ExitCode> {
             .keyring
             .decrypt(&row.id, Field::RefreshToken, key_id, blob)?;
         checked += 1;
-        if !fake.is_live(refresh.expose_secret()) {
+        let refresh = refresh.expose_secret();
+        let live = match row.provider {
+            Provider::Bluesky if row.meta.get("auth_server").is_some() => {
+                fakes.bluesky.is_live_oauth(refresh)
+            }
+            Provider::Bluesky => fakes.bluesky.is_live_session(refresh),
+            _ => fakes.oauth.is_live(refresh),
+        };
+        if !live {
             stranded += 1;
         }
     }
-    let replays = fake.reuse_detected();
+    let replays = fakes.oauth.reuse_detected() + fakes.bluesky.reuse_detected();
     println!(
         "rotating accounts holding a live refresh token: {}/{checked}; spent tokens replayed: {replays}",
         checked - stranded
