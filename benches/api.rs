@@ -85,6 +85,7 @@ async fn run(
             token_issued_at: Utc::now(),
             token_expires_at: Some(Utc::now() + TimeDelta::hours(2)),
             refresh_token_expires_at: None,
+            dpop_key: None,
         };
         ids.push(
             accounts::register(&pool, &keyring, &policy, &new)

@@ -80,6 +80,7 @@ async fn run(url: &str, schema: &str, count: usize, concurrency: usize) -> anyho
             token_issued_at: Utc::now() - TimeDelta::hours(2),
             token_expires_at: Some(Utc::now()),
             refresh_token_expires_at: None,
+            dpop_key: None,
         };
         ids.push(
             accounts::register(&pool, &keyring, &policy, &new)

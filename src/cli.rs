@@ -279,6 +279,7 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
             Flow::Google => "google",
             Flow::Pinterest => "pinterest",
             Flow::Facebook => "facebook",
+            Flow::Bluesky => "bluesky",
             Flow::None => "none",
         };
         let client = if section.client_id.is_some() {
@@ -491,6 +492,7 @@ fn account_spec(args: AddArgs) -> anyhow::Result<AccountSpec> {
             expires_in: args.expires_in,
             token_expires_at: args.token_expires_at,
             refresh_token_expires_at: args.refresh_token_expires_at,
+            dpop_private_jwk: None,
         },
     })
 }

@@ -442,6 +442,9 @@ pub enum Flow {
     /// health checks of page tokens; `fb_exchange_token` for long-lived user
     /// tokens.
     Facebook,
+    /// Bluesky: app-password sessions refreshed on the account's PDS, and
+    /// atproto OAuth sessions (DPoP) at the account's authorization server.
+    Bluesky,
     /// No refresh flow is wired for this platform yet.
     None,
 }
@@ -508,7 +511,8 @@ pub struct ProviderSettings {
     /// (Instagram Login, Threads): expiry is then final.
     pub refreshable_after_expiry: bool,
     /// Origins (`https://host[:port]`, or `http://...` to allow plain HTTP)
-    /// trusted as given for hosts that users control (Mastodon instances):
+    /// trusted as given for hosts that users control (Mastodon instances,
+    /// Bluesky PDSes and authorization servers):
     /// exempt from the public-address check. For tests and private deployments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<Url>,
@@ -651,10 +655,15 @@ impl ProviderSettings {
                 publish_scopes: scopes(&["threads_basic", "threads_content_publish"]),
                 ..base
             },
+            // Hosts are per account, so there is no token_url. Lifetimes are
+            // read from each answer (JWT exp claims, expires_in); the refresh
+            // token's own lifetime is left unknown because it differs between
+            // app passwords (90 days, read from the JWT) and OAuth sessions
+            // (server-defined, not returned).
             Bluesky => Self {
+                flow: Flow::Bluesky,
                 rotates_refresh_token: true,
-                default_access_token_lifetime: secs(2 * HOUR),
-                refresh_token_lifetime: Some(secs(90 * DAY)),
+                default_access_token_lifetime: secs(HOUR),
                 ..base
             },
             Mastodon => Self {
@@ -1032,7 +1041,9 @@ impl Settings {
                 "is required by this flow (the debug_token endpoint)",
             ));
         }
-        if !matches!(section.flow, Flow::None | Flow::Mastodon) && section.token_url.is_none() {
+        if !matches!(section.flow, Flow::None | Flow::Mastodon | Flow::Bluesky)
+            && section.token_url.is_none()
+        {
             return Err(ConfigError::invalid(
                 key("token_url"),
                 "is required by this flow",

@@ -31,6 +31,8 @@ pub enum CryptoError {
 pub enum Field {
     AccessToken,
     RefreshToken,
+    /// An account's DPoP private key (atproto OAuth), as a private JWK.
+    DpopKey,
 }
 
 impl Field {
@@ -38,6 +40,7 @@ impl Field {
         match self {
             Field::AccessToken => "access token",
             Field::RefreshToken => "refresh token",
+            Field::DpopKey => "DPoP key",
         }
     }
 }
@@ -182,6 +185,7 @@ fn associated_data(account: &AccountId, field: Field, key_id: &str) -> Vec<u8> {
     let field = match field {
         Field::AccessToken => "access",
         Field::RefreshToken => "refresh",
+        Field::DpopKey => "dpop",
     };
     format!("tokenwarden/v1/{account}/{field}/{key_id}").into_bytes()
 }

@@ -1,7 +1,8 @@
 //! `tokenwarden demo`: the main job end to end on one machine. Fake
 //! platforms on loopback (X-style rotating, Pinterest, Google, LinkedIn with
-//! token introspection, Facebook Pages with debug_token) issue short-lived
-//! tokens (some rotating, some revoked along the way, some flaky); a few
+//! token introspection, Facebook Pages with debug_token, a Bluesky PDS and
+//! DPoP-checking authorization server) issue short-lived tokens (some
+//! rotating, some revoked along the way, some flaky); a few
 //! hundred accounts are seeded into a schema of the demo's own and refreshed
 //! or health-checked live through the real engine.
 //! At the end it checks that every rotating account still holds a refresh
@@ -26,11 +27,13 @@ use crate::config::{ClientAuth, Flow, Settings};
 use crate::crypto::{Field, Keyring};
 use crate::daemon::Role;
 use crate::domain::{AccessToken, AccountStatus, ConnectionType, Outcome, Provider, RefreshToken};
+use crate::fake::{FakeBluesky, OAuthSessionSpec, SessionSpec};
 use crate::fake::{
     FakeGoogle, FakeGraph, FakeLinkedin, FakeOAuthServer, FakePinterest, FamilySpec, GoogleGrant,
     GraphTokenState, LinkedinTokenState, PinterestGrant,
 };
 use crate::policy::RefreshPolicy;
+use crate::providers::DpopKey;
 use crate::store::accounts::{self, NewAccount};
 
 #[derive(Args, Debug, Clone)]
@@ -87,7 +90,13 @@ struct DemoFakes {
     google: FakeGoogle,
     linkedin: FakeLinkedin,
     graph: FakeGraph,
+    /// PDS and atproto authorization server; strict about replays, so the
+    /// final check would catch one.
+    bluesky: FakeBluesky,
 }
+
+/// The demo's atproto OAuth client id (a client-metadata URL; never fetched).
+const BLUESKY_CLIENT_ID: &str = "https://tokenwarden.invalid/oauth-client-metadata.json";
 
 impl DemoFakes {
     async fn start(secret: &str) -> std::io::Result<Self> {
@@ -99,6 +108,7 @@ impl DemoFakes {
             google: FakeGoogle::start(DEMO_CLIENT, secret).await?,
             linkedin,
             graph: FakeGraph::facebook(DEMO_CLIENT, secret).await?,
+            bluesky: FakeBluesky::start(BLUESKY_CLIENT_ID).await?,
         })
     }
 
@@ -149,6 +159,16 @@ impl DemoFakes {
         }
         // The generic fake checks X's Basic client authentication.
         settings.providers.x.client_auth = ClientAuth::Basic;
+        let bluesky = settings.providers.get_mut(Provider::Bluesky);
+        bluesky.flow = Flow::Bluesky;
+        bluesky.client_id = Some(BLUESKY_CLIENT_ID.into());
+        bluesky.allowed_origins = vec![
+            self.bluesky
+                .origin()
+                .parse()
+                .expect("the fake's origin is a URL"),
+        ];
+        bluesky.refresh_margin = Duration::from_secs(5);
     }
 
     fn calls(&self) -> u64 {
@@ -157,6 +177,8 @@ impl DemoFakes {
             + self.google.calls()
             + self.linkedin.calls()
             + u64::from(self.graph.calls())
+            + u64::from(self.bluesky.pds_calls())
+            + u64::from(self.bluesky.token_calls())
     }
 }
 
@@ -189,7 +211,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
     println!(
         "demo: {} accounts on {} fake platforms on loopback; tokens live 20-45 s, page tokens never expire; Ctrl-C to stop",
         args.accounts,
-        DEMO_PLATFORMS.len() + 1,
+        DEMO_PLATFORMS.len() + 2,
     );
 
     // The real daemon: scheduler and workers over Redis, on a queue of this
@@ -272,6 +294,11 @@ async fn seed(app: &App, fake: &DemoFakes, count: usize) -> anyhow::Result<()> {
             DEMO_PLATFORMS[i % DEMO_PLATFORMS.len()]
         };
         let lifetime = 20 + (i as u64 * 7) % 26;
+        // Two in ten on Bluesky: an app-password session, an OAuth session.
+        if matches!(i % 10, 4 | 8) {
+            seed_bluesky(app, &fake.bluesky, i, lifetime, i % 10 == 4).await?;
+            continue;
+        }
         // Roughly: 1 in 23 revoked by the user after a refresh or two,
         // 1 in 25 whose grant expires, 1 in 11 behind a flaky endpoint (the
         // moduli are prime to the platform cycle, so every platform gets some).
@@ -348,10 +375,81 @@ async fn seed(app: &App, fake: &DemoFakes, count: usize) -> anyhow::Result<()> {
             token_issued_at: now,
             token_expires_at: expires_in.map(|s| now + TimeDelta::seconds(s as i64)),
             refresh_token_expires_at: None,
+            dpop_key: None,
         };
         let policy = RefreshPolicy::from(app.settings.providers.get(provider));
         accounts::register(&app.pool, &app.keyring, &policy, &new).await?;
     }
+    Ok(())
+}
+
+/// A Bluesky account: an app-password session on the fake PDS, or an OAuth
+/// session bound to a DPoP key the "API tier" supplies.
+async fn seed_bluesky(
+    app: &App,
+    fake: &FakeBluesky,
+    i: usize,
+    lifetime: u64,
+    app_password: bool,
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    // Some trouble here too (seeded slots are i % 10 == 4 or 8).
+    let revoke_after = (i % 40 == 14).then_some(i as u32 % 2);
+    let fail_every = (i % 30 == 8).then_some(3);
+    let (external_id, access, refresh, meta, dpop_key) = if app_password {
+        let session = fake.issue_session(SessionSpec {
+            access_lifetime: lifetime as i64,
+            revoke_after,
+            fail_every,
+            ..SessionSpec::default()
+        });
+        let meta = serde_json::json!({"pds_host": fake.origin()});
+        (
+            session.did,
+            session.access_jwt,
+            session.refresh_jwt,
+            meta,
+            None,
+        )
+    } else {
+        let key = DpopKey::generate();
+        let issued = fake.issue_oauth(
+            OAuthSessionSpec {
+                access_lifetime: lifetime,
+                revoke_after,
+                fail_every,
+            },
+            &key.public_jwk(),
+        );
+        let meta = serde_json::json!({"pds_host": fake.origin(), "auth_server": fake.origin()});
+        (
+            issued.did,
+            issued.access_token,
+            issued.refresh_token,
+            meta,
+            Some(key),
+        )
+    };
+    let new = NewAccount {
+        workspace_id: format!("ws_demo_{}", i % 7),
+        provider: Provider::Bluesky,
+        external_id,
+        handle: Some(format!("@demo{i}.bsky.social")),
+        display_name: Some(format!("Demo account {i}")),
+        avatar_url: None,
+        connection_type: ConnectionType::Oauth,
+        granted_scopes: vec![],
+        meta,
+        default_board_id: None,
+        access_token: AccessToken::new(access),
+        refresh_token: Some(RefreshToken::new(refresh)),
+        token_issued_at: now,
+        token_expires_at: Some(now + TimeDelta::seconds(lifetime as i64)),
+        refresh_token_expires_at: None,
+        dpop_key,
+    };
+    let policy = RefreshPolicy::from(app.settings.providers.get(Provider::Bluesky));
+    accounts::register(&app.pool, &app.keyring, &policy, &new).await?;
     Ok(())
 }
 
@@ -409,10 +507,12 @@ async fn verify(app: &App, fake: &DemoFakes) -> anyhow::Result<ExitCode> {
     .await?;
     let mut checked = 0;
     let mut stranded = 0;
-    for row in rows
-        .iter()
-        .filter(|r| matches!(r.provider, Provider::X | Provider::Pinterest))
-    {
+    for row in rows.iter().filter(|r| {
+        matches!(
+            r.provider,
+            Provider::X | Provider::Pinterest | Provider::Bluesky
+        )
+    }) {
         let (Some(blob), Some(key_id)) = (&row.refresh_token_ciphertext, &row.credentials_key_id)
         else {
             continue;
@@ -423,13 +523,19 @@ async fn verify(app: &App, fake: &DemoFakes) -> anyhow::Result<ExitCode> {
         checked += 1;
         let live = match row.provider {
             Provider::Pinterest => fake.pinterest.is_live(refresh.expose_secret()),
+            Provider::Bluesky if row.meta.get("auth_server").is_some() => {
+                fake.bluesky.is_live_oauth(refresh.expose_secret())
+            }
+            Provider::Bluesky => fake.bluesky.is_live_session(refresh.expose_secret()),
             _ => fake.oauth.is_live(refresh.expose_secret()),
         };
         if !live {
             stranded += 1;
         }
     }
-    let replays = fake.oauth.reuse_detected() + fake.pinterest.reuse_detected();
+    let replays = fake.oauth.reuse_detected()
+        + fake.pinterest.reuse_detected()
+        + fake.bluesky.reuse_detected();
     println!(
         "rotating accounts holding a live refresh token: {}/{checked}; spent tokens replayed: {replays}",
         checked - stranded

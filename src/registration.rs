@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 
 use crate::domain::{AccessToken, ConnectionType, Provider, RefreshToken};
+use crate::providers::DpopKey;
 use crate::store::accounts::NewAccount;
 
 /// An account to register, or to reconnect (same workspace, provider and
@@ -40,6 +41,9 @@ pub struct CredentialsSpec {
     pub expires_in: Option<i64>,
     pub token_expires_at: Option<DateTime<Utc>>,
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    /// atproto OAuth: the ES256 private JWK the session's tokens are bound
+    /// to. Without one, a key is generated for such an account.
+    pub dpop_private_jwk: Option<String>,
 }
 
 impl std::fmt::Debug for CredentialsSpec {
@@ -52,6 +56,10 @@ impl std::fmt::Debug for CredentialsSpec {
             )
             .field("expires_in", &self.expires_in)
             .field("token_expires_at", &self.token_expires_at)
+            .field(
+                "dpop_private_jwk",
+                &self.dpop_private_jwk.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -109,6 +117,12 @@ impl AccountSpec {
         if !meta.is_object() {
             return Err(invalid("meta", "must be a JSON object"));
         }
+        let dpop_key = credentials
+            .dpop_private_jwk
+            .as_deref()
+            .map(DpopKey::from_jwk)
+            .transpose()
+            .map_err(|e| invalid("credentials.dpop_private_jwk", e.to_string()))?;
         Ok(NewAccount {
             workspace_id: required("workspace_id", &self.workspace_id)?,
             provider: self.provider,
@@ -128,6 +142,7 @@ impl AccountSpec {
             token_issued_at: now,
             token_expires_at,
             refresh_token_expires_at: credentials.refresh_token_expires_at,
+            dpop_key,
         })
     }
 }

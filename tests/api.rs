@@ -275,7 +275,11 @@ async fn register_creates_then_reconnects_with_a_recovery_event() {
     let view: Value = reply.json().await.unwrap();
     assert_eq!(id_of(&view), id, "same account");
     assert_eq!(view["status"], "ACTIVE");
-    assert_eq!(view["missing_scopes"], json!(["tweet.write"]), "publishing needs it");
+    assert_eq!(
+        view["missing_scopes"],
+        json!(["tweet.write"]),
+        "publishing needs it"
+    );
     let events = api.env.events(&id).await;
     assert_eq!(
         events.last().unwrap(),

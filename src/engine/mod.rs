@@ -24,7 +24,9 @@ use crate::domain::{
     AccessToken, AccountId, AccountStatus, Outcome, Provider, RefreshToken, Trigger,
 };
 use crate::policy::{RefreshPolicy, delta, retry_delay};
-use crate::providers::{FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant};
+use crate::providers::{
+    DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant,
+};
 use crate::store::accounts::{self, AccountRow};
 use crate::store::attempts::{self, AttemptRow, NewAttempt};
 use crate::store::refresh::{
@@ -126,6 +128,7 @@ pub struct Disconnected {
 struct Credentials {
     access: AccessToken,
     refresh: Option<RefreshToken>,
+    dpop: Option<DpopKey>,
 }
 
 enum Lease {
@@ -541,6 +544,7 @@ impl Engine {
                 provider: leased.provider,
                 access_token: &credentials.access,
                 refresh_token: credentials.refresh.as_ref(),
+                dpop_key: credentials.dpop.as_ref(),
                 meta: &leased.meta,
                 token_issued_at: leased.token_issued_at,
             })
@@ -579,9 +583,26 @@ impl Engine {
             .map(|blob| keyring.decrypt(&row.id, Field::RefreshToken, key_id, blob))
             .transpose()
             .map_err(wrap)?;
+        let dpop = match row.dpop_key_ciphertext.as_deref() {
+            Some(blob) => {
+                let jwk = keyring
+                    .decrypt(&row.id, Field::DpopKey, key_id, blob)
+                    .map_err(wrap)?;
+                // It decrypted, so it is what was stored: a key that does not
+                // parse was altered before encryption, which is tampering too.
+                Some(DpopKey::from_jwk(jwk.expose_secret()).map_err(|_| {
+                    wrap(crate::crypto::CryptoError::Tampered {
+                        field: "DPoP key",
+                        key_id: key_id.to_owned(),
+                    })
+                })?)
+            }
+            None => None,
+        };
         Ok(Credentials {
             access: AccessToken::new(access.expose_secret()),
             refresh: refresh.map(|r| RefreshToken::new(r.expose_secret())),
+            dpop,
         })
     }
 
@@ -630,6 +651,14 @@ impl Engine {
                 .map(|granted| crate::scopes::missing(&policy.publish_scopes, granted)),
             granted_scopes: grant.scopes.clone(),
             next_attempt_at: Some(policy.plan(&leased.id, now, Some(expires_at)).at()),
+            // Follows the row's key id, which moves to the primary key here.
+            dpop_key_ciphertext: old.dpop.as_ref().map(|key| {
+                keyring.encrypt(
+                    &leased.id,
+                    Field::DpopKey,
+                    key.to_private_jwk().expose_secret(),
+                )
+            }),
         };
         let note = grant.expires_in.is_none().then(|| {
             format!(
@@ -690,10 +719,14 @@ impl Engine {
     ) -> Result<RefreshReport, EngineError> {
         let now = Utc::now();
         let config = &self.inner.config;
+        let dpop_scalar = credentials
+            .and_then(|c| c.dpop.as_ref())
+            .map(DpopKey::private_scalar_b64);
         let secrets: Vec<&str> = credentials
             .map(|c| {
                 std::iter::once(c.access.expose())
                     .chain(c.refresh.as_ref().map(|r| r.expose()))
+                    .chain(dpop_scalar.as_deref())
                     .collect()
             })
             .unwrap_or_default();
@@ -848,6 +881,7 @@ impl Engine {
             provider: leased.provider,
             access_token: &credentials.access,
             refresh_token: credentials.refresh.as_ref(),
+            dpop_key: credentials.dpop.as_ref(),
             meta: &leased.meta,
             token_issued_at: leased.token_issued_at,
         }

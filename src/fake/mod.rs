@@ -2,6 +2,7 @@
 //! serve the demo and the tests; they behave like strict real servers
 //! (single-use rotating refresh tokens whose reuse revokes the whole family).
 
+mod bluesky;
 mod google;
 mod linkedin;
 mod mastodon;
@@ -12,6 +13,9 @@ mod server;
 mod tiktok;
 mod x;
 
+pub use bluesky::{
+    BlueskyAccountState, FakeBluesky, IssuedOAuth, IssuedSession, OAuthSessionSpec, SessionSpec,
+};
 pub use google::{FakeGoogle, GoogleGrant, YOUTUBE_UPLOAD_SCOPE};
 pub use linkedin::{FakeLinkedin, LINKEDIN_REFRESH_LIFETIME, LinkedinTokenState};
 pub use mastodon::{FakeMastodon, MastodonTokenState};

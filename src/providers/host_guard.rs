@@ -118,6 +118,22 @@ impl HostGuard {
         }
     }
 
+    /// A full URL on a user-controlled host (an authorization server's token
+    /// endpoint named by its metadata): its origin passes `origin`, and it
+    /// carries no credentials or fragment.
+    pub fn endpoint(&self, input: &str) -> Result<Url, String> {
+        let url = Url::parse(input.trim()).map_err(|_| "not a valid URL".to_owned())?;
+        if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+            return Err("credentials and fragments are refused".into());
+        }
+        let origin = url.origin();
+        if !origin.is_tuple() {
+            return Err("no host".into());
+        }
+        self.origin(&origin.ascii_serialization())?;
+        Ok(url)
+    }
+
     /// Resolves a name and keeps only public addresses; an allowlisted name
     /// keeps all. Refused when nothing is left.
     pub async fn resolve(&self, name: &str) -> Result<Vec<SocketAddr>, String> {
@@ -202,6 +218,24 @@ mod tests {
             "[2606:4700::1111]",
         ] {
             assert!(guard.origin(host).is_ok(), "{host} was refused");
+        }
+    }
+
+    #[test]
+    fn endpoints_are_checked_by_their_origin() {
+        let guard = HostGuard::new(&[Url::parse("http://127.0.0.1:4000").unwrap()]);
+        assert!(guard.endpoint("https://bsky.social/oauth/token").is_ok());
+        assert!(guard.endpoint("http://127.0.0.1:4000/oauth/token").is_ok());
+        for bad in [
+            "http://bsky.social/oauth/token",
+            "https://10.0.0.1/oauth/token",
+            "https://[::1]/token",
+            "https://u:p@bsky.social/token",
+            "https://bsky.social/token#x",
+            "http://127.0.0.1:4001/oauth/token",
+            "data:text/plain,x",
+        ] {
+            assert!(guard.endpoint(bad).is_err(), "{bad} was accepted");
         }
     }
 

@@ -1,6 +1,8 @@
 //! Talking to the platforms. The engine sees one trait; each flow lives in a
 //! file of its own and classifies every answer into a `ProviderError` kind.
 
+mod bluesky;
+mod dpop;
 mod error;
 mod facebook;
 mod google;
@@ -25,6 +27,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+pub use bluesky::{BlueskyRefresh, needs_dpop_key};
+pub use dpop::{DpopKey, InvalidDpopKey};
 pub use error::{FailureKind, ProviderError};
 pub use facebook::FacebookFlow;
 pub use google::GoogleRefresh;
@@ -48,6 +52,8 @@ pub struct RefreshRequest<'a> {
     pub provider: Provider,
     pub access_token: &'a AccessToken,
     pub refresh_token: Option<&'a RefreshToken>,
+    /// The account's DPoP key, where its tokens are DPoP-bound.
+    pub dpop_key: Option<&'a DpopKey>,
     pub meta: &'a serde_json::Value,
     /// When the stored access token was issued, where known (platforms that
     /// refuse to refresh young tokens check it).
@@ -147,6 +153,7 @@ impl ProviderRegistry {
                              are both needed (the app access token is client_id|client_secret)"
                         )
                     }),
+                Flow::Bluesky => Ok(Arc::new(BlueskyRefresh::from_settings(section, http)?)),
             };
             match built {
                 Ok(flow) => {

@@ -8,6 +8,7 @@ use crate::domain::{
     AccessToken, AccountId, AccountStatus, ConnectionType, Provider, RefreshToken,
 };
 use crate::policy::RefreshPolicy;
+use crate::providers::{DpopKey, needs_dpop_key};
 use crate::store::events;
 
 /// One row of `social_accounts`. Ciphertexts are opaque bytes here; the
@@ -46,6 +47,8 @@ pub struct AccountRow {
     pub access_token_ciphertext: Option<Vec<u8>>,
     pub refresh_token_ciphertext: Option<Vec<u8>>,
     pub credentials_key_id: Option<String>,
+    /// atproto OAuth accounts only: the DPoP private key, under the same key id.
+    pub dpop_key_ciphertext: Option<Vec<u8>>,
     pub credentials_version: i64,
     pub lease_owner: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
@@ -82,6 +85,9 @@ pub struct NewAccount {
     pub token_issued_at: DateTime<Utc>,
     pub token_expires_at: Option<DateTime<Utc>>,
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    /// A DPoP key supplied by the API tier; one is generated for flows that
+    /// need one when none is given.
+    pub dpop_key: Option<DpopKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +154,17 @@ async fn register_once(
         .refresh_token
         .as_ref()
         .map(|rt| keyring.encrypt(&id, Field::RefreshToken, rt.expose()));
+    let dpop_key = new
+        .dpop_key
+        .clone()
+        .or_else(|| needs_dpop_key(new.provider, &new.meta).then(DpopKey::generate))
+        .map(|key| {
+            keyring.encrypt(
+                &id,
+                Field::DpopKey,
+                secrecy::ExposeSecret::expose_secret(&key.to_private_jwk()),
+            )
+        });
     let next_attempt_at = policy
         .plan(&id, new.token_issued_at, new.token_expires_at)
         .at();
@@ -165,8 +182,9 @@ async fn register_once(
              id, workspace_id, provider, external_id, handle, display_name, avatar_url,
              status, connection_type, granted_scopes, meta, default_board_id,
              token_issued_at, token_expires_at, refresh_token_expires_at, next_attempt_at,
-             access_token_ciphertext, refresh_token_ciphertext, credentials_key_id, missing_scopes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ACTIVE', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+             access_token_ciphertext, refresh_token_ciphertext, credentials_key_id, missing_scopes,
+             dpop_key_ciphertext)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ACTIVE', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
          ON CONFLICT (id) DO UPDATE SET
              handle = EXCLUDED.handle,
              display_name = EXCLUDED.display_name,
@@ -189,6 +207,7 @@ async fn register_once(
              access_token_ciphertext = EXCLUDED.access_token_ciphertext,
              refresh_token_ciphertext = EXCLUDED.refresh_token_ciphertext,
              credentials_key_id = EXCLUDED.credentials_key_id,
+             dpop_key_ciphertext = EXCLUDED.dpop_key_ciphertext,
              credentials_version = social_accounts.credentials_version + 1,
              interrupted_refresh_at = NULL,
              claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
@@ -217,6 +236,7 @@ async fn register_once(
         &policy.publish_scopes,
         &new.granted_scopes,
     ))
+    .bind(dpop_key)
     .fetch_one(&mut *tx)
     .await?;
 

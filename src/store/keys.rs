@@ -65,9 +65,15 @@ pub struct RotationReport {
     pub remaining: i64,
 }
 
-type OldRow = (String, Option<Vec<u8>>, Option<Vec<u8>>, String);
-/// Re-encrypted access and refresh token ciphertexts.
-type Ciphertexts = (Option<Vec<u8>>, Option<Vec<u8>>);
+type OldRow = (
+    String,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    String,
+    Option<Vec<u8>>,
+);
+/// Re-encrypted access token, refresh token and DPoP key ciphertexts.
+type Ciphertexts = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Re-encrypts every row not under the primary key, `batch` rows per
 /// transaction. Online: rows locked by a running refresh are skipped and
@@ -88,7 +94,8 @@ pub async fn rotate(
         loop {
             let mut tx = pool.begin().await?;
             let rows: Vec<OldRow> = sqlx::query_as(
-                "SELECT id, access_token_ciphertext, refresh_token_ciphertext, credentials_key_id
+                "SELECT id, access_token_ciphertext, refresh_token_ciphertext, credentials_key_id,
+                        dpop_key_ciphertext
                  FROM social_accounts
                  WHERE credentials_key_id IS NOT NULL AND credentials_key_id <> $1 AND id > $2
                  ORDER BY id LIMIT $3
@@ -105,12 +112,15 @@ pub async fn rotate(
             let mut ids = Vec::with_capacity(rows.len());
             let mut access = Vec::with_capacity(rows.len());
             let mut refresh = Vec::with_capacity(rows.len());
-            for (id, at, rt, key_id) in &rows {
-                match reencrypt(keyring, id, at.as_deref(), rt.as_deref(), key_id) {
-                    Ok((at, rt)) => {
+            let mut dpop = Vec::with_capacity(rows.len());
+            for (id, at, rt, key_id, dk) in &rows {
+                let old = [at.as_deref(), rt.as_deref(), dk.as_deref()];
+                match reencrypt(keyring, id, old, key_id) {
+                    Ok((at, rt, dk)) => {
                         ids.push(id.clone());
                         access.push(at);
                         refresh.push(rt);
+                        dpop.push(dk);
                     }
                     Err(e) => {
                         if !report.failed.iter().any(|(failed, _)| failed == id) {
@@ -122,14 +132,15 @@ pub async fn rotate(
             let updated = sqlx::query(
                 "UPDATE social_accounts a
                  SET access_token_ciphertext = u.at, refresh_token_ciphertext = u.rt,
-                     credentials_key_id = $4, updated_at = now()
-                 FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS u(id, at, rt)
+                     dpop_key_ciphertext = u.dk, credentials_key_id = $4, updated_at = now()
+                 FROM unnest($1::text[], $2::bytea[], $3::bytea[], $5::bytea[]) AS u(id, at, rt, dk)
                  WHERE a.id = u.id",
             )
             .bind(&ids)
             .bind(&access)
             .bind(&refresh)
             .bind(primary)
+            .bind(&dpop)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -152,8 +163,7 @@ pub async fn rotate(
 fn reencrypt(
     keyring: &Keyring,
     id: &str,
-    access: Option<&[u8]>,
-    refresh: Option<&[u8]>,
+    [access, refresh, dpop]: [Option<&[u8]>; 3],
     key_id: &str,
 ) -> Result<Ciphertexts, CryptoError> {
     let account: AccountId = id.parse().map_err(|_| CryptoError::Tampered {
@@ -175,5 +185,6 @@ fn reencrypt(
     Ok((
         out(Field::AccessToken, access)?,
         out(Field::RefreshToken, refresh)?,
+        out(Field::DpopKey, dpop)?,
     ))
 }

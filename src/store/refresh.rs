@@ -58,6 +58,9 @@ pub struct NewCredentials {
     /// Recomputed with `granted_scopes`; None keeps the stored list.
     pub missing_scopes: Option<Vec<String>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The account's DPoP key re-encrypted under `key_id` (it must follow
+    /// the key id of the row); None where the account has none.
+    pub dpop_key_ciphertext: Option<Vec<u8>>,
 }
 
 /// What a failed attempt does to the account.
@@ -222,7 +225,7 @@ fn fenced_message(holds_lease: bool) -> String {
     }
 }
 
-/// The SET clause of a credentials write; `$1` is the account id, `$2..$11`
+/// The SET clause of a credentials write; `$1` is the account id, `$2..$12`
 /// the `NewCredentials` fields and the attempt time, as bound by
 /// `bind_credentials`.
 macro_rules! credentials_set {
@@ -239,6 +242,7 @@ macro_rules! credentials_set {
          missing_scopes = COALESCE($11, missing_scopes),
          next_attempt_at = $9,
          last_refresh_attempt_at = $10,
+         dpop_key_ciphertext = $12,
          last_refresh_error = NULL,
          last_refresh_error_status = NULL,
          consecutive_failures = 0,
@@ -271,6 +275,7 @@ fn bind_credentials<'q>(
         .bind(creds.next_attempt_at)
         .bind(attempted_at)
         .bind(&creds.missing_scopes)
+        .bind(&creds.dpop_key_ciphertext)
 }
 
 async fn write_credentials(
@@ -308,16 +313,16 @@ pub async fn commit_refreshed(
          upd AS (
              UPDATE social_accounts SET ",
         credentials_set!(),
-        " WHERE id = $1 AND lease_owner = $12 AND credentials_version = $13
+        " WHERE id = $1 AND lease_owner = $13 AND credentials_version = $14
                AND status <> 'DISCONNECTED'
              RETURNING id),
          attempt AS (
              INSERT INTO refresh_attempts
                  (account_id, provider, trigger, started_at, finished_at, outcome, message, duration_ms)
-             SELECT cur.id, cur.provider, $14, $15, $10, 'refreshed', $16, $17 FROM cur JOIN upd ON upd.id = cur.id),
+             SELECT cur.id, cur.provider, $15, $16, $10, 'refreshed', $17, $18 FROM cur JOIN upd ON upd.id = cur.id),
          event AS (
              INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
-             SELECT $18, cur.id, cur.workspace_id, cur.provider, cur.status, 'ACTIVE', 'refreshed'
+             SELECT $19, cur.id, cur.workspace_id, cur.provider, cur.status, 'ACTIVE', 'refreshed'
              FROM cur JOIN upd ON upd.id = cur.id WHERE cur.status <> 'ACTIVE')
          SELECT cur.status FROM cur JOIN upd ON upd.id = cur.id"
     ));

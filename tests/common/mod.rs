@@ -297,6 +297,7 @@ pub fn new_account(
         token_issued_at: issued_at,
         token_expires_at: expires_at,
         refresh_token_expires_at: None,
+        dpop_key: None,
     }
 }
 
