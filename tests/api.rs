@@ -90,6 +90,25 @@ impl Api {
             .bearer_auth(KEY)
     }
 
+    async fn fetch(&self, path: &str) -> reqwest::Response {
+        self.get(path).send().await.unwrap()
+    }
+
+    async fn get_json(&self, path: &str) -> Value {
+        self.fetch(path).await.json().await.unwrap()
+    }
+
+    async fn remove(&self, path: &str) -> reqwest::Response {
+        self.delete(path).send().await.unwrap()
+    }
+
+    async fn force_refresh(&self, id: &AccountId) -> reqwest::Response {
+        self.post(&format!("/v1/accounts/{id}/refresh"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Registers an X account through the API with tokens the fake issued.
     async fn register_x(&self, external_id: &str, tokens: &IssuedTokens, expires_in: i64) -> Value {
         let reply = self
@@ -177,7 +196,7 @@ async fn requests_without_a_valid_key_get_401_and_old_keys_still_work() {
 #[tokio::test]
 async fn a_daemon_without_keys_refuses_every_v1_request() {
     let api = Api::with(|s| s.api.keys = None).await;
-    let reply = api.get("/v1/accounts").send().await.unwrap();
+    let reply = api.fetch("/v1/accounts").await;
     assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -399,25 +418,13 @@ async fn unknown_accounts_are_404_everywhere() {
         format!("/v1/accounts/{unknown}/access-token"),
         "/v1/accounts/not-an-id".to_owned(),
     ] {
-        let (status, error) = error_of(api.get(&path).send().await.unwrap()).await;
+        let (status, error) = error_of(api.fetch(&path).await).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(error["error"]["code"], "not_found");
     }
-    let (status, _) = error_of(
-        api.post(&format!("/v1/accounts/{unknown}/refresh"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = error_of(api.force_refresh(&unknown).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = error_of(
-        api.delete(&format!("/v1/accounts/{unknown}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = error_of(api.remove(&format!("/v1/accounts/{unknown}")).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -429,14 +436,7 @@ async fn listing_filters_searches_and_hides_disconnected_accounts() {
         let tokens = api.env.fake.issue(rotating());
         ids.push(id_of(&api.register_x(name, &tokens, 3600).await));
     }
-    let reply: Value = api
-        .get("/v1/accounts?q=BO")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply: Value = api.get_json("/v1/accounts?q=BO").await;
     let handles: Vec<&str> = reply["items"]
         .as_array()
         .unwrap()
@@ -445,35 +445,19 @@ async fn listing_filters_searches_and_hides_disconnected_accounts() {
         .collect();
     assert_eq!(handles, ["@bob"]);
 
-    let reply: Value = api
-        .get("/v1/accounts?q=%25")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply: Value = api.get_json("/v1/accounts?q=%25").await;
     assert!(
         reply["items"].as_array().unwrap().is_empty(),
         "% is matched literally"
     );
 
     assert_eq!(
-        api.delete(&format!("/v1/accounts/{}", ids[0]))
-            .send()
+        api.remove(&format!("/v1/accounts/{}", ids[0]))
             .await
-            .unwrap()
             .status(),
         StatusCode::NO_CONTENT
     );
-    let reply: Value = api
-        .get("/v1/accounts")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply: Value = api.get_json("/v1/accounts").await;
     assert_eq!(
         reply["items"].as_array().unwrap().len(),
         2,
@@ -486,32 +470,13 @@ async fn listing_filters_searches_and_hides_disconnected_accounts() {
         .map(|v| v["handle"].as_str().unwrap())
         .collect();
     assert_eq!(newest_first, ["@carol", "@bob"]);
-    let reply: Value = api
-        .get("/v1/accounts?status=DISCONNECTED")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply: Value = api.get_json("/v1/accounts?status=DISCONNECTED").await;
     assert_eq!(reply["items"][0]["health"]["word"], "disconnected");
     let reply: Value = api
-        .get("/v1/accounts?include_disconnected=true&provider=X&workspace_id=ws_1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/accounts?include_disconnected=true&provider=X&workspace_id=ws_1")
+        .await;
     assert_eq!(reply["items"].as_array().unwrap().len(), 3);
-    let reply: Value = api
-        .get("/v1/accounts?workspace_id=other")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply: Value = api.get_json("/v1/accounts?workspace_id=other").await;
     assert!(reply["items"].as_array().unwrap().is_empty());
 
     for bad in [
@@ -521,13 +486,7 @@ async fn listing_filters_searches_and_hides_disconnected_accounts() {
         "cursor=%%%",
         "provider=ORKUT",
     ] {
-        let (status, _) = error_of(
-            api.get(&format!("/v1/accounts?{bad}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, _) = error_of(api.fetch(&format!("/v1/accounts?{bad}")).await).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
 }
@@ -553,7 +512,7 @@ async fn pagination_is_stable_while_accounts_are_added() {
             None => "/v1/accounts?limit=7".to_owned(),
             Some(c) => format!("/v1/accounts?limit=7&cursor={c}"),
         };
-        let page: Value = api.get(&path).send().await.unwrap().json().await.unwrap();
+        let page: Value = api.get_json(&path).await;
         seen.extend(
             page["items"]
                 .as_array()
@@ -605,14 +564,7 @@ async fn health_word_and_can_post_for_every_status() {
         .execute(api.env.pool())
         .await
         .unwrap();
-        let view: Value = api
-            .get(&format!("/v1/accounts/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view: Value = api.get_json(&format!("/v1/accounts/{id}")).await;
         assert_eq!(view["health"]["word"], word, "{status}: {view}");
         assert_eq!(view["health"]["can_post"], can_post, "{status}: {view}");
         if word != "healthy" {
@@ -630,11 +582,7 @@ async fn forced_refresh_answers_200_then_429_then_409_with_the_platforms_reason(
     let tokens = api.env.fake.issue(rotating());
     let id = id_of(&api.register_x("f1", &tokens, 3600).await);
 
-    let reply = api
-        .post(&format!("/v1/accounts/{id}/refresh"))
-        .send()
-        .await
-        .unwrap();
+    let reply = api.force_refresh(&id).await;
     assert_eq!(reply.status(), StatusCode::OK);
     let view: Value = reply.json().await.unwrap();
     assert!(view["last_refreshed_at"].is_string());
@@ -644,11 +592,7 @@ async fn forced_refresh_answers_200_then_429_then_409_with_the_platforms_reason(
         "rotated and stored"
     );
 
-    let reply = api
-        .post(&format!("/v1/accounts/{id}/refresh"))
-        .send()
-        .await
-        .unwrap();
+    let reply = api.force_refresh(&id).await;
     assert!(reply.headers().contains_key("retry-after"));
     let (status, error) = error_of(reply).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
@@ -661,11 +605,7 @@ async fn forced_refresh_answers_200_then_429_then_409_with_the_platforms_reason(
         400,
         json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
     ));
-    let reply = api
-        .post(&format!("/v1/accounts/{other_id}/refresh"))
-        .send()
-        .await
-        .unwrap();
+    let reply = api.force_refresh(&other_id).await;
     let (status, error) = error_of(reply).await;
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
     assert_eq!(error["error"]["provider_status"], 400, "{error}");
@@ -680,13 +620,7 @@ async fn forced_refresh_answers_200_then_429_then_409_with_the_platforms_reason(
     api.env
         .fake
         .script_next(ScriptedResponse::raw(503, "text/html", "<html>down</html>"));
-    let (status, error) = error_of(
-        api.post(&format!("/v1/accounts/{third_id}/refresh"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, error) = error_of(api.force_refresh(&third_id).await).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error["error"]["code"], "provider_unavailable");
     assert!(error["error"]["retry_after"].as_u64().is_some(), "{error}");
@@ -730,11 +664,7 @@ async fn access_token_is_served_fresh_and_refreshed_inside_its_window() {
     let api = Api::start().await;
     let tokens = api.env.fake.issue(rotating());
     let id = id_of(&api.register_x("t1", &tokens, 7200).await);
-    let reply = api
-        .get(&format!("/v1/accounts/{id}/access-token"))
-        .send()
-        .await
-        .unwrap();
+    let reply = api.fetch(&format!("/v1/accounts/{id}/access-token")).await;
     assert_eq!(reply.status(), StatusCode::OK);
     assert_eq!(reply.headers()["cache-control"], "no-store");
     let body: Value = reply.json().await.unwrap();
@@ -750,13 +680,8 @@ async fn access_token_is_served_fresh_and_refreshed_inside_its_window() {
     .await
     .unwrap();
     let body: Value = api
-        .get(&format!("/v1/accounts/{id}/access-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/accounts/{id}/access-token"))
+        .await;
     assert_ne!(body["access_token"], tokens.access_token.as_str());
     assert_eq!(
         body["access_token"],
@@ -775,13 +700,8 @@ async fn access_token_is_served_fresh_and_refreshed_inside_its_window() {
     api.env
         .fake
         .script_next(ScriptedResponse::raw(502, "text/plain", "bad gateway"));
-    let (status, error) = error_of(
-        api.get(&format!("/v1/accounts/{id}/access-token"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, error) =
+        error_of(api.fetch(&format!("/v1/accounts/{id}/access-token")).await).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error["error"]["code"], "provider_unavailable");
 
@@ -790,13 +710,8 @@ async fn access_token_is_served_fresh_and_refreshed_inside_its_window() {
         .execute(api.env.pool())
         .await
         .unwrap();
-    let (status, error) = error_of(
-        api.get(&format!("/v1/accounts/{id}/access-token"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, error) =
+        error_of(api.fetch(&format!("/v1/accounts/{id}/access-token")).await).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error["error"]["code"], "revoked");
 }
@@ -859,13 +774,7 @@ async fn disconnect_revokes_at_the_platform_and_wipes_credentials() {
         StatusCode::NOT_FOUND,
         "already disconnected"
     );
-    let (status, error) = error_of(
-        api.post(&format!("/v1/accounts/{id}/refresh"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, error) = error_of(api.force_refresh(&id).await).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error["error"]["code"], "disconnected");
 }
@@ -877,32 +786,17 @@ async fn attempts_are_paginated_newest_first_with_counts() {
     let id = id_of(&api.register_x("a1", &tokens, 3600).await);
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(
-            api.post(&format!("/v1/accounts/{id}/refresh"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            StatusCode::OK
-        );
+        assert_eq!(api.force_refresh(&id).await.status(), StatusCode::OK);
     }
     api.env
         .fake
         .script_next(ScriptedResponse::raw(503, "text/plain", "down"));
     tokio::time::sleep(Duration::from_millis(5)).await;
-    api.post(&format!("/v1/accounts/{id}/refresh"))
-        .send()
-        .await
-        .unwrap();
+    api.force_refresh(&id).await;
 
     let page: Value = api
-        .get(&format!("/v1/accounts/{id}/attempts?limit=3"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/accounts/{id}/attempts?limit=3"))
+        .await;
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 3);
     assert_eq!(items[0]["outcome"], "transient_error", "newest first");
@@ -911,15 +805,10 @@ async fn attempts_are_paginated_newest_first_with_counts() {
     assert_eq!(page["counts"]["transient_error"], 1);
     let cursor = page["next_cursor"].as_str().unwrap();
     let page: Value = api
-        .get(&format!(
+        .get_json(&format!(
             "/v1/accounts/{id}/attempts?limit=3&cursor={cursor}"
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert!(page["next_cursor"].is_null());
 }
@@ -929,19 +818,9 @@ async fn events_are_read_in_order_after_a_cursor() {
     let api = Api::start().await;
     let tokens = api.env.fake.issue(rotating());
     let id = id_of(&api.register_x("e1", &tokens, 3600).await);
-    api.delete(&format!("/v1/accounts/{id}"))
-        .send()
-        .await
-        .unwrap();
+    api.remove(&format!("/v1/accounts/{id}")).await;
 
-    let page: Value = api
-        .get("/v1/events")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = api.get_json("/v1/events").await;
     let items = page["items"].as_array().unwrap();
     let changes: Vec<(&str, &str)> = items
         .iter()
@@ -959,14 +838,7 @@ async fn events_are_read_in_order_after_a_cursor() {
     assert_eq!(items[0]["type"], "account.status_changed");
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
 
-    let page: Value = api
-        .get(&format!("/v1/events?after={cursor}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = api.get_json(&format!("/v1/events?after={cursor}")).await;
     assert!(page["items"].as_array().unwrap().is_empty());
     assert_eq!(
         page["next_cursor"],
@@ -976,17 +848,10 @@ async fn events_are_read_in_order_after_a_cursor() {
 
     let more = api.env.fake.issue(rotating());
     api.register_x("e2", &more, 3600).await;
-    let page: Value = api
-        .get(&format!("/v1/events?after={cursor}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = api.get_json(&format!("/v1/events?after={cursor}")).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
 
-    let (status, _) = error_of(api.get("/v1/events?after=abc").send().await.unwrap()).await;
+    let (status, _) = error_of(api.fetch("/v1/events?after=abc").await).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -1042,7 +907,7 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_answe
         let body = reply.text().await.unwrap();
         assert!(!body.contains("no such route"), "{operation} is not routed");
     }
-    let reply = api.get("/v1/nothing-here").send().await.unwrap();
+    let reply = api.fetch("/v1/nothing-here").await;
     let body = reply.text().await.unwrap();
     assert!(
         body.contains("no such route"),
@@ -1095,10 +960,7 @@ async fn metrics_show_account_state_and_attempts_without_account_ids() {
     let api = Api::start().await;
     let tokens = api.env.fake.issue(rotating());
     let id = id_of(&api.register_x("m1", &tokens, 1800).await);
-    api.post(&format!("/v1/accounts/{id}/refresh"))
-        .send()
-        .await
-        .unwrap();
+    api.force_refresh(&id).await;
     tokenwarden::metrics::compute_state(api.env.pool(), Duration::from_secs(300), false)
         .await
         .unwrap();
