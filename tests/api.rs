@@ -598,6 +598,35 @@ async fn forced_refresh_answers_200_then_429_then_409_with_the_platforms_reason(
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(error["error"]["code"], "too_many_requests");
 
+    // Another replica (its own server and engine, the same database) agrees.
+    let replica = common::engine_for(
+        api.env.pool(),
+        &api.env.settings,
+        api.env.keyring.clone(),
+        "replica",
+    );
+    let app = api::router(
+        ApiState::new(&api.env.settings, replica).unwrap(),
+        65536,
+        true,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let replica_base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let reply = api
+        .http
+        .post(format!("{replica_base}/v1/accounts/{id}/refresh"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the limit holds across replicas"
+    );
+    assert_eq!(api.env.fake.call_count(), 1);
+
     // Another account, whose grant the platform has revoked.
     let other = api.env.fake.issue(rotating());
     let other_id = id_of(&api.register_x("f2", &other, 3600).await);
@@ -981,6 +1010,7 @@ async fn metrics_show_account_state_and_attempts_without_account_ids() {
         "tokenwarden_accounts_refresh_token_expiring{provider=\"x\",within=\"30d\"}",
         "tokenwarden_accounts_overdue{provider=\"x\"}",
         "tokenwarden_jobs_outstanding",
+        "tokenwarden_status_changes_total{provider=\"x\",to_status=\"ACTIVE\"}",
         "tokenwarden_state_computed_timestamp_seconds",
         "tokenwarden_refresh_attempts_total{provider=\"x\",trigger=\"forced\",outcome=\"refreshed\"}",
         "tokenwarden_refresh_duration_seconds_bucket{provider=\"x\",le=\"0.25\"}",

@@ -2,7 +2,6 @@
 //! access token, read attempts, disconnect.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -87,6 +86,9 @@ pub async fn register(
     let policy = engine.config().policy(new.provider);
     let keyring = engine.keyring();
     let registered = accounts::register(&state.inner.pool, keyring, policy, &new).await?;
+    if registered.status_changed {
+        crate::metrics::record_status_change(new.provider, AccountStatus::Active);
+    }
     let status = if registered.created {
         StatusCode::CREATED
     } else {
@@ -260,34 +262,26 @@ pub async fn refresh(
     Path(id): Path<String>,
 ) -> Result<Json<AccountView>, ApiError> {
     let id = parse_id(&id)?;
-    let min_interval = state.inner.force_refresh_min_interval;
-    {
-        let forced = state.inner.forced.lock().expect("limiter poisoned");
-        if let Some(last) = forced.get(&id) {
-            let since = last.elapsed();
-            if since < min_interval {
-                let wait = (min_interval - since).as_secs().max(1);
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    format!(
-                        "account {id} was force-refreshed {}s ago; at most one forced refresh per {}s",
-                        since.as_secs(),
-                        min_interval.as_secs()
-                    ),
-                )
-                .with_retry_after(wait));
-            }
+    // Counted from the attempt history, so the limit holds across replicas;
+    // callers arriving while a refresh is in flight join it instead.
+    let min_interval = crate::policy::delta(state.inner.force_refresh_min_interval);
+    if let Some(last) = attempts::last_forced(&state.inner.pool, &id).await? {
+        let since = Utc::now() - last;
+        if since < min_interval {
+            let wait = (min_interval - since).num_seconds().max(1) as u64;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!(
+                    "account {id} was force-refreshed {}s ago; at most one forced refresh per {}s",
+                    since.num_seconds().max(0),
+                    min_interval.num_seconds()
+                ),
+            )
+            .with_retry_after(wait));
         }
     }
     let result = state.inner.engine.refresh(&id, Trigger::Forced).await;
-    {
-        // Calls that joined the same flight were let in before it finished;
-        // the interval counts from the end of the refresh.
-        let mut forced = state.inner.forced.lock().expect("limiter poisoned");
-        forced.retain(|_, at| at.elapsed() < min_interval);
-        forced.insert(id.clone(), Instant::now());
-    }
     let report = result?;
     let row = accounts::get(&state.inner.pool, &id)
         .await?

@@ -10,9 +10,8 @@ mod events;
 mod health;
 mod views;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -32,7 +31,6 @@ use utoipa_axum::router::OpenApiRouter;
 pub use error::ApiError;
 
 use crate::config::Settings;
-use crate::domain::AccountId;
 use crate::engine::Engine;
 
 /// What every handler shares.
@@ -47,8 +45,6 @@ struct Inner {
     redis: Option<redis::Client>,
     keys: Vec<SecretString>,
     force_refresh_min_interval: Duration,
-    /// When each account's last forced refresh finished, for the 429 rule.
-    forced: Mutex<HashMap<AccountId, Instant>>,
     openapi: String,
 }
 
@@ -74,7 +70,6 @@ impl ApiState {
                 redis,
                 keys,
                 force_refresh_min_interval: settings.api.force_refresh_min_interval,
-                forced: Mutex::new(HashMap::new()),
                 openapi: openapi
                     .to_json()
                     .context("rendering the OpenAPI document")?,

@@ -96,6 +96,9 @@ pub struct Registered {
     /// False when an existing account (same workspace, provider and external
     /// id) was reconnected with new credentials.
     pub created: bool,
+    /// Whether the status changed (a new account, or a reconnect from
+    /// anything but ACTIVE): an outbox event was written.
+    pub status_changed: bool,
 }
 
 /// Registers an account, or reconnects it: a reconnect replaces the
@@ -259,6 +262,7 @@ async fn register_once(
     Ok(Registered {
         account,
         created: previous_status.is_none(),
+        status_changed: previous_status != Some(AccountStatus::Active),
     })
 }
 

@@ -128,3 +128,19 @@ pub async fn counts_by_outcome(
     .fetch_all(pool)
     .await
 }
+
+/// When the account's latest forced refresh that reached the platform
+/// finished.
+pub async fn last_forced(
+    pool: &PgPool,
+    account: &AccountId,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT finished_at FROM refresh_attempts
+         WHERE account_id = $1 AND trigger = 'forced' AND outcome <> 'skipped'
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(account.as_str())
+    .fetch_optional(pool)
+    .await
+}
