@@ -169,9 +169,6 @@ impl ProviderGates {
         }
         match outcome {
             Outcome::Refreshed | Outcome::Healthy => state.config_error = false,
-            _ => {}
-        }
-        match outcome {
             Outcome::ConfigError => {
                 state.config_error = true;
                 state.paused_until = Some(now + self.circuit.cooldown);

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::params::{bad_cursor, limit, query};
 use super::views::{AccountView, account_view};
 use super::{ApiError, ApiState};
 use crate::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
@@ -132,7 +133,7 @@ fn encode_list_cursor(cursor: &ListCursor) -> String {
 }
 
 fn decode_list_cursor(text: &str) -> Result<ListCursor, ApiError> {
-    let invalid = || ApiError::invalid_field("cursor", "cursor: not a cursor this API returned");
+    let invalid = || bad_cursor("cursor");
     let raw = CURSOR.decode(text).map_err(|_| invalid())?;
     let raw = String::from_utf8(raw).map_err(|_| invalid())?;
     let (micros, id) = raw.split_once('|').ok_or_else(invalid)?;
@@ -141,26 +142,6 @@ fn decode_list_cursor(text: &str) -> Result<ListCursor, ApiError> {
         connected_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
         id: id.to_owned(),
     })
-}
-
-fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(v)| v).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            e.body_text(),
-        )
-    })
-}
-
-fn limit(value: Option<i64>) -> Result<i64, ApiError> {
-    match value.unwrap_or(50) {
-        n @ 1..=100 => Ok(n),
-        _ => Err(ApiError::invalid_field(
-            "limit",
-            "limit: must be between 1 and 100",
-        )),
-    }
 }
 
 /// List accounts, newest connected first, keyset-paginated.
@@ -177,7 +158,7 @@ pub async fn list(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AccountPage>, ApiError> {
     let q = query(q)?;
-    let limit = limit(q.limit)?;
+    let limit = limit(q.limit, 50, 100)?;
     let filter = ListFilter {
         status: q.status,
         provider: q.provider,
@@ -435,15 +416,11 @@ pub async fn attempts(
 ) -> Result<Json<AttemptPage>, ApiError> {
     let id = parse_id(&id)?;
     let q = query(q)?;
-    let limit = limit(q.limit)?;
+    let limit = limit(q.limit, 50, 100)?;
     let before = q
         .cursor
         .as_deref()
-        .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError::invalid_field("cursor", "cursor: not a cursor this API returned")
-            })
-        })
+        .map(|c| c.parse::<i64>().map_err(|_| bad_cursor("cursor")))
         .transpose()?;
     let pool = &state.inner.pool;
     if accounts::get(pool, &id).await?.is_none() {

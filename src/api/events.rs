@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
+use super::params::{bad_cursor, limit, query};
 use super::{ApiError, ApiState};
 use crate::store::events;
 use crate::webhooks::EventPayload;
@@ -41,26 +42,16 @@ pub async fn list(
     State(state): State<ApiState>,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::invalid_field("query", e.body_text()))?;
+    let q = query(q)?;
     let after = match q.after.as_deref() {
         None | Some("") => 0,
         Some(text) => text
             .parse::<i64>()
             .ok()
             .filter(|n| *n >= 0)
-            .ok_or_else(|| {
-                ApiError::invalid_field("after", "after: not a cursor this API returned")
-            })?,
+            .ok_or_else(|| bad_cursor("after"))?,
     };
-    let limit = match q.limit.unwrap_or(100) {
-        n @ 1..=500 => n,
-        _ => {
-            return Err(ApiError::invalid_field(
-                "limit",
-                "limit: must be between 1 and 500",
-            ));
-        }
-    };
+    let limit = limit(q.limit, 100, 500)?;
     let pool = &state.inner.pool;
     events::assign_sequence(pool).await?;
     let rows = events::list_after(pool, after, limit).await?;

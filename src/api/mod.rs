@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod events;
 mod health;
+mod params;
 mod views;
 
 use std::net::SocketAddr;
