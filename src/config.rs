@@ -253,7 +253,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             concurrency: 256,
-            job_timeout: Duration::from_secs(60),
+            job_timeout: Duration::from_secs(90),
             poll_interval: Duration::from_millis(200),
             heartbeat_interval: Duration::from_secs(5),
             missed_heartbeats: 3,
@@ -345,6 +345,13 @@ pub struct HttpSettings {
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Whole-request timeout of refresh calls on platforms whose refresh
+    /// tokens rotate: giving up early is what loses a grant.
+    #[serde(with = "humantime_serde")]
+    pub rotating_request_timeout: Duration,
+    /// Pooled connections idle longer than this are not reused.
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
     pub max_response_bytes: usize,
     pub user_agent: String,
 }
@@ -354,6 +361,8 @@ impl Default for HttpSettings {
         Self {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(20),
+            rotating_request_timeout: Duration::from_secs(45),
+            pool_idle_timeout: Duration::from_millis(500),
             max_response_bytes: 1024 * 1024,
             user_agent: concat!("tokenwarden/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
@@ -381,7 +390,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             instance_name: String::new(),
-            lease_margin: Duration::from_secs(30),
+            lease_margin: Duration::from_secs(15),
             single_flight_wait: Duration::from_secs(60),
             retry_base: Duration::from_secs(30),
             retry_cap: Duration::from_secs(3600),
@@ -783,6 +792,15 @@ impl Settings {
         Ok(())
     }
 
+    /// How long a refresh lease lasts: the longest provider call plus the
+    /// margin, so the lease outlives any call it covers.
+    pub fn lease_duration(&self) -> Duration {
+        self.http
+            .request_timeout
+            .max(self.http.rotating_request_timeout)
+            .saturating_add(self.engine.lease_margin)
+    }
+
     /// Cross-field rules that types alone cannot say.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.database.url.is_none() {
@@ -800,6 +818,11 @@ impl Settings {
         nonzero("database.acquire_timeout", self.database.acquire_timeout)?;
         nonzero("http.connect_timeout", self.http.connect_timeout)?;
         nonzero("http.request_timeout", self.http.request_timeout)?;
+        nonzero(
+            "http.rotating_request_timeout",
+            self.http.rotating_request_timeout,
+        )?;
+        nonzero("http.pool_idle_timeout", self.http.pool_idle_timeout)?;
         if self.http.connect_timeout > self.http.request_timeout {
             return Err(ConfigError::invalid(
                 "http.connect_timeout",
@@ -882,7 +905,7 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        let lease = self.http.request_timeout + self.engine.lease_margin;
+        let lease = self.lease_duration();
         if self.scheduler.claim_timeout <= lease {
             return Err(ConfigError::invalid(
                 "scheduler.claim_timeout",
@@ -901,7 +924,8 @@ impl Settings {
         if self.worker.job_timeout <= lease {
             return Err(ConfigError::invalid(
                 "worker.job_timeout",
-                "must exceed http.request_timeout + engine.lease_margin",
+                "must exceed the refresh lease (the longer of http.request_timeout and \
+                 http.rotating_request_timeout, plus engine.lease_margin)",
             ));
         }
         nonzero("worker.poll_interval", self.worker.poll_interval)?;

@@ -50,6 +50,8 @@ pub async fn run(
     }
     let storage = queue::connect(&app.settings, &queue_name).await?;
     let owner = app.engine.owner().to_owned();
+    let engine = app.engine.clone();
+    let grace = app.settings.shutdown.grace;
     let mut tasks = tokio::task::JoinSet::new();
     {
         let state = ApiState::new(&app.settings, app.engine.clone())?;
@@ -106,7 +108,7 @@ pub async fn run(
             refreshes: tokio_util::task::TaskTracker::new(),
         });
         // Refreshes outlive their job only up to the lease.
-        let last_call = app.settings.http.request_timeout + app.settings.engine.lease_margin;
+        let last_call = app.settings.lease_duration();
         let settings = Arc::new(app.settings);
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -125,7 +127,27 @@ pub async fn run(
     systemd::ready();
     let watchdog = systemd::watchdog(shutdown.clone());
     let mut result = Ok(());
-    while let Some(done) = tasks.join_next().await {
+    // Counted from the first signal (or the first role to fail).
+    let mut exit_by: Option<tokio::time::Instant> = None;
+    loop {
+        let done = match exit_by {
+            None => tokio::select! {
+                done = tasks.join_next() => done,
+                _ = shutdown.cancelled() => {
+                    exit_by = Some(tokio::time::Instant::now() + grace);
+                    continue;
+                }
+            },
+            Some(deadline) => match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+                Ok(done) => done,
+                Err(_) => {
+                    tracing::error!("roles still running after shutdown.grace; stopping them");
+                    tasks.abort_all();
+                    break;
+                }
+            },
+        };
+        let Some(done) = done else { break };
         let outcome = done.context("a daemon task panicked").and_then(|r| r);
         if let Err(e) = outcome {
             tracing::error!(error = %format!("{e:#}"), "a daemon role stopped");
@@ -135,7 +157,50 @@ pub async fn run(
     }
     systemd::stopping();
     watchdog.abort();
-    result
+    let deadline = exit_by.unwrap_or_else(|| tokio::time::Instant::now() + grace);
+    match wait_for_refreshes(&engine, deadline).await {
+        Ok(()) => result,
+        Err(e) => Err(result.err().map_or(e, |first| {
+            first.context("also: grants in hand were not stored")
+        })),
+    }
+}
+
+/// Refreshes run in tasks of their own: each gets until `deadline` to
+/// finish. New tokens the platform issued and the database never stored
+/// are the one loss the daemon cannot undo, so each is logged (the account,
+/// never the token) and the exit is a failure.
+async fn wait_for_refreshes(
+    engine: &crate::engine::Engine,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<()> {
+    let refreshes = engine.refreshes();
+    refreshes.close();
+    if tokio::time::timeout_at(deadline, refreshes.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = refreshes.len(),
+            "refreshes still running at exit; their leases will expire and mark them interrupted"
+        );
+    }
+    let stranded = engine.grants_in_hand();
+    for account in &stranded {
+        tracing::error!(
+            account_id = %account,
+            "a grant in hand could not be stored before exit: the platform issued new tokens \
+             that were not written; if its refresh tokens rotate, the account needs a reconnect"
+        );
+    }
+    if stranded.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} grant(s) in hand could not be stored before exit (see the log for the accounts)",
+            stranded.len()
+        )
+    }
 }
 
 /// A token cancelled by the first SIGTERM or Ctrl-C; a second signal exits

@@ -21,6 +21,8 @@ pub struct RefreshPolicy {
     pub health_check_interval: Duration,
     pub refresh_token_lifetime: Option<Duration>,
     pub refreshable_after_expiry: bool,
+    /// Each refresh spends the refresh token it presents.
+    pub rotates_refresh_token: bool,
     /// What posting needs (see `scopes::missing`).
     pub publish_scopes: Vec<String>,
 }
@@ -50,6 +52,7 @@ impl From<&ProviderSettings> for RefreshPolicy {
                 s.refresh_token_lifetime
             },
             refreshable_after_expiry: s.refreshable_after_expiry,
+            rotates_refresh_token: s.rotates_refresh_token,
             publish_scopes: s.publish_scopes.clone(),
         }
     }
@@ -83,13 +86,13 @@ impl RefreshPolicy {
         expires_at: Option<DateTime<Utc>>,
     ) -> Planned {
         let Some(window) = self.refresh_at(issued_at, expires_at) else {
-            return Planned::HealthCheck(issued_at + delta(self.health_check_interval));
+            return Planned::HealthCheck(after(issued_at, self.health_check_interval));
         };
         let base = match self.mode {
             RefreshMode::Proactive => window,
             // Expiry still bounds it: an on_demand token nobody asked for is
             // refreshed before it dies if the keep-alive comes later.
-            RefreshMode::OnDemand => (issued_at + delta(self.keep_alive_interval)).min(window),
+            RefreshMode::OnDemand => after(issued_at, self.keep_alive_interval).min(window),
         };
         let lifetime = expires_at
             .map(|e| e - issued_at)
@@ -98,8 +101,10 @@ impl RefreshPolicy {
         // Jitter never exceeds a tenth of the lifetime, so short-lived tokens
         // keep most of their window.
         let spread = delta(self.jitter).min(lifetime / 10);
-        let jittered = base - scale(spread, seeded_unit(account));
-        let earliest = issued_at + delta(self.min_token_age);
+        let jittered = base
+            .checked_sub_signed(scale(spread, seeded_unit(account)))
+            .unwrap_or(base);
+        let earliest = after(issued_at, self.min_token_age);
         Planned::Refresh(jittered.max(earliest).max(issued_at))
     }
 
@@ -114,8 +119,12 @@ impl RefreshPolicy {
     ) -> Option<DateTime<Utc>> {
         let expires_at = expires_at?;
         let lifetime = (expires_at - issued_at).max(TimeDelta::zero());
-        let at_fraction = issued_at + scale(lifetime, self.refresh_fraction);
-        let latest = expires_at - delta(self.refresh_margin);
+        let at_fraction = issued_at
+            .checked_add_signed(scale(lifetime, self.refresh_fraction))
+            .unwrap_or(expires_at);
+        let latest = expires_at
+            .checked_sub_signed(delta(self.refresh_margin))
+            .unwrap_or(issued_at);
         Some(at_fraction.min(latest).max(issued_at))
     }
 }
@@ -147,8 +156,20 @@ pub fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
+/// `at + d`, saturating at the end of representable time: durations can come
+/// from platforms and configuration, and time arithmetic must never panic.
+pub fn after(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    at.checked_add_signed(delta(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 fn scale(d: TimeDelta, fraction: f64) -> TimeDelta {
-    TimeDelta::milliseconds((d.num_milliseconds() as f64 * fraction) as i64)
+    let ms = (d.num_milliseconds() as f64 * fraction) as i64;
+    TimeDelta::try_milliseconds(ms).unwrap_or(if ms < 0 {
+        TimeDelta::MIN
+    } else {
+        TimeDelta::MAX
+    })
 }
 
 #[cfg(test)]
@@ -167,6 +188,7 @@ mod tests {
             health_check_interval: Duration::from_secs(86_400),
             refresh_token_lifetime: None,
             refreshable_after_expiry: true,
+            rotates_refresh_token: false,
             publish_scopes: Vec::new(),
         }
     }

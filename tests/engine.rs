@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use common::{TestEnv, google_like, rotating};
+use common::{TestEnv, engine_for, google_like, rotating};
 use serde_json::json;
 use tokenwarden::domain::{AccountStatus, Outcome, Provider, Trigger};
 use tokenwarden::engine::EngineError;
@@ -325,18 +325,52 @@ async fn rule1_backoff_grows_with_consecutive_failures() {
 
 #[tokio::test]
 async fn rule1_timeout_is_transient() {
-    let env = TestEnv::with(|s| s.http.request_timeout = Duration::from_millis(500)).await;
+    let env = TestEnv::with(|s| {
+        s.http.request_timeout = Duration::from_millis(500);
+        s.http.rotating_request_timeout = Duration::from_millis(500);
+    })
+    .await;
     let (id, tokens) = env.connect(Provider::X, rotating()).await;
     env.fake.set_answer_delay(Duration::from_secs(2));
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
     assert_eq!(report.outcome, Outcome::TransientError);
     assert!(report.message.unwrap().contains("timed out"));
-    assert_eq!(env.row(&id).await.status, AccountStatus::Active);
+    let row = env.row(&id).await;
+    assert_eq!(row.status, AccountStatus::Active);
     // The server did rotate: the daemon cannot know; the old token stays
-    // stored and the next attempt will be told it may have been consumed.
+    // stored and the timed-out refresh is marked, so a later rejection of
+    // the stored token says it may have been consumed.
     assert_eq!(
         env.stored_refresh_token(&id).await.unwrap(),
         tokens.refresh_token
+    );
+    assert!(row.interrupted_refresh_at.is_some());
+    assert_eq!(
+        row.interrupted_refresh_cause.as_deref(),
+        Some("timed out after the request was sent")
+    );
+    env.fake.set_answer_delay(Duration::ZERO);
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    assert!(
+        matches!(
+            report.status,
+            AccountStatus::Revoked | AccountStatus::TokenExpired
+        ),
+        "the strict fake kills the family: {report:?}"
+    );
+    let message = report.message.unwrap();
+    assert!(
+        message.contains("interrupted refresh")
+            && message.contains("timed out after the request was sent"),
+        "{message}"
+    );
+    let attempts = attempts::for_account(&env.db.pool, &id, 10).await.unwrap();
+    assert!(
+        attempts.iter().any(|a| a
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("timed out"))),
+        "the attempt history shows the timed-out refresh"
     );
 }
 
@@ -643,7 +677,7 @@ async fn waiting_for_a_lease_held_elsewhere_is_bounded() {
 }
 
 #[tokio::test]
-async fn fenced_write_discards_a_result_when_the_lease_was_lost() {
+async fn fenced_write_lands_after_a_lost_lease_and_yields_to_newer_credentials() {
     let env = TestEnv::new().await;
     let (id, tokens) = env.connect(Provider::X, rotating()).await;
     env.fake.set_answer_delay(Duration::from_millis(800));
@@ -657,37 +691,82 @@ async fn fenced_write_discards_a_result_when_the_lease_was_lost() {
         .execute(env.pool())
         .await
         .unwrap();
+    // The new tokens are the only copy of the grant: they land because no
+    // newer credentials were written (the credentials version is the
+    // fence), and the other process's lease is left to it.
     let report = refresh.await.unwrap().unwrap();
-    assert_eq!(report.outcome, Outcome::TransientError);
-    assert_eq!(
-        env.stored_refresh_token(&id).await.unwrap(),
-        tokens.refresh_token,
-        "nothing written"
-    );
+    assert_eq!(report.outcome, Outcome::Refreshed);
+    let stored = env.stored_refresh_token(&id).await.unwrap();
+    assert_ne!(stored, tokens.refresh_token);
+    assert!(env.fake.is_live(&stored));
     assert_eq!(
         env.row(&id).await.lease_owner.as_deref(),
         Some("usurper"),
         "the other lease untouched"
     );
+    // Newer credentials (a reconnect) do fence a result out.
+    sqlx::query("UPDATE social_accounts SET lease_owner = NULL, lease_until = NULL WHERE id = $1")
+        .bind(id.as_str())
+        .execute(env.pool())
+        .await
+        .unwrap();
+    let before = env.stored_refresh_token(&id).await.unwrap();
+    env.fake.set_answer_delay(Duration::from_millis(800));
+    let engine = env.engine.clone();
+    let refresh_id = id.clone();
+    let refresh = tokio::spawn(async move { engine.refresh(&refresh_id, Trigger::Forced).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query(
+        "UPDATE social_accounts SET credentials_version = credentials_version + 1 WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .execute(env.pool())
+    .await
+    .unwrap();
+    let report = refresh.await.unwrap().unwrap();
+    assert_eq!(report.outcome, Outcome::TransientError);
+    assert_eq!(
+        env.stored_refresh_token(&id).await.unwrap(),
+        before,
+        "nothing written"
+    );
+    env.fake.set_answer_delay(Duration::ZERO);
 }
 
 #[tokio::test]
 async fn aborted_refresh_is_reported_as_interrupted_by_the_next_attempt() {
     // request timeout 2 s + margin 1 s: the lease lasts 3 s.
-    let env = TestEnv::with(|s| s.http.request_timeout = Duration::from_secs(2)).await;
+    let env = TestEnv::with(|s| {
+        s.http.request_timeout = Duration::from_secs(2);
+        s.http.rotating_request_timeout = Duration::from_secs(2);
+    })
+    .await;
     let (id, _) = env.connect(Provider::X, rotating()).await;
-    // The platform rotates, then the answer is lost with the task.
+    // The platform rotates, then the answer is lost with the process: an
+    // engine on a runtime of its own (its own pool) that dies mid-call.
     env.fake.set_answer_delay(Duration::from_millis(1500));
-    let engine = env.engine.clone();
-    let refresh_id = id.clone();
-    let task = tokio::spawn(async move { engine.refresh(&refresh_id, Trigger::Forced).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    task.abort();
-    let _ = task.await;
+    let (url, settings, keyring, refresh_id) = (
+        env.db.url(),
+        env.settings.clone(),
+        env.keyring.clone(),
+        id.clone(),
+    );
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.spawn(async move {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let engine = engine_for(&pool, &settings, keyring, "dying-process");
+            let _ = engine.refresh(&refresh_id, Trigger::Forced).await;
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        runtime.shutdown_background();
+    })
+    .join()
+    .unwrap();
     env.fake.set_answer_delay(Duration::ZERO);
     assert!(
         env.row(&id).await.lease_owner.is_some(),
-        "the lease outlives the dead task"
+        "the lease outlives the dead process"
     );
 
     tokio::time::sleep(Duration::from_millis(3200)).await;
@@ -696,17 +775,48 @@ async fn aborted_refresh_is_reported_as_interrupted_by_the_next_attempt() {
         .refresh(&id, Trigger::Forced)
         .await
         .unwrap();
-    // The strict platform saw the spent token again and revoked the family.
-    assert_eq!(report.outcome, Outcome::RejectedRevoked);
+    // The strict platform saw the spent token again and killed the family.
+    assert!(
+        matches!(
+            report.status,
+            AccountStatus::Revoked | AccountStatus::TokenExpired
+        ),
+        "{report:?}"
+    );
     let message = report.message.unwrap();
     assert!(message.contains("interrupted refresh"), "{message}");
     let row = env.row(&id).await;
-    assert_eq!(row.status, AccountStatus::Revoked);
+    assert_eq!(row.status, report.status);
     assert!(
         row.last_refresh_error
             .unwrap()
             .contains("interrupted refresh")
     );
+}
+
+/// A caller that goes away (an HTTP client that hangs up, a job timeout)
+/// never cuts the refresh it started: the refresh runs to its write.
+#[tokio::test]
+async fn a_caller_going_away_does_not_cut_its_refresh() {
+    let env = TestEnv::new().await;
+    let (id, _) = env.connect(Provider::X, rotating()).await;
+    env.fake.set_answer_delay(Duration::from_millis(800));
+    let engine = env.engine.clone();
+    let refresh_id = id.clone();
+    let caller = tokio::spawn(async move { engine.refresh(&refresh_id, Trigger::Forced).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    caller.abort();
+    let _ = caller.await;
+    env.engine.refreshes().close();
+    tokio::time::timeout(Duration::from_secs(10), env.engine.refreshes().wait())
+        .await
+        .expect("the refresh finishes");
+    let row = env.row(&id).await;
+    assert!(row.lease_owner.is_none());
+    assert_eq!(row.status, AccountStatus::Active);
+    let stored = env.stored_refresh_token(&id).await.unwrap();
+    assert!(env.fake.is_live(&stored), "the rotated token was stored");
+    assert_eq!(env.fake.call_count(), 1);
 }
 
 #[tokio::test]
@@ -797,28 +907,79 @@ async fn malformed_ten_megabyte_body() {
     .await;
 }
 
+// ---- odd lifetimes: the tokens beside them are the grant -----------------
+//
+// An answer whose tokens are usable but whose lifetime is odd is stored:
+// refusing it would drop a rotated refresh token, the one loss that cannot
+// be undone. The lifetime is clamped to 1 s .. 10 years (or, when it is no
+// number at all, the configured default applies) and the oddity is kept in
+// the attempt history.
+
+async fn assert_odd_lifetime_is_stored(
+    answer: serde_json::Value,
+    expected_lifetime: Option<TimeDelta>,
+    expect_in_message: &str,
+) {
+    let env = TestEnv::new().await;
+    let (id, _) = env.connect(Provider::X, rotating()).await;
+    env.fake.script_next(ScriptedResponse::json(200, answer));
+    let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    let message = report.message.unwrap();
+    assert!(message.contains(expect_in_message), "{message}");
+    let row = env.row(&id).await;
+    assert_eq!(row.status, AccountStatus::Active);
+    assert!(row.lease_owner.is_none());
+    assert_eq!(env.stored_refresh_token(&id).await.unwrap(), "rt_new");
+    let lifetime = row.token_expires_at.unwrap() - row.token_issued_at.unwrap();
+    let expected = expected_lifetime.unwrap_or_else(|| {
+        TimeDelta::from_std(env.settings.providers.x.default_access_token_lifetime).unwrap()
+    });
+    assert!(
+        (lifetime - expected).num_seconds().abs() <= 1,
+        "{lifetime} vs {expected}"
+    );
+    let attempts = attempts::for_account(&env.db.pool, &id, 1).await.unwrap();
+    assert_eq!(attempts[0].message.as_deref(), Some(message.as_str()));
+}
+
 #[tokio::test]
-async fn malformed_negative_expires_in() {
-    assert_malformed_is_transient(
-        ScriptedResponse::json(
-            200,
-            json!({"access_token": "at_new", "expires_in": -3600, "refresh_token": "rt_new"}),
-        ),
-        "expires_in",
+async fn negative_expires_in_is_clamped_to_one_second() {
+    assert_odd_lifetime_is_stored(
+        json!({"access_token": "at_new", "expires_in": -3600, "refresh_token": "rt_new"}),
+        Some(TimeDelta::seconds(1)),
+        "expires_in was -3600",
     )
     .await;
 }
 
 #[tokio::test]
-async fn malformed_non_numeric_expires_in() {
-    assert_malformed_is_transient(
-        ScriptedResponse::json(
-            200,
-            json!({"access_token": "at_new", "expires_in": "an hour"}),
-        ),
-        "expires_in",
+async fn non_numeric_expires_in_is_ignored_for_the_default() {
+    assert_odd_lifetime_is_stored(
+        json!({"access_token": "at_new", "expires_in": "an hour", "refresh_token": "rt_new"}),
+        None,
+        "expires_in is not a number of seconds",
     )
     .await;
+}
+
+/// Issue: `expires_in` >= ~8.2e12 overflowed `now + lifetime` after the
+/// platform had rotated, so the new tokens were never stored.
+#[tokio::test]
+async fn absurd_expires_in_is_clamped_to_ten_years_and_stored() {
+    for huge in [
+        json!(8.2e12),
+        json!(u64::MAX),
+        json!(1e300),
+        json!("99999999999999999999"),
+    ] {
+        assert_odd_lifetime_is_stored(
+            json!({"access_token": "at_new", "expires_in": huge, "refresh_token": "rt_new", "refresh_token_expires_in": huge}),
+            Some(TimeDelta::days(3650)),
+            "taken as 10 years",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]

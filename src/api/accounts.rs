@@ -243,6 +243,9 @@ pub async fn refresh(
     Path(id): Path<String>,
 ) -> Result<Json<AccountView>, ApiError> {
     let id = parse_id(&id)?;
+    // Taken before the limit is checked: a refresh that finishes after this
+    // moment (one this caller raced past the check) is this caller's answer.
+    let requested_at = Utc::now();
     // Counted from the attempt history, so the limit holds across replicas;
     // callers arriving while a refresh is in flight join it instead.
     let min_interval = crate::policy::delta(state.inner.force_refresh_min_interval);
@@ -262,7 +265,11 @@ pub async fn refresh(
             .with_retry_after(wait));
         }
     }
-    let result = state.inner.engine.refresh(&id, Trigger::Forced).await;
+    let result = state
+        .inner
+        .engine
+        .refresh_requested_at(&id, Trigger::Forced, requested_at)
+        .await;
     let report = result?;
     let row = accounts::get(&state.inner.pool, &id)
         .await?

@@ -109,6 +109,9 @@ impl From<EngineError> for ApiError {
             EngineError::Credentials { .. } => {
                 Self::internal("stored credentials cannot be decrypted", &error)
             }
+            EngineError::Internal(_) => {
+                Self::internal("the refresh stopped on an internal error", &error)
+            }
             EngineError::InFlightTimeout { .. } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "refresh_in_flight",

@@ -5,11 +5,13 @@
 mod report;
 mod single_flight;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::time::Instant;
@@ -23,9 +25,9 @@ use crate::crypto::{Field, Keyring};
 use crate::domain::{
     AccessToken, AccountId, AccountStatus, Outcome, Provider, RefreshToken, Trigger,
 };
-use crate::policy::{RefreshPolicy, delta, retry_delay};
+use crate::policy::{RefreshPolicy, after, retry_delay};
 use crate::providers::{
-    DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant,
+    DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant, lifetime,
 };
 use crate::store::accounts::{self, AccountRow};
 use crate::store::attempts::{self, AttemptRow, NewAttempt};
@@ -46,6 +48,32 @@ pub struct EngineConfig {
     pub retry_base: Duration,
     pub retry_cap: Duration,
     pub policies: HashMap<Provider, RefreshPolicy>,
+    /// Test-only fault injection: called at each phase of a refresh. Always
+    /// None in the daemon.
+    #[doc(hidden)]
+    pub fault_hook: Option<FaultHook>,
+}
+
+/// The phases of a refresh at which a test may inject a fault.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The lease is held; the platform has not been called.
+    Leased,
+    /// The platform answered with new tokens; nothing is written yet.
+    Answered,
+    /// The outcome is written.
+    Written,
+}
+
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct FaultHook(pub Arc<dyn Fn(Phase) + Send + Sync>);
+
+impl std::fmt::Debug for FaultHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultHook")
+    }
 }
 
 impl EngineConfig {
@@ -57,7 +85,7 @@ impl EngineConfig {
         };
         Self {
             owner,
-            lease_duration: settings.http.request_timeout + settings.engine.lease_margin,
+            lease_duration: settings.lease_duration(),
             single_flight_wait: settings.engine.single_flight_wait,
             retry_base: settings.engine.retry_base,
             retry_cap: settings.engine.retry_cap,
@@ -65,6 +93,7 @@ impl EngineConfig {
                 .iter()
                 .map(|p| (*p, RefreshPolicy::from(settings.providers.get(*p))))
                 .collect(),
+            fault_hook: None,
         }
     }
 
@@ -99,6 +128,12 @@ struct Inner {
     providers: ProviderRegistry,
     config: EngineConfig,
     flights: SingleFlight,
+    /// Refreshes run as tasks of their own, so a caller that goes away (a
+    /// closed HTTP connection, a job timeout) never cuts one between the
+    /// platform's answer and the write; the daemon waits for them at exit.
+    tasks: tokio_util::task::TaskTracker,
+    /// Accounts whose new tokens are in memory and not yet stored.
+    grants_in_hand: Mutex<HashSet<AccountId>>,
 }
 
 /// Why no valid access token can be had.
@@ -151,6 +186,8 @@ impl Engine {
                 providers,
                 config,
                 flights: SingleFlight::default(),
+                tasks: tokio_util::task::TaskTracker::new(),
+                grants_in_hand: Mutex::default(),
             }),
         }
     }
@@ -171,6 +208,27 @@ impl Engine {
         &self.inner.keyring
     }
 
+    /// Refreshes still running (each in a task of its own).
+    pub fn refreshes(&self) -> &tokio_util::task::TaskTracker {
+        &self.inner.tasks
+    }
+
+    /// Accounts whose new tokens the platform has issued and the database
+    /// has not yet stored: the only copy of those grants is in this process.
+    pub fn grants_in_hand(&self) -> Vec<AccountId> {
+        let held = self.inner.grants_in_hand.lock();
+        let held = held.unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ids: Vec<_> = held.iter().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    fn fault(&self, phase: Phase) {
+        if let Some(FaultHook(hook)) = &self.inner.config.fault_hook {
+            hook(phase);
+        }
+    }
+
     /// Whether the platform's flow refreshes with a refresh token (without
     /// one stored, the access token's expiry is the account's end).
     pub fn needs_refresh_token(&self, provider: Provider) -> bool {
@@ -189,7 +247,20 @@ impl Engine {
         id: &AccountId,
         trigger: Trigger,
     ) -> Result<RefreshReport, EngineError> {
-        self.run(id, trigger, None).await
+        self.run(id, trigger, None, Utc::now()).await
+    }
+
+    /// As `refresh`, for a caller that decided to refresh at `requested_at`
+    /// (an API request that first checked the forced-refresh limit): a
+    /// refresh of the account that finished after that moment, in any
+    /// process, is this caller's answer, so a burst makes one platform call.
+    pub async fn refresh_requested_at(
+        &self,
+        id: &AccountId,
+        trigger: Trigger,
+        requested_at: DateTime<Utc>,
+    ) -> Result<RefreshReport, EngineError> {
+        self.run(id, trigger, None, requested_at).await
     }
 
     /// A currently valid access token: the stored one while it is outside
@@ -213,7 +284,9 @@ impl Engine {
         if !in_window && !expired {
             return Ok(self.decrypt(&row)?.access);
         }
-        let report = self.refresh(id, Trigger::OnDemand).await?;
+        let report = self
+            .refresh_requested_at(id, Trigger::OnDemand, now)
+            .await?;
         let row = self.current(id).await?;
         let still_valid = row.token_expires_at.is_none_or(|at| at > Utc::now());
         if row.status == AccountStatus::Active && still_valid {
@@ -286,7 +359,7 @@ impl Engine {
         trigger: Trigger,
         claim: uuid::Uuid,
     ) -> Result<RefreshReport, EngineError> {
-        self.run(id, trigger, Some(claim)).await
+        self.run(id, trigger, Some(claim), Utc::now()).await
     }
 
     async fn run(
@@ -294,6 +367,7 @@ impl Engine {
         id: &AccountId,
         trigger: Trigger,
         claim: Option<uuid::Uuid>,
+        requested_at: DateTime<Utc>,
     ) -> Result<RefreshReport, EngineError> {
         let deadline = Instant::now() + self.inner.config.single_flight_wait;
         loop {
@@ -305,12 +379,20 @@ impl Engine {
                         trigger = %trigger,
                         provider = tracing::field::Empty
                     );
-                    let result = self
-                        .lead(id, trigger, claim, deadline)
-                        .instrument(span)
-                        .await;
-                    guard.publish(&result);
-                    return result;
+                    let (engine, id) = (self.clone(), id.clone());
+                    let task = self.inner.tasks.spawn(
+                        async move {
+                            let result = engine
+                                .lead_unwinding(&id, trigger, claim, deadline, requested_at)
+                                .await;
+                            guard.publish(&result);
+                            result
+                        }
+                        .instrument(span),
+                    );
+                    return task.await.unwrap_or_else(|e| {
+                        Err(EngineError::Internal(format!("refresh task ended: {e}")))
+                    });
                 }
                 Flight::Follow(mut slot) => {
                     let waited = tokio::time::timeout_at(deadline, async {
@@ -345,12 +427,72 @@ impl Engine {
         }
     }
 
+    /// `lead`, with a panic anywhere in it turned into a recorded failure
+    /// and a released lease instead of a stranded account.
+    async fn lead_unwinding(
+        &self,
+        id: &AccountId,
+        trigger: Trigger,
+        claim: Option<uuid::Uuid>,
+        deadline: Instant,
+        requested_at: DateTime<Utc>,
+    ) -> Result<RefreshReport, EngineError> {
+        let started_at = Utc::now();
+        let led = AssertUnwindSafe(self.lead(id, trigger, claim, deadline, requested_at))
+            .catch_unwind()
+            .await;
+        match led {
+            Ok(result) => result,
+            Err(_panic) => {
+                // The payload is not logged: it could quote a value.
+                tracing::error!(account_id = %id, "a refresh panicked; recording it as failed");
+                self.abandon_after_panic(id, trigger, started_at).await
+            }
+        }
+    }
+
+    async fn abandon_after_panic(
+        &self,
+        id: &AccountId,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+    ) -> Result<RefreshReport, EngineError> {
+        self.inner
+            .grants_in_hand
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+        let config = &self.inner.config;
+        let message = "internal error: the refresh stopped on a panic; if the platform had \
+                       already answered, its new tokens were not stored";
+        let retry_at = after(
+            Utc::now(),
+            retry_delay(1, config.retry_base, config.retry_cap, rand::random()),
+        );
+        let (pool, owner) = (&self.inner.pool, &config.owner);
+        let row = self
+            .retry_write(|| {
+                refresh_store::abandon(pool, id, owner, trigger, started_at, message, retry_at)
+            })
+            .await?
+            .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+        let mut report = self.report(
+            &row,
+            trigger,
+            Outcome::TransientError,
+            Some(message.to_owned()),
+        );
+        report.retry_at = Some(retry_at);
+        Ok(report)
+    }
+
     async fn lead(
         &self,
         id: &AccountId,
         trigger: Trigger,
         claim: Option<uuid::Uuid>,
         deadline: Instant,
+        requested_at: DateTime<Utc>,
     ) -> Result<RefreshReport, EngineError> {
         let started_at = Utc::now();
         if let Some(claim) = claim {
@@ -395,10 +537,20 @@ impl Engine {
                 .skip(&row, trigger, started_at, "not active", None, claim)
                 .await;
         }
-        let leased = match self.take_lease(&row, started_at, deadline).await? {
+        let leased = match self.take_lease(&row, requested_at, deadline).await? {
             Lease::Held(leased) => *leased,
             Lease::Joined(report) => return Ok(report),
         };
+        // A forced or on-demand caller that got the lease just after another
+        // refresh released it (here or in another process) takes that
+        // refresh as its answer: one platform call per burst.
+        if trigger.ignores_schedule()
+            && let Some(attempt) =
+                attempts::latest_finished_since(&self.inner.pool, id, requested_at).await?
+        {
+            refresh_store::release_lease(&self.inner.pool, id, &self.inner.config.owner).await?;
+            return Ok(joined_report(&leased, attempt));
+        }
         // Re-check under the lease: another process may have refreshed the
         // account between the first read and the lease.
         let still_due = match claim {
@@ -423,7 +575,7 @@ impl Engine {
     async fn take_lease(
         &self,
         row: &AccountRow,
-        started_at: DateTime<Utc>,
+        requested_at: DateTime<Utc>,
         deadline: Instant,
     ) -> Result<Lease, EngineError> {
         let config = &self.inner.config;
@@ -457,7 +609,7 @@ impl Engine {
             }
             if current.lease_owner.is_none()
                 && let Some(attempt) =
-                    attempts::latest_finished_since(&self.inner.pool, &row.id, started_at).await?
+                    attempts::latest_finished_since(&self.inner.pool, &row.id, requested_at).await?
             {
                 return Ok(Lease::Joined(joined_report(&current, attempt)));
             }
@@ -473,6 +625,7 @@ impl Engine {
     ) -> Result<RefreshReport, EngineError> {
         let (provider, before) = (leased.provider, leased.status);
         let clock = std::time::Instant::now();
+        self.fault(Phase::Leased);
         let result = self.call_and_commit(leased, trigger, started_at).await;
         if let Ok(report) = &result {
             crate::metrics::record_attempt(provider, trigger, report.outcome, clock.elapsed());
@@ -494,7 +647,7 @@ impl Engine {
             Err(why) => {
                 let error = ProviderError::new(FailureKind::Config, why.to_owned());
                 return self
-                    .finish_failure(&leased, trigger, started_at, error, None)
+                    .finish_failure(&leased, trigger, started_at, error, None, false)
                     .await;
             }
         };
@@ -502,7 +655,7 @@ impl Engine {
             Ok(credentials) => credentials,
             Err(error) => {
                 let failure = ProviderError::new(FailureKind::Config, error.to_string());
-                self.finish_failure(&leased, trigger, started_at, failure, None)
+                self.finish_failure(&leased, trigger, started_at, failure, None, false)
                     .await?;
                 return Err(error);
             }
@@ -555,8 +708,21 @@ impl Engine {
                     .await
             }
             Err(error) => {
-                self.finish_failure(&leased, trigger, started_at, error, Some(&credentials))
-                    .await
+                let rotating = credentials.refresh.is_some()
+                    && self
+                        .inner
+                        .config
+                        .policy(leased.provider)
+                        .rotates_refresh_token;
+                self.finish_failure(
+                    &leased,
+                    trigger,
+                    started_at,
+                    error,
+                    Some(&credentials),
+                    rotating,
+                )
+                .await
             }
         }
     }
@@ -606,6 +772,10 @@ impl Engine {
         })
     }
 
+    /// The platform answered with new tokens: from here to the write
+    /// nothing may panic or give up (ARCHITECTURE.md, refresh safety 3 and
+    /// 6). Every number in the answer was clamped by the parser, and the
+    /// time arithmetic below saturates.
     async fn finish_success(
         &self,
         leased: &AccountRow,
@@ -614,12 +784,19 @@ impl Engine {
         old: &Credentials,
         grant: TokenGrant,
     ) -> Result<RefreshReport, EngineError> {
+        self.inner
+            .grants_in_hand
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(leased.id.clone());
+        self.fault(Phase::Answered);
         let now = Utc::now();
         let policy = self.inner.config.policy(leased.provider);
         let lifetime = grant
             .expires_in
-            .unwrap_or(policy.default_access_token_lifetime);
-        let expires_at = now + delta(lifetime);
+            .unwrap_or(policy.default_access_token_lifetime)
+            .clamp(lifetime::MIN, lifetime::MAX);
+        let expires_at = after(now, lifetime);
         let rotated = matches!((&grant.refresh_token, &old.refresh), (Some(new), Some(old)) if new.expose() != old.expose())
             || (grant.refresh_token.is_some() && old.refresh.is_none());
         // Never replace a stored refresh token with an absent one.
@@ -639,10 +816,10 @@ impl Engine {
             // The platform's word first; a rotated token restarts the
             // configured lifetime; a kept one keeps its expiry.
             refresh_token_expires_at: match grant.refresh_token_expires_in {
-                Some(d) => Some(now + delta(d)),
+                Some(d) => Some(after(now, d.min(lifetime::MAX))),
                 // A new token: its configured lifetime, or unknown; never
                 // the spent token's expiry.
-                None if rotated => policy.refresh_token_lifetime.map(|l| now + delta(l)),
+                None if rotated => policy.refresh_token_lifetime.map(|l| after(now, l)),
                 None => leased.refresh_token_expires_at,
             },
             missing_scopes: grant
@@ -660,12 +837,20 @@ impl Engine {
                 )
             }),
         };
-        let note = grant.expires_in.is_none().then(|| {
-            format!(
-                "response had no expires_in; assumed {}",
+        let mut notes = grant.notes.clone();
+        if grant.expires_in.is_none() {
+            let stated = notes.iter().any(|n| n.starts_with("expires_in"));
+            notes.push(format!(
+                "{}; assumed {}",
+                if stated {
+                    "no usable expires_in"
+                } else {
+                    "response had no expires_in"
+                },
                 humantime::format_duration(lifetime)
-            )
-        });
+            ));
+        }
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
         let attempt = NewAttempt {
             trigger,
             started_at,
@@ -675,20 +860,14 @@ impl Engine {
             provider_error_code: None,
             message: note.clone(),
         };
-        let committed = match self
-            .commit_refreshed_with_retry(leased, &attempt, &credentials)
-            .await?
-        {
-            Some(from) => Committed::Applied {
-                from,
-                to: AccountStatus::Active,
-            },
-            // The fence did not match: the general path records why.
-            None => {
-                self.commit_with_retry(leased, &attempt, &Change::Refreshed(credentials))
-                    .await?
-            }
-        };
+        let committed = self.store_grant(leased, &attempt, credentials).await;
+        self.inner
+            .grants_in_hand
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&leased.id);
+        let committed = committed?;
+        self.fault(Phase::Written);
         let mut report = self.report(leased, trigger, Outcome::Refreshed, note);
         match committed {
             Committed::Applied { to, .. } => {
@@ -701,12 +880,73 @@ impl Engine {
                 report.outcome = Outcome::TransientError;
                 report.message = Some("refresh result discarded by the fenced write".into());
                 tracing::error!(
-                    "refresh result discarded: lease lost or credentials replaced meanwhile"
+                    "refresh result discarded: the credentials were replaced meanwhile"
                 );
             }
             Committed::Gone => return Err(EngineError::NotFound(leased.id.clone())),
         }
         Ok(report)
+    }
+
+    /// Stores new tokens. They exist nowhere else, so a database outage is
+    /// waited out for as long as the process lives, past the lease: while
+    /// the database is down nobody can take the lease, and once it is back
+    /// the fence (the credentials version) decides.
+    async fn store_grant(
+        &self,
+        leased: &AccountRow,
+        attempt: &NewAttempt,
+        credentials: NewCredentials,
+    ) -> Result<Committed, EngineError> {
+        let (pool, owner) = (&self.inner.pool, &self.inner.config.owner);
+        let mut pause = Duration::from_millis(100);
+        let mut failures = 0u32;
+        loop {
+            let write = async {
+                match refresh_store::commit_refreshed(pool, leased, owner, attempt, &credentials)
+                    .await?
+                {
+                    Some(from) => Ok(Committed::Applied {
+                        from,
+                        to: AccountStatus::Active,
+                    }),
+                    // The fence did not match: the general path records why.
+                    None => {
+                        refresh_store::commit(
+                            pool,
+                            leased,
+                            owner,
+                            attempt,
+                            &Change::Refreshed(credentials.clone()),
+                        )
+                        .await
+                    }
+                }
+            };
+            match write.await {
+                Ok(done) => {
+                    if failures > 0 {
+                        tracing::info!(
+                            tries = failures + 1,
+                            "new tokens stored after the database came back"
+                        );
+                    }
+                    return Ok(done);
+                }
+                Err(e) if is_retryable(&e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_multiple_of(30) {
+                        tracing::warn!(error = %e, tries = failures, "storing new tokens failed; retrying until the database answers");
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "new tokens could not be stored: the database refused the write");
+                    return Err(e.into());
+                }
+            }
+        }
     }
 
     async fn finish_failure(
@@ -716,6 +956,7 @@ impl Engine {
         started_at: DateTime<Utc>,
         error: ProviderError,
         credentials: Option<&Credentials>,
+        sent_rotating_refresh_token: bool,
     ) -> Result<RefreshReport, EngineError> {
         let now = Utc::now();
         let config = &self.inner.config;
@@ -769,12 +1010,23 @@ impl Engine {
         if new_status.is_some()
             && let Some(at) = leased.interrupted_refresh_at
         {
+            let how = leased
+                .interrupted_refresh_cause
+                .as_deref()
+                .unwrap_or("ended without a result");
             text.push_str(&format!(
-                "; the refresh token may have been consumed by an interrupted refresh started at {}",
+                "; the refresh token may have been consumed by an interrupted refresh started at {} that {how}",
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ));
         }
-        let next_attempt_at = retry_in.map(|d| now + delta(d));
+        // A rotating refresh token sent in a request that may have reached
+        // the platform may be spent: say so if the platform later refuses
+        // the stored one.
+        let interrupted = error
+            .failed_after_sending
+            .filter(|_| sent_rotating_refresh_token && new_status.is_none())
+            .map(|how| (started_at, format!("{how} after the request was sent")));
+        let next_attempt_at = retry_in.map(|d| after(now, d));
         let attempt = NewAttempt {
             trigger,
             started_at,
@@ -790,6 +1042,7 @@ impl Engine {
             count_failure,
             next_attempt_at,
             new_status,
+            interrupted,
         });
         let committed = self.commit_with_retry(leased, &attempt, &change).await?;
         let mut report = self.report(leased, trigger, error.kind.outcome(), Some(text.clone()));
@@ -848,7 +1101,8 @@ impl Engine {
                     http_status: None,
                     count_failure: false,
                     next_attempt_at: Some(expiry.unwrap_or_else(|| {
-                        now + delta(
+                        after(
+                            now,
                             self.inner
                                 .config
                                 .policy(leased.provider)
@@ -856,6 +1110,7 @@ impl Engine {
                         )
                     })),
                     new_status: None,
+                    interrupted: None,
                 });
                 self.commit_with_retry(leased, &attempt, &change).await?;
                 Ok(self.report(leased, trigger, Outcome::Skipped, Some(message)))
@@ -865,7 +1120,7 @@ impl Engine {
                     FailureKind::RejectedExpired,
                     "the access token expired and no refresh token is stored",
                 );
-                self.finish_failure(leased, trigger, started_at, error, None)
+                self.finish_failure(leased, trigger, started_at, error, None, false)
                     .await
             }
         }
@@ -900,7 +1155,7 @@ impl Engine {
         match flow.health_check(self.request(leased, credentials)) {
             None => {
                 let policy = self.inner.config.policy(leased.provider);
-                let next = Utc::now() + delta(policy.health_check_interval);
+                let next = after(Utc::now(), policy.health_check_interval);
                 self.skip(
                     leased,
                     trigger,
@@ -934,7 +1189,7 @@ impl Engine {
             Ok(()) => {
                 let now = Utc::now();
                 let policy = self.inner.config.policy(leased.provider);
-                let mut next = now + delta(policy.health_check_interval);
+                let mut next = after(now, policy.health_check_interval);
                 if let Some(expiry) = leased.token_expires_at {
                     next = next.min(expiry.max(now));
                 }
@@ -958,7 +1213,7 @@ impl Engine {
                 Ok(self.report(leased, trigger, Outcome::Healthy, note))
             }
             Err(error) => {
-                self.finish_failure(leased, trigger, started_at, error, Some(credentials))
+                self.finish_failure(leased, trigger, started_at, error, Some(credentials), false)
                     .await
             }
         }
@@ -1007,22 +1262,9 @@ impl Engine {
             .await
     }
 
-    async fn commit_refreshed_with_retry(
-        &self,
-        leased: &AccountRow,
-        attempt: &NewAttempt,
-        credentials: &NewCredentials,
-    ) -> Result<Option<AccountStatus>, EngineError> {
-        let (pool, owner) = (&self.inner.pool, &self.inner.config.owner);
-        self.retry_write(|| {
-            refresh_store::commit_refreshed(pool, leased, owner, attempt, credentials)
-        })
-        .await
-    }
-
-    /// New tokens exist only in memory until the write lands, so a
-    /// connection error is retried for as long as the lease still protects
-    /// the write, instead of dropping a rotated refresh token.
+    /// Outcomes other than new tokens are retried while the lease still
+    /// protects the write; after that, the lease's expiry tells the next
+    /// attempt that this one was interrupted.
     async fn retry_write<T, F, Fut>(&self, mut write: F) -> Result<T, EngineError>
     where
         F: FnMut() -> Fut,

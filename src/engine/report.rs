@@ -56,6 +56,8 @@ pub enum EngineError {
     },
     #[error("database: {0}")]
     Database(#[source] Arc<sqlx::Error>),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<sqlx::Error> for EngineError {

@@ -6,7 +6,8 @@
 //! `{accessJwt, refreshJwt, handle, did, ...}` and both JWTs are stored (the
 //! refresh JWT rotates). Lifetimes come from the JWTs' `exp` claims: the
 //! payload is decoded, never verified (the daemon is not the audience, and
-//! only the PDS can verify them); a JWT whose payload or `exp` cannot be read
+//! only the PDS can verify them; an `exp` outside the lifetime range is
+//! clamped and noted); a JWT whose payload or `exp` cannot be read
 //! refuses the whole answer as a transient "malformed" failure. That is safe
 //! on a PDS: the spent refresh JWT stays valid for a 2-hour grace period, and
 //! presenting it again yields the same next session.
@@ -56,6 +57,7 @@ use url::Url;
 use crate::config::{HttpSettings, ProviderSettings};
 use crate::domain::{AccessToken, Provider, RefreshToken};
 use crate::providers::host_guard::HostGuard;
+use crate::providers::lifetime;
 use crate::providers::token_response::{json_object, short};
 use crate::providers::{
     DpopKey, FailureKind, HttpClient, HttpReply, OAuth2Refresh, ProviderError, RefreshRequest,
@@ -357,15 +359,20 @@ fn interpret_session(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
     let access = jwt_field(&body, "accessJwt").map_err(&malformed)?;
     let refresh = jwt_field(&body, "refreshJwt").map_err(&malformed)?;
     let now = chrono::Utc::now().timestamp();
-    let expires_in = remaining(access, now).map_err(|why| malformed(format!("accessJwt {why}")))?;
-    let refresh_expires_in =
-        remaining(refresh, now).map_err(|why| malformed(format!("refreshJwt {why}")))?;
+    // A JWT that cannot be read is garbage and refuses the answer (see the
+    // module docs); an odd `exp` is clamped and noted.
+    let expires = remaining("accessJwt", access, now).map_err(&malformed)?;
+    let refresh_expires = remaining("refreshJwt", refresh, now).map_err(&malformed)?;
     Ok(TokenGrant {
         access_token: AccessToken::new(access),
         refresh_token: Some(RefreshToken::new(refresh)),
-        expires_in: Some(expires_in),
-        refresh_token_expires_in: Some(refresh_expires_in),
+        expires_in: expires.value,
+        refresh_token_expires_in: refresh_expires.value,
         scopes: None,
+        notes: [expires.oddity, refresh_expires.oddity]
+            .into_iter()
+            .flatten()
+            .collect(),
     })
 }
 
@@ -378,15 +385,15 @@ fn jwt_field<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a str, Str
     }
 }
 
-/// Time left until a JWT's `exp`; a token already expired on arrival is
-/// refused with the rest of the answer.
-fn remaining(jwt: &str, now: i64) -> Result<Duration, String> {
-    let exp = jwt_exp(jwt)?;
-    u64::try_from(exp - now)
-        .ok()
-        .filter(|&secs| secs > 0)
-        .map(Duration::from_secs)
-        .ok_or_else(|| "has already expired".to_owned())
+/// Time left until a JWT's `exp`, clamped to the lifetime range (a token
+/// already expired on arrival gets the minimum, and a note).
+fn remaining(name: &str, jwt: &str, now: i64) -> Result<lifetime::Stated, String> {
+    let exp = jwt_exp(jwt).map_err(|why| format!("{name} {why}"))?;
+    Ok(lifetime::until_epoch(
+        &format!("{name} exp"),
+        exp as f64,
+        now,
+    ))
 }
 
 /// The `exp` claim (seconds since the epoch) of a JWT, read without
@@ -565,12 +572,25 @@ mod tests {
     }
 
     #[test]
-    fn expired_on_arrival_is_refused() {
+    fn odd_expiries_are_clamped_and_noted() {
         let now = 1_700_000_000;
-        assert!(remaining(&jwt(r#"{"exp":1700000000}"#), now).is_err());
+        let expired = remaining("accessJwt", &jwt(r#"{"exp":1700000000}"#), now).unwrap();
+        assert_eq!(expired.value, Some(lifetime::MIN));
+        assert!(expired.oddity.is_some());
         assert_eq!(
-            remaining(&jwt(r#"{"exp":1700000060}"#), now),
-            Ok(Duration::from_secs(60))
+            remaining("accessJwt", &jwt(r#"{"exp":1700000060}"#), now),
+            Ok(lifetime::Stated {
+                value: Some(Duration::from_secs(60)),
+                oddity: None
+            })
         );
+        for far in [r#"{"exp":9223372036854775807}"#, r#"{"exp":8.2e12}"#] {
+            let far = remaining("accessJwt", &jwt(far), now).unwrap();
+            assert_eq!(far.value, Some(lifetime::MAX));
+        }
+        let early = remaining("accessJwt", &jwt(r#"{"exp":-9223372036854775808}"#), now).unwrap();
+        assert_eq!(early.value, Some(lifetime::MIN));
+        let unreadable = remaining("refreshJwt", "not-a-jwt", now).unwrap_err();
+        assert!(unreadable.starts_with("refreshJwt is not a JWT"));
     }
 }

@@ -45,6 +45,9 @@ pub struct ProviderError {
     /// The failure is this account's own (its instance, its throttle, its
     /// disabled login), not the platform's: it must not pause the platform.
     pub account_only: bool,
+    /// The transport failed after the request was sent ("timed out", "lost
+    /// its connection"): the platform may have acted on it.
+    pub failed_after_sending: Option<&'static str>,
 }
 
 impl ProviderError {
@@ -56,6 +59,7 @@ impl ProviderError {
             message: message.into(),
             retry_after: None,
             account_only: false,
+            failed_after_sending: None,
         }
     }
 

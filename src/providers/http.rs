@@ -74,6 +74,9 @@ impl HttpClient {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
+            // Shorter than common servers' keep-alive, so a pooled connection
+            // is not reused just as the server closes it.
+            .pool_idle_timeout(settings.pool_idle_timeout)
             .user_agent(settings.user_agent.clone())
             .build()?;
         Ok(Self {
@@ -89,8 +92,21 @@ impl HttpClient {
     /// Sends the request and reads the body up to the cap. Transport failures
     /// come back as transient errors whose text never includes the URL (query
     /// strings can carry tokens on some platforms).
+    ///
+    /// A request that failed before any of it was written (no connection
+    /// could be made, or a pooled connection was found closed) is sent once
+    /// more at once: the platform never saw it, so even a rotating refresh
+    /// token is safe to present again.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<HttpReply, ProviderError> {
-        let mut response = request.send().await.map_err(transport_error)?;
+        let again = request.try_clone();
+        let mut response = match (request.send().await, again) {
+            (Ok(response), _) => response,
+            (Err(e), Some(again)) if never_sent(&e) => {
+                tracing::debug!(error = %transport_error(e), "request not sent; sending it once more");
+                again.send().await.map_err(transport_error)?
+            }
+            (Err(e), _) => return Err(transport_error(e)),
+        };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let cap = self.max_response_bytes;
@@ -122,11 +138,32 @@ fn too_large(status: u16, cap: usize) -> ProviderError {
     .with_status(status)
 }
 
+/// Whether the request failed before any byte of it was written: the
+/// connection was never made, or hyper cancelled the request on a pooled
+/// connection that closed before it was dispatched.
+fn never_sent(error: &reqwest::Error) -> bool {
+    if error.is_connect() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 fn transport_error(error: reqwest::Error) -> ProviderError {
-    let what = if error.is_timeout() {
-        "request timed out"
-    } else if error.is_connect() {
+    let sent = !never_sent(&error);
+    let what = if error.is_connect() {
         "could not connect"
+    } else if error.is_timeout() {
+        "request timed out"
     } else if error.is_body() || error.is_decode() {
         "response body could not be read"
     } else {
@@ -141,5 +178,13 @@ fn transport_error(error: reqwest::Error) -> ProviderError {
         detail.push_str(&cause.to_string());
         source = cause.source();
     }
-    ProviderError::transient(format!("{what}{detail}"))
+    let mut failure = ProviderError::transient(format!("{what}{detail}"));
+    if sent {
+        failure.failed_after_sending = Some(if error.is_timeout() {
+            "timed out"
+        } else {
+            "lost its connection"
+        });
+    }
+    failure
 }

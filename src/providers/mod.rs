@@ -10,6 +10,7 @@ mod graph;
 pub mod host_guard;
 mod http;
 mod instagram_login;
+pub mod lifetime;
 mod linkedin;
 mod long_lived;
 mod mastodon;
@@ -70,6 +71,9 @@ pub struct TokenGrant {
     pub expires_in: Option<Duration>,
     pub refresh_token_expires_in: Option<Duration>,
     pub scopes: Option<Vec<String>>,
+    /// What was odd about the answer (a clamped or ignored lifetime), kept
+    /// in the attempt history.
+    pub notes: Vec<String>,
 }
 
 pub trait TokenProvider: Send + Sync {
@@ -106,10 +110,23 @@ impl ProviderRegistry {
         settings: &ProvidersSettings,
         http: &HttpSettings,
     ) -> Result<Self, reqwest::Error> {
-        let client = HttpClient::new(http)?;
+        let plain_http = http;
+        let plain_client = HttpClient::new(plain_http)?;
+        // A rotating token's refresh is given longer: giving up while the
+        // platform still works on it is what spends the token.
+        let rotating_http = HttpSettings {
+            request_timeout: http.rotating_request_timeout,
+            ..http.clone()
+        };
+        let rotating_client = HttpClient::new(&rotating_http)?;
         let mut registry = Self::default();
         for provider in Provider::ALL {
             let section = settings.get(*provider);
+            let (client, http) = if section.rotates_refresh_token {
+                (&rotating_client, &rotating_http)
+            } else {
+                (&plain_client, plain_http)
+            };
             let key = provider.config_key();
             if let Some(revoker) = Revoker::from_settings(section, client.clone()) {
                 registry.revokers.insert(*provider, Arc::new(revoker));

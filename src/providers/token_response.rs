@@ -1,15 +1,14 @@
 //! Tolerant reading of RFC 6749 token responses (section 5.1 success, 5.2
 //! error). Tolerant of documented variants (a numeric `expires_in` sent as a
 //! string, `refresh_expires_in` spelled TikTok's way); strict about anything
-//! that would store garbage: an answer without a usable access token, or
-//! with a lifetime that is not a non-negative number, is refused whole.
-
-use std::time::Duration;
+//! that would store garbage: an answer without a usable access token is
+//! refused whole. A lifetime is never a reason to refuse an answer (see
+//! `lifetime`): odd ones are clamped and noted.
 
 use serde_json::{Map, Value};
 
 use crate::domain::{AccessToken, RefreshToken};
-use crate::providers::{FailureKind, HttpReply, ProviderError, TokenGrant};
+use crate::providers::{FailureKind, HttpReply, ProviderError, TokenGrant, lifetime};
 
 /// Parses a JSON object body; anything else is a transient failure that says
 /// what arrived (without echoing the body, which may hold tokens).
@@ -56,12 +55,20 @@ pub fn parse_grant(body: &Map<String, Value>, status: u16) -> Result<TokenGrant,
         Some(Value::String(_)) | Some(Value::Null) | None => None,
         Some(_) => return Err(malformed("refresh_token is not a string")),
     };
-    let expires_in = lifetime(body, "expires_in").map_err(|e| malformed(&e))?;
-    let refresh_token_expires_in =
-        match lifetime(body, "refresh_token_expires_in").map_err(|e| malformed(&e))? {
-            Some(d) => Some(d),
-            None => lifetime(body, "refresh_expires_in").map_err(|e| malformed(&e))?,
-        };
+    // Lifetimes never refuse the answer: it may hold the only copy of a
+    // rotated refresh token. Odd values are clamped and noted.
+    let expires = lifetime::from_json("expires_in", body.get("expires_in"));
+    let refresh_expires = match body.get("refresh_token_expires_in") {
+        Some(value) if !value.is_null() => {
+            lifetime::from_json("refresh_token_expires_in", Some(value))
+        }
+        _ => lifetime::from_json("refresh_expires_in", body.get("refresh_expires_in")),
+    };
+    let notes = [&expires.oddity, &refresh_expires.oddity]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
     let scopes = match body.get("scope") {
         Some(Value::String(s)) => Some(
             s.split([' ', ','])
@@ -74,29 +81,11 @@ pub fn parse_grant(body: &Map<String, Value>, status: u16) -> Result<TokenGrant,
     Ok(TokenGrant {
         access_token,
         refresh_token,
-        expires_in,
-        refresh_token_expires_in,
+        expires_in: expires.value,
+        refresh_token_expires_in: refresh_expires.value,
         scopes,
+        notes,
     })
-}
-
-/// A lifetime in seconds: a non-negative integer, or such an integer sent as
-/// a string. Absent or null is `None`.
-fn lifetime(body: &Map<String, Value>, key: &str) -> Result<Option<Duration>, String> {
-    let bad = || format!("{key} is not a non-negative number of seconds");
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(|s| Some(Duration::from_secs(s)))
-            .ok_or_else(bad),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<u64>()
-            .map(|s| Some(Duration::from_secs(s)))
-            .map_err(|_| bad()),
-        Some(_) => Err(bad()),
-    }
 }
 
 /// The `error` and `error_description` of an RFC 6749 error body, if any.
@@ -150,6 +139,7 @@ pub fn short(text: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
@@ -171,17 +161,44 @@ mod tests {
     }
 
     #[test]
-    fn refuses_garbage_lifetimes_and_missing_tokens() {
+    fn refuses_answers_without_a_usable_access_token() {
         for body in [
-            json!({"access_token": "a", "expires_in": -5}),
-            json!({"access_token": "a", "expires_in": "soon"}),
-            json!({"access_token": "a", "expires_in": 1.5}),
             json!({"access_token": ""}),
             json!({"access_token": 42}),
             json!({"error": "invalid_grant"}),
         ] {
             let err = parse_grant(&obj(body.clone()), 200).unwrap_err();
             assert_eq!(err.kind, FailureKind::Transient, "{body}");
+        }
+    }
+
+    /// An odd lifetime must not cost the rotated refresh token beside it.
+    #[test]
+    fn odd_lifetimes_keep_the_grant_and_are_noted() {
+        for (body, expires_in) in [
+            (
+                json!({"access_token": "a", "refresh_token": "r", "expires_in": -5}),
+                Some(lifetime::MIN),
+            ),
+            (
+                json!({"access_token": "a", "refresh_token": "r", "expires_in": "soon"}),
+                None,
+            ),
+            (
+                json!({"access_token": "a", "refresh_token": "r", "expires_in": 8.2e12}),
+                Some(lifetime::MAX),
+            ),
+            (
+                json!({"access_token": "a", "refresh_token": "r", "expires_in": 1.5}),
+                Some(Duration::from_secs(2)),
+            ),
+        ] {
+            let grant = parse_grant(&obj(body.clone()), 200).unwrap();
+            assert_eq!(grant.expires_in, expires_in, "{body}");
+            assert_eq!(grant.refresh_token.unwrap().expose(), "r");
+            if body["expires_in"] != json!(1.5) {
+                assert_eq!(grant.notes.len(), 1, "{body}");
+            }
         }
     }
 

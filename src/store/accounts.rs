@@ -54,6 +54,8 @@ pub struct AccountRow {
     pub lease_until: Option<DateTime<Utc>>,
     pub lease_started_at: Option<DateTime<Utc>>,
     pub interrupted_refresh_at: Option<DateTime<Utc>>,
+    /// How that refresh ended (see migration 0007).
+    pub interrupted_refresh_cause: Option<String>,
     pub claim_id: Option<uuid::Uuid>,
     pub claimed_at: Option<DateTime<Utc>>,
     pub claimed_by: Option<String>,
@@ -213,6 +215,7 @@ async fn register_once(
              dpop_key_ciphertext = EXCLUDED.dpop_key_ciphertext,
              credentials_version = social_accounts.credentials_version + 1,
              interrupted_refresh_at = NULL,
+             interrupted_refresh_cause = NULL,
              claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
          RETURNING *",

@@ -28,7 +28,10 @@ pub async fn acquire_lease(
              lease_started_at = now(),
              interrupted_refresh_at = CASE WHEN lease_owner IS NOT NULL
                                            THEN lease_started_at
-                                           ELSE interrupted_refresh_at END
+                                           ELSE interrupted_refresh_at END,
+             interrupted_refresh_cause = CASE WHEN lease_owner IS NOT NULL
+                                              THEN 'ended without a result (its lease expired)'
+                                              ELSE interrupted_refresh_cause END
          WHERE id = $1
            AND status <> 'DISCONNECTED'
            AND (lease_owner IS NULL OR lease_until < now())
@@ -73,6 +76,10 @@ pub struct FailureChange {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// A definitive rejection: the status it moves the account to.
     pub new_status: Option<AccountStatus>,
+    /// The request may have reached the platform and consumed a rotating
+    /// refresh token (it timed out or lost its connection after it was
+    /// sent): when it started and how it ended, shown with a later rejection.
+    pub interrupted: Option<(DateTime<Utc>, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,15 +138,20 @@ pub async fn commit(
         .map_err(|e: crate::domain::UnknownVariant| sqlx::Error::Decode(e.into()))?;
     let holds_lease = lease_owner.as_deref() == Some(owner);
     // A disconnected account is never brought back by a refresh in flight.
-    let fenced_ok =
-        holds_lease && version == leased.credentials_version && from != AccountStatus::Disconnected;
+    let unchanged = version == leased.credentials_version && from != AccountStatus::Disconnected;
+    let fenced_ok = match change {
+        // New tokens are the only copy of the grant: they land unless newer
+        // credentials were written, even when the lease expired meanwhile.
+        Change::Refreshed(_) => unchanged,
+        _ => holds_lease && unchanged,
+    };
 
     let mut to = from;
     let mut recorded = attempt.clone();
     match change {
         Change::Refreshed(creds) if fenced_ok => {
             to = AccountStatus::Active;
-            write_credentials(&mut tx, &leased.id, creds, attempt.finished_at).await?;
+            write_credentials(&mut tx, &leased.id, owner, creds, attempt.finished_at).await?;
         }
         Change::Refreshed(_) => {
             recorded.outcome = crate::domain::Outcome::TransientError;
@@ -249,9 +261,20 @@ macro_rules! credentials_set {
          status = 'ACTIVE',
          status_reason = NULL,
          interrupted_refresh_at = NULL,
-         lease_owner = NULL, lease_until = NULL, lease_started_at = NULL,
+         interrupted_refresh_cause = NULL,
          claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
          updated_at = now()"
+    };
+}
+
+/// Releases the lease when `$13` (this process) holds it. New tokens may
+/// land after the lease expired and another process took it: that
+/// process's own result is then fenced by the credentials version.
+macro_rules! release_own_lease {
+    () => {
+        ", lease_owner = CASE WHEN lease_owner = $13 THEN NULL ELSE lease_owner END,
+           lease_until = CASE WHEN lease_owner = $13 THEN NULL ELSE lease_until END,
+           lease_started_at = CASE WHEN lease_owner = $13 THEN NULL ELSE lease_started_at END"
     };
 }
 
@@ -281,25 +304,29 @@ fn bind_credentials<'q>(
 async fn write_credentials(
     tx: &mut sqlx::PgConnection,
     id: &AccountId,
+    owner: &str,
     creds: &NewCredentials,
     attempted_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let query = sqlx::query(concat!(
         "UPDATE social_accounts SET ",
         credentials_set!(),
+        release_own_lease!(),
         " WHERE id = $1"
     ));
     bind_credentials(query, id, creds, attempted_at)
+        .bind(owner)
         .execute(tx)
         .await?;
     Ok(())
 }
 
 /// The common case of a successful refresh in one statement (one round
-/// trip, its own transaction): the fenced credentials write, the attempt
-/// row and, if the status changes, the outbox event. Returns the status the
-/// account had, or None when the fence did not match; the caller then takes
-/// the general path, which records that case.
+/// trip, its own transaction): the credentials write fenced by the
+/// credentials version, the attempt row and, if the status changes, the
+/// outbox event. Returns the status the account had, or None when the fence
+/// did not match; the caller then takes the general path, which records
+/// that case.
 pub async fn commit_refreshed(
     pool: &PgPool,
     leased: &AccountRow,
@@ -313,8 +340,8 @@ pub async fn commit_refreshed(
          upd AS (
              UPDATE social_accounts SET ",
         credentials_set!(),
-        " WHERE id = $1 AND lease_owner = $13 AND credentials_version = $14
-               AND status <> 'DISCONNECTED'
+        release_own_lease!(),
+        " WHERE id = $1 AND credentials_version = $14 AND status <> 'DISCONNECTED'
              RETURNING id),
          attempt AS (
              INSERT INTO refresh_attempts
@@ -367,6 +394,9 @@ async fn write_failure(
              lease_owner = CASE WHEN $8 THEN NULL ELSE lease_owner END,
              lease_until = CASE WHEN $8 THEN NULL ELSE lease_until END,
              lease_started_at = CASE WHEN $8 THEN NULL ELSE lease_started_at END,
+             interrupted_refresh_at = COALESCE($9, interrupted_refresh_at),
+             interrupted_refresh_cause = CASE WHEN $9 IS NULL THEN interrupted_refresh_cause
+                                              ELSE $10 END,
              claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
          WHERE id = $1",
@@ -379,6 +409,13 @@ async fn write_failure(
     .bind(failure.next_attempt_at)
     .bind(failure.new_status.map(|s| s.as_str()))
     .bind(release_lease)
+    .bind(failure.interrupted.as_ref().map(|(at, _)| *at))
+    .bind(
+        failure
+            .interrupted
+            .as_ref()
+            .map(|(_, cause)| cause.as_str()),
+    )
     .execute(tx)
     .await?;
     Ok(())
@@ -463,4 +500,76 @@ async fn write_healthy(
     .execute(tx)
     .await?;
     Ok(())
+}
+
+/// Releases this process's lease without recording anything (the caller
+/// found its answer in a refresh that finished meanwhile).
+pub async fn release_lease(pool: &PgPool, id: &AccountId, owner: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE social_accounts
+         SET lease_owner = NULL, lease_until = NULL, lease_started_at = NULL
+         WHERE id = $1 AND lease_owner = $2",
+    )
+    .bind(id.as_str())
+    .bind(owner)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Ends a refresh that stopped on a panic: the failure and its attempt are
+/// recorded, the lease and claim released, and, where this process held
+/// the lease (so the platform may have been called), the refresh is marked
+/// interrupted so a later rejection says so. Returns the account as it now
+/// stands, or None if it no longer exists.
+pub async fn abandon(
+    pool: &PgPool,
+    id: &AccountId,
+    owner: &str,
+    trigger: crate::domain::Trigger,
+    started_at: DateTime<Utc>,
+    message: &str,
+    retry_at: DateTime<Utc>,
+) -> Result<Option<AccountRow>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let row: Option<AccountRow> = sqlx::query_as(
+        "UPDATE social_accounts SET
+             interrupted_refresh_at = CASE WHEN lease_owner = $2 THEN lease_started_at
+                                           ELSE interrupted_refresh_at END,
+             interrupted_refresh_cause = CASE WHEN lease_owner = $2
+                                              THEN 'stopped on an internal error'
+                                              ELSE interrupted_refresh_cause END,
+             lease_owner = CASE WHEN lease_owner = $2 THEN NULL ELSE lease_owner END,
+             lease_until = CASE WHEN lease_owner = $2 THEN NULL ELSE lease_until END,
+             lease_started_at = CASE WHEN lease_owner = $2 THEN NULL ELSE lease_started_at END,
+             last_refresh_attempt_at = now(),
+             last_refresh_error = $3,
+             last_refresh_error_status = NULL,
+             consecutive_failures = consecutive_failures + 1,
+             next_attempt_at = CASE WHEN status = 'ACTIVE' THEN $4 ELSE next_attempt_at END,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
+             updated_at = now()
+         WHERE id = $1
+         RETURNING *",
+    )
+    .bind(id.as_str())
+    .bind(owner)
+    .bind(message)
+    .bind(retry_at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = &row {
+        let attempt = NewAttempt {
+            trigger,
+            started_at,
+            finished_at: Utc::now(),
+            outcome: crate::domain::Outcome::TransientError,
+            http_status: None,
+            provider_error_code: None,
+            message: Some(message.to_owned()),
+        };
+        attempts::insert(&mut tx, id, row.provider, &attempt).await?;
+    }
+    tx.commit().await?;
+    Ok(row)
 }

@@ -121,6 +121,7 @@ pub fn settings_for(fake: &FakeOAuthServer) -> Settings {
         Settings::from_figment(Figment::new().merge(Toml::string(DEFAULT_TOML))).unwrap();
     settings.database.url = Some(SecretString::from(database_url()));
     settings.http.request_timeout = Duration::from_secs(5);
+    settings.http.rotating_request_timeout = Duration::from_secs(5);
     settings.http.connect_timeout = Duration::from_secs(2);
     settings.engine.lease_margin = Duration::from_secs(1);
     settings.engine.single_flight_wait = Duration::from_secs(20);
