@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
@@ -1110,4 +1111,67 @@ async fn a_rotated_refresh_token_does_not_inherit_the_spent_tokens_expiry() {
     // X's refresh-token lifetime is unknown (unset): the new token's expiry
     // is unknown too, not the old one's.
     assert_eq!(env.row(&id).await.refresh_token_expires_at, None);
+}
+
+// ---- panics: never a stranded account ------------------------------------
+
+/// A panic injected at any phase of a refresh ends as a recorded failed
+/// attempt with the lease released; the account is never left leased and
+/// silently ACTIVE.
+#[tokio::test]
+async fn a_panic_at_any_phase_ends_as_a_recorded_failure_with_the_lease_released() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokenwarden::engine::{Engine, EngineConfig, FaultHook, Phase};
+    use tokenwarden::providers::ProviderRegistry;
+
+    for phase in [Phase::Leased, Phase::Answered, Phase::Written] {
+        let env = TestEnv::new().await;
+        let (id, _) = env.connect(Provider::X, rotating()).await;
+        let fired = Arc::new(AtomicBool::new(false));
+        let mut config = EngineConfig::from_settings(&env.settings);
+        config.owner = "panicking".into();
+        let once = fired.clone();
+        config.fault_hook = Some(FaultHook(Arc::new(move |at| {
+            if at == phase && !once.swap(true, Ordering::SeqCst) {
+                panic!("injected fault at {at:?}");
+            }
+        })));
+        let providers =
+            ProviderRegistry::from_settings(&env.settings.providers, &env.settings.http).unwrap();
+        let engine = Engine::new(env.db.pool.clone(), env.keyring.clone(), providers, config);
+
+        let report = engine.refresh(&id, Trigger::Forced).await.unwrap();
+        assert!(fired.load(Ordering::SeqCst), "{phase:?}");
+        assert_eq!(report.outcome, Outcome::TransientError, "{phase:?}");
+        assert!(report.message.unwrap().starts_with("internal error"));
+        let row = env.row(&id).await;
+        assert!(row.lease_owner.is_none(), "{phase:?}: lease released");
+        assert_eq!(row.status, AccountStatus::Active);
+        assert!(
+            row.last_refresh_error
+                .unwrap()
+                .starts_with("internal error")
+        );
+        let attempts = attempts::for_account(&env.db.pool, &id, 1).await.unwrap();
+        assert_eq!(attempts[0].outcome, Outcome::TransientError, "{phase:?}");
+        assert!(engine.grants_in_hand().is_empty());
+
+        // The next refresh (no fault) tells the truth about what was lost.
+        let next = engine.refresh(&id, Trigger::Forced).await.unwrap();
+        match phase {
+            // Before the call, or after the write: nothing was lost.
+            Phase::Leased | Phase::Written => {
+                assert_eq!(next.outcome, Outcome::Refreshed, "{phase:?}: {next:?}")
+            }
+            // The platform rotated and the answer died with the panic.
+            Phase::Answered => {
+                let message = next.message.unwrap();
+                assert!(
+                    message.contains("interrupted refresh")
+                        && message.contains("stopped on an internal error"),
+                    "{message}"
+                );
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@ use chrono::{TimeDelta, Utc};
 use common::{CLIENT_ID, CLIENT_SECRET, TestDb, new_account, redis_url, rotating};
 use secrecy::SecretString;
 use tokenwarden::crypto::Keyring;
-use tokenwarden::domain::{AccountId, AccountStatus, Provider};
+use tokenwarden::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
 use tokenwarden::fake::FakeOAuthServer;
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::store::accounts;
@@ -136,6 +136,23 @@ impl World {
     }
 
     fn daemon(&self, database_url: &str, extra: &[(&str, &str)]) -> Child {
+        self.command(database_url, extra).spawn().unwrap()
+    }
+
+    /// The daemon as `daemon` starts it, with its log (stderr) in `log`.
+    fn daemon_logged(
+        &self,
+        database_url: &str,
+        extra: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Child {
+        self.command(database_url, extra)
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    fn command(&self, database_url: &str, extra: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(BIN);
         for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("TOKENWARDEN")) {
             cmd.env_remove(key);
@@ -153,6 +170,7 @@ impl World {
             .env("TOKENWARDEN__PROVIDERS__X__CLIENT_ID", CLIENT_ID)
             .env("TOKENWARDEN__PROVIDERS__X__CLIENT_SECRET", CLIENT_SECRET)
             .env("TOKENWARDEN__HTTP__REQUEST_TIMEOUT", "5s")
+            .env("TOKENWARDEN__HTTP__ROTATING_REQUEST_TIMEOUT", "5s")
             .env("TOKENWARDEN__ENGINE__LEASE_MARGIN", "1s")
             .env("TOKENWARDEN__SCHEDULER__INTERVAL", "200ms")
             .env("TOKENWARDEN__SCHEDULER__CLAIM_TIMEOUT", "10s")
@@ -169,7 +187,8 @@ impl World {
         for (key, value) in extra {
             cmd.env(key, value);
         }
-        cmd.args(["run"]).spawn().unwrap()
+        cmd.arg("run");
+        cmd
     }
 
     async fn count(&self, sql: &str) -> i64 {
@@ -420,5 +439,169 @@ async fn three_daemon_processes_refresh_each_account_exactly_once() {
         .count("SELECT count(*) FROM refresh_attempts WHERE outcome = 'refreshed'")
         .await;
     assert_eq!(refreshed as usize, ids.len());
+    world.purge().await;
+}
+
+impl World {
+    /// This test's schema, reached through `proxy`.
+    fn url_through(&self, proxy: &Proxy) -> String {
+        let base = common::database_url();
+        let url = base.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
+        assert_ne!(
+            url, base,
+            "the test database URL must point at 127.0.0.1:5432"
+        );
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options=-c%20search_path%3D{}", self.db.schema)
+    }
+}
+
+/// The outage of ARCHITECTURE.md's custody rule 6, longer than the lease:
+/// the platform answered, then PostgreSQL went out of reach for 90 s (both
+/// processes lose it, as in a real outage). The new tokens are the only
+/// copy; they must be stored when the database returns, and the second
+/// process, waiting for the account all along, must not present the spent
+/// token once it can take the expired lease.
+#[tokio::test]
+async fn a_grant_in_hand_survives_a_database_outage_longer_than_the_lease() {
+    const OUTAGE: Duration = Duration::from_secs(90);
+    let (world, ids) = World::new(1, TimeDelta::zero()).await;
+    let id = ids[0].clone();
+    let proxy = Proxy::start("127.0.0.1:5432".into()).await;
+    let url = world.url_through(&proxy);
+    let settings = common::settings_for(&world.fake);
+    let connect = || {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect(&url)
+    };
+    let (pool_a, pool_b) = (connect().await.unwrap(), connect().await.unwrap());
+    let engine_a = common::engine_for(&pool_a, &settings, world.keyring.clone(), "process-a");
+    let engine_b = common::engine_for(&pool_b, &settings, world.keyring.clone(), "process-b");
+    let lease = engine_a.config().lease_duration;
+    assert!(OUTAGE > lease * 5);
+
+    // The platform takes 2 s; the database goes away once the request left.
+    world.fake.set_answer_delay(Duration::from_secs(2));
+    let refresh_id = id.clone();
+    let first = tokio::spawn(async move { engine_a.refresh(&refresh_id, Trigger::Forced).await });
+    let started = Instant::now();
+    while world.fake.call_count() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.cut();
+    world.fake.set_answer_delay(Duration::ZERO);
+
+    // Process B asks for the account throughout, as a retrying caller would.
+    let refresh_id = id.clone();
+    let second = tokio::spawn(async move {
+        loop {
+            match engine_b.refresh(&refresh_id, Trigger::Forced).await {
+                Ok(report) => return report,
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    });
+    tokio::time::sleep(OUTAGE).await;
+    proxy.restore();
+
+    let first = tokio::time::timeout(Duration::from_secs(30), first)
+        .await
+        .expect("the write lands once the database is back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.outcome, Outcome::Refreshed, "{first:?}");
+    let second = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.succeeded(), "{second:?}");
+    assert_eq!(world.fake.reuse_detected(), 0, "no spent token presented");
+    let row = accounts::get(&world.db.pool, &id).await.unwrap().unwrap();
+    assert_eq!(row.status, AccountStatus::Active);
+    let stored = world
+        .keyring
+        .decrypt(
+            &id,
+            tokenwarden::crypto::Field::RefreshToken,
+            row.credentials_key_id.as_deref().unwrap(),
+            row.refresh_token_ciphertext.as_deref().unwrap(),
+        )
+        .unwrap();
+    use secrecy::ExposeSecret;
+    assert!(
+        world.fake.is_live(stored.expose_secret()),
+        "the live token is stored"
+    );
+}
+
+/// SIGTERM while a grant in hand cannot be stored: the daemon waits out
+/// `shutdown.grace`, then exits non-zero and names the account (never the
+/// token) in its log.
+#[tokio::test]
+async fn sigterm_during_an_outage_reports_each_grant_in_hand_and_exits_non_zero() {
+    let (world, ids) = World::new(1, TimeDelta::zero()).await;
+    let proxy = Proxy::start("127.0.0.1:5432".into()).await;
+    let url = world.url_through(&proxy);
+    world.fake.set_answer_delay(Duration::from_secs(2));
+    let log_path = std::env::temp_dir().join(format!("tw-grant-log-{}", world.db.schema));
+    let mut daemon = world.daemon_logged(
+        &url,
+        &[
+            ("TOKENWARDEN__SHUTDOWN__GRACE", "7s"),
+            ("TOKENWARDEN__LOG__FILTER", "info"),
+        ],
+        &log_path,
+    );
+    let started = Instant::now();
+    while world.fake.call_count() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopping.elapsed() < Duration::from_secs(30), "no exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "a grant in hand was not stored");
+    assert!(
+        stopping.elapsed() >= Duration::from_secs(5),
+        "waited for the grace"
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("a grant in hand could not be stored")
+                && l.contains(ids[0].as_str())),
+        "{log}"
+    );
+    proxy.restore();
+    // The stored (spent) token never reaches the log either.
+    let row = accounts::get(&world.db.pool, &ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = world
+        .keyring
+        .decrypt(
+            &ids[0],
+            tokenwarden::crypto::Field::RefreshToken,
+            row.credentials_key_id.as_deref().unwrap(),
+            row.refresh_token_ciphertext.as_deref().unwrap(),
+        )
+        .unwrap();
+    use secrecy::ExposeSecret;
+    assert!(!log.contains(stored.expose_secret()), "token in the log");
     world.purge().await;
 }

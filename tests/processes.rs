@@ -63,6 +63,7 @@ impl Procs {
             .env("TOKENWARDEN__PROVIDERS__X__CLIENT_ID", CLIENT_ID)
             .env("TOKENWARDEN__PROVIDERS__X__CLIENT_SECRET", CLIENT_SECRET)
             .env("TOKENWARDEN__HTTP__REQUEST_TIMEOUT", "5s")
+            .env("TOKENWARDEN__HTTP__ROTATING_REQUEST_TIMEOUT", "5s")
             .env("TOKENWARDEN__ENGINE__LEASE_MARGIN", "1s")
             .env("TOKENWARDEN__REDIS__URL", common::redis_url())
             .stdin(Stdio::null());

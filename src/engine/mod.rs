@@ -35,6 +35,11 @@ use crate::store::refresh::{
     self as refresh_store, Change, Committed, FailureChange, NewCredentials,
 };
 
+/// How long a process that took over an expired lease waits for the
+/// previous holder's pending write before it calls the platform: longer
+/// than that holder's pause between write attempts.
+const TAKEOVER_SETTLE: Duration = Duration::from_secs(3);
+
 /// A provider's `Retry-After` is honoured up to this; beyond it the answer is
 /// more likely a bug than a plan.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -508,8 +513,11 @@ impl Engine {
             )
             .await?
             {
-                tracing::Span::current().record("provider", leased.provider.as_str());
-                return self.run_leased(leased, trigger, started_at).await;
+                tracing::Span::current().record("provider", leased.row.provider.as_str());
+                return match self.settle_takeover(leased).await? {
+                    Lease::Held(leased) => self.run_leased(*leased, trigger, started_at).await,
+                    Lease::Joined(report) => Ok(report),
+                };
             }
         }
         let row = accounts::get(&self.inner.pool, id)
@@ -590,10 +598,7 @@ impl Engine {
             )
             .await?
             {
-                if let Some(at) = leased.interrupted_refresh_at {
-                    tracing::warn!(interrupted_at = %at, "previous refresh ended without a result; its lease expired");
-                }
-                return Ok(Lease::Held(Box::new(leased)));
+                return self.settle_takeover(leased).await;
             }
             if Instant::now() + pause > deadline {
                 return Err(self.timeout_error(&row.id));
@@ -614,6 +619,47 @@ impl Engine {
                 return Ok(Lease::Joined(joined_report(&current, attempt)));
             }
         }
+    }
+
+    /// A lease taken over from a holder whose lease expired: that holder may
+    /// be alive, holding new tokens it could not store while the database
+    /// was out of its reach (it keeps trying, fenced by the credentials
+    /// version). Calling the platform now would present a spent token, so
+    /// give it a moment first; if its write lands, that is the answer.
+    async fn settle_takeover(&self, leased: refresh_store::Leased) -> Result<Lease, EngineError> {
+        let refresh_store::Leased { row, took_over } = leased;
+        if !took_over {
+            return Ok(Lease::Held(Box::new(row)));
+        }
+        tracing::warn!(
+            interrupted_at = ?row.interrupted_refresh_at,
+            "took over an expired refresh lease; waiting for its holder's result first"
+        );
+        tokio::time::sleep(TAKEOVER_SETTLE).await;
+        let current = accounts::get(&self.inner.pool, &row.id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(row.id.clone()))?;
+        if current.credentials_version == row.credentials_version {
+            return Ok(Lease::Held(Box::new(row)));
+        }
+        refresh_store::release_lease(&self.inner.pool, &row.id, &self.inner.config.owner).await?;
+        tracing::info!("the previous holder stored its result; not calling the platform");
+        let since = row.interrupted_refresh_at.unwrap_or(row.updated_at);
+        Ok(Lease::Joined(
+            match attempts::latest_finished_since(&self.inner.pool, &row.id, since).await? {
+                Some(attempt) => joined_report(&current, attempt),
+                None => {
+                    let mut report = self.report(
+                        &current,
+                        Trigger::Scheduled,
+                        Outcome::Skipped,
+                        Some("refreshed meanwhile".into()),
+                    );
+                    report.joined = true;
+                    report
+                }
+            },
+        ))
     }
 
     /// Runs the provider call under the lease and counts what came of it.
@@ -939,7 +985,9 @@ impl Engine {
                         tracing::warn!(error = %e, tries = failures, "storing new tokens failed; retrying until the database answers");
                     }
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
+                    // Short: a process that takes the lease over waits
+                    // `TAKEOVER_SETTLE` for this write once the database is back.
+                    pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "new tokens could not be stored: the database refused the write");

@@ -14,15 +14,21 @@ use crate::store::events;
 /// scheduler's job, if its claim is still the account's). Taking over an
 /// expired lease means a refresh started and never reported: its start is
 /// kept in `interrupted_refresh_at` (SET expressions read the old row).
+///
+/// `took_over` says the lease was taken from a holder whose lease expired:
+/// that holder may still be alive with new tokens it could not yet store
+/// (the database was out of its reach).
 pub async fn acquire_lease(
     pool: &PgPool,
     id: &AccountId,
     owner: &str,
     lease_for: Duration,
     claim: Option<uuid::Uuid>,
-) -> Result<Option<AccountRow>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE social_accounts
+) -> Result<Option<Leased>, sqlx::Error> {
+    let row = sqlx::query(
+        "WITH prev AS (SELECT id, lease_owner AS previous_owner
+                       FROM social_accounts WHERE id = $1 FOR UPDATE)
+         UPDATE social_accounts
          SET lease_owner = $2,
              lease_until = now() + make_interval(secs => $3),
              lease_started_at = now(),
@@ -32,18 +38,35 @@ pub async fn acquire_lease(
              interrupted_refresh_cause = CASE WHEN lease_owner IS NOT NULL
                                               THEN 'ended without a result (its lease expired)'
                                               ELSE interrupted_refresh_cause END
-         WHERE id = $1
+         FROM prev
+         WHERE social_accounts.id = prev.id
            AND status <> 'DISCONNECTED'
            AND (lease_owner IS NULL OR lease_until < now())
            AND ($4::uuid IS NULL OR (claim_id = $4 AND status = 'ACTIVE'))
-         RETURNING *",
+         RETURNING social_accounts.*, prev.previous_owner",
     )
     .bind(id.as_str())
     .bind(owner)
     .bind(lease_for.as_secs_f64())
     .bind(claim)
     .fetch_optional(pool)
-    .await
+    .await?;
+    row.map(|row| {
+        use sqlx::{FromRow, Row};
+        Ok(Leased {
+            took_over: row
+                .try_get::<Option<String>, _>("previous_owner")?
+                .is_some(),
+            row: AccountRow::from_row(&row)?,
+        })
+    })
+    .transpose()
+}
+
+/// A lease just taken, and the account as it then stood.
+pub struct Leased {
+    pub row: AccountRow,
+    pub took_over: bool,
 }
 
 /// New credentials, encrypted under `key_id`. Both values are always written,
