@@ -64,6 +64,18 @@ impl Scheduler {
             .await?,
             ..Tick::default()
         };
+        // Redis only carries work: if it lost the queue's data, the jobs of
+        // outstanding claims are gone, and waiting out the claim timeout
+        // would leave short-lived tokens to expire.
+        if queue::mark_queue_data(&mut self.storage).await? {
+            let released = scheduling::release_lost_claims(&self.pool).await?;
+            if released > 0 {
+                tracing::warn!(
+                    released,
+                    "Redis lost the queue's data (emptied or restarted without persistence); re-queueing the claimed accounts"
+                );
+            }
+        }
         // Claims count what runs; the queue's own depth counts jobs whose
         // claims timed out while no worker took them (workers down), so the
         // queue stays bounded either way.

@@ -1175,3 +1175,46 @@ async fn a_panic_at_any_phase_ends_as_a_recorded_failure_with_the_lease_released
         }
     }
 }
+
+// ---- forced bursts: one platform call per burst ---------------------------
+
+/// Ten simultaneous forced refreshes per round, 50 rounds, split over two
+/// engines (two processes' worth of leases and flight tables) and all to
+/// one: exactly one platform call per round. A caller that reaches the
+/// lease just after another refresh released it takes that refresh, which
+/// finished after the caller asked, as its answer.
+#[tokio::test]
+async fn every_forced_burst_makes_exactly_one_platform_call() {
+    let env = TestEnv::new().await;
+    let (id, _) = env.connect(Provider::X, rotating()).await;
+    let engines = [env.engine.clone(), env.other_engine("engine-b")];
+    for split in [true, false] {
+        for round in 0..50 {
+            let before = env.fake.call_count();
+            let requested_at = chrono::Utc::now();
+            let callers: Vec<_> = (0..10)
+                .map(|i| {
+                    let engine = engines[if split { i % 2 } else { 0 }].clone();
+                    let id = id.clone();
+                    tokio::spawn(async move {
+                        engine
+                            .refresh_requested_at(&id, Trigger::Forced, requested_at)
+                            .await
+                    })
+                })
+                .collect();
+            for caller in callers {
+                let report = caller.await.unwrap().unwrap();
+                assert!(report.succeeded(), "{report:?}");
+            }
+            assert_eq!(
+                env.fake.call_count() - before,
+                1,
+                "round {round} (split over two engines: {split})"
+            );
+        }
+    }
+    assert_eq!(env.fake.reuse_detected(), 0);
+    let stored = env.stored_refresh_token(&id).await.unwrap();
+    assert!(env.fake.is_live(&stored));
+}

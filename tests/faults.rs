@@ -605,3 +605,61 @@ async fn sigterm_during_an_outage_reports_each_grant_in_hand_and_exits_non_zero(
     assert!(!log.contains(stored.expose_secret()), "token in the log");
     world.purge().await;
 }
+
+/// Redis emptied (FLUSHALL, or a restart without persistence) while claims
+/// are outstanding: the scheduler notices the queue's marker is gone and
+/// re-queues the claimed accounts at once, instead of after
+/// `scheduler.claim_timeout` (here 2 minutes).
+#[tokio::test]
+async fn jobs_lost_with_redis_data_are_requeued_within_seconds() {
+    let (world, ids) = World::new(40, TimeDelta::zero()).await;
+    let url = world.db.url();
+    let long_claims = [
+        ("TOKENWARDEN__SCHEDULER__CLAIM_TIMEOUT", "2m"),
+        ("TOKENWARDEN__WORKER__JOB_TIMEOUT", "1m"),
+    ];
+    // A scheduler alone claims every account and queues its job.
+    let scheduler = world
+        .command(&url, &long_claims)
+        .args(["--role", "scheduler"])
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while world
+        .count("SELECT count(*) FROM social_accounts WHERE claim_id IS NOT NULL")
+        .await
+        < ids.len() as i64
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "never claimed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Redis loses everything of this queue (a FLUSHALL limited to the
+    // test's own keys, so parallel tests keep theirs) while the scheduler
+    // runs; workers come up after it.
+    world.purge().await;
+    let workers = world
+        .command(&url, &long_claims)
+        .args(["--role", "worker"])
+        .spawn()
+        .unwrap();
+    let restarted = Instant::now();
+    loop {
+        let done = world
+            .count("SELECT count(*) FROM social_accounts WHERE last_refreshed_at IS NOT NULL")
+            .await;
+        if done == ids.len() as i64 {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "only {done}/{} refreshed 10 s after Redis lost the jobs",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop(workers);
+    stop(scheduler);
+    assert_eq!(world.fake.call_count(), ids.len(), "one call per account");
+    assert_eq!(world.fake.reuse_detected(), 0);
+    world.purge().await;
+}

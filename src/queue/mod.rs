@@ -158,6 +158,22 @@ pub async fn trim_done(storage: &mut JobStorage, max: usize) -> anyhow::Result<u
 
 /// Jobs waiting in the queue (every push lands in apalis's scheduled set;
 /// fetched ones move to the active list).
+/// Makes sure this queue's marker key exists in Redis. The marker is set
+/// once and lives as long as Redis keeps the queue's data: finding it gone
+/// (FLUSHALL, a restart without persistence) means every job that was
+/// queued is gone too. True when this call had to set it again.
+pub async fn mark_queue_data(storage: &mut JobStorage) -> anyhow::Result<bool> {
+    let queue = storage.get_config().queue.as_ref().to_owned();
+    let conn = storage.get_connection();
+    let set: Option<String> = redis::cmd("SET")
+        .arg(format!("{queue}:marker"))
+        .arg(Uuid::new_v4().to_string())
+        .arg("NX")
+        .query_async(conn)
+        .await?;
+    Ok(set.is_some())
+}
+
 pub async fn depth(storage: &mut JobStorage) -> anyhow::Result<i64> {
     let queue = storage.get_config().queue.as_ref().to_owned();
     let conn = storage.get_connection();

@@ -108,6 +108,21 @@ pub async fn release_claims(pool: &PgPool, claims: &[Uuid]) -> Result<u64, sqlx:
     Ok(done.rows_affected())
 }
 
+/// Hands back every claim whose job Redis lost (its data was emptied), so
+/// the next scan queues those accounts at once instead of after the claim
+/// timeout. Accounts with a refresh in flight keep their claim: the refresh
+/// ends it.
+pub async fn release_lost_claims(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE social_accounts SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
+                                    next_attempt_at = now()
+         WHERE claim_id IS NOT NULL AND (lease_owner IS NULL OR lease_until < now())",
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Moves ACTIVE accounts whose credentials are dead by time to TOKEN_EXPIRED,
 /// with one outbox event each, in one statement: the refresh token's own
 /// expiry passed, or the access token expired and nothing can renew it (no
