@@ -385,10 +385,14 @@ fn jwt_field<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a str, Str
     }
 }
 
-/// Time left until a JWT's `exp`, clamped to the lifetime range (a token
-/// already expired on arrival gets the minimum, and a note).
+/// Time left until a JWT's `exp`, clamped to the lifetime range. A token
+/// already expired on arrival refuses the answer like an unreadable one
+/// (safe here: the PDS honours the spent refresh JWT for its grace period).
 fn remaining(name: &str, jwt: &str, now: i64) -> Result<lifetime::Stated, String> {
     let exp = jwt_exp(jwt).map_err(|why| format!("{name} {why}"))?;
+    if exp <= now {
+        return Err(format!("{name} has already expired"));
+    }
     Ok(lifetime::until_epoch(
         &format!("{name} exp"),
         exp as f64,
@@ -572,11 +576,9 @@ mod tests {
     }
 
     #[test]
-    fn odd_expiries_are_clamped_and_noted() {
+    fn far_expiries_are_clamped_and_expired_ones_refused() {
         let now = 1_700_000_000;
-        let expired = remaining("accessJwt", &jwt(r#"{"exp":1700000000}"#), now).unwrap();
-        assert_eq!(expired.value, Some(lifetime::MIN));
-        assert!(expired.oddity.is_some());
+        assert!(remaining("accessJwt", &jwt(r#"{"exp":1700000000}"#), now).is_err());
         assert_eq!(
             remaining("accessJwt", &jwt(r#"{"exp":1700000060}"#), now),
             Ok(lifetime::Stated {
@@ -588,8 +590,7 @@ mod tests {
             let far = remaining("accessJwt", &jwt(far), now).unwrap();
             assert_eq!(far.value, Some(lifetime::MAX));
         }
-        let early = remaining("accessJwt", &jwt(r#"{"exp":-9223372036854775808}"#), now).unwrap();
-        assert_eq!(early.value, Some(lifetime::MIN));
+        assert!(remaining("accessJwt", &jwt(r#"{"exp":-9223372036854775808}"#), now).is_err());
         let unreadable = remaining("refreshJwt", "not-a-jwt", now).unwrap_err();
         assert!(unreadable.starts_with("refreshJwt is not a JWT"));
     }
