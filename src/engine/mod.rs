@@ -25,7 +25,7 @@ use crate::domain::{
 };
 use crate::policy::{RefreshPolicy, delta, retry_delay};
 use crate::providers::{
-    DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant,
+    AccountState, Checked, DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant,
 };
 use crate::store::accounts::{self, AccountRow};
 use crate::store::attempts::{self, AttemptRow, NewAttempt};
@@ -501,7 +501,9 @@ impl Engine {
         let credentials = match self.decrypt(&leased) {
             Ok(credentials) => credentials,
             Err(error) => {
-                let failure = ProviderError::new(FailureKind::Config, error.to_string());
+                // One row's credentials, not the app: never pauses the platform.
+                let failure =
+                    ProviderError::new(FailureKind::Config, error.to_string()).account_scoped();
                 self.finish_failure(&leased, trigger, started_at, failure, None)
                     .await?;
                 return Err(error);
@@ -659,6 +661,16 @@ impl Engine {
                     key.to_private_jwk().expose_secret(),
                 )
             }),
+            account: grant.account.clone(),
+        };
+        // A change of the account's own state needs its event: the general
+        // path writes both in one transaction.
+        let account_state_changes = match &grant.account {
+            AccountState::Unreported => false,
+            AccountState::Active => leased.account_inactive_reason.is_some(),
+            AccountState::Inactive(reason) => {
+                leased.account_inactive_reason.as_deref() != Some(reason.as_str())
+            }
         };
         let note = grant.expires_in.is_none().then(|| {
             format!(
@@ -675,10 +687,13 @@ impl Engine {
             provider_error_code: None,
             message: note.clone(),
         };
-        let committed = match self
-            .commit_refreshed_with_retry(leased, &attempt, &credentials)
-            .await?
-        {
+        let fast = if account_state_changes {
+            None
+        } else {
+            self.commit_refreshed_with_retry(leased, &attempt, &credentials)
+                .await?
+        };
+        let committed = match fast {
             Some(from) => Committed::Applied {
                 from,
                 to: AccountStatus::Active,
@@ -790,13 +805,23 @@ impl Engine {
             count_failure,
             next_attempt_at,
             new_status,
+            unrecognised: error.unrecognised,
+            account: if error.account_inactive {
+                AccountState::Inactive(scrub(&error.message, &secrets))
+            } else {
+                AccountState::Unreported
+            },
         });
+        if error.unrecognised {
+            crate::metrics::record_unrecognised_answer(leased.provider, error.http_status);
+        }
         let committed = self.commit_with_retry(leased, &attempt, &change).await?;
         let mut report = self.report(leased, trigger, error.kind.outcome(), Some(text.clone()));
         report.http_status = error.http_status;
         report.provider_error_code = code;
         report.retry_at = next_attempt_at;
         report.account_only = error.account_only;
+        report.unrecognised = error.unrecognised;
         report.status = match committed {
             Committed::Applied { to, .. } => to,
             Committed::Fenced { status } => {
@@ -856,6 +881,8 @@ impl Engine {
                         )
                     })),
                     new_status: None,
+                    unrecognised: false,
+                    account: AccountState::Unreported,
                 });
                 self.commit_with_retry(leased, &attempt, &change).await?;
                 Ok(self.report(leased, trigger, Outcome::Skipped, Some(message)))
@@ -926,12 +953,16 @@ impl Engine {
         leased: &AccountRow,
         trigger: Trigger,
         started_at: DateTime<Utc>,
-        check: futures::future::BoxFuture<'_, Result<(), ProviderError>>,
+        check: futures::future::BoxFuture<'_, Result<Checked, ProviderError>>,
         credentials: &Credentials,
         note: Option<String>,
     ) -> Result<RefreshReport, EngineError> {
         match check.await {
-            Ok(()) => {
+            Ok(checked) => {
+                let note = match (note, checked.note) {
+                    (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                    (a, b) => a.or(b),
+                };
                 let now = Utc::now();
                 let policy = self.inner.config.policy(leased.provider);
                 let mut next = now + delta(policy.health_check_interval);
@@ -952,6 +983,7 @@ impl Engine {
                     &attempt,
                     &Change::Healthy {
                         next_attempt_at: next,
+                        account: checked.account,
                     },
                 )
                 .await?;
@@ -1068,6 +1100,7 @@ impl Engine {
             token_expires_at: row.token_expires_at,
             joined: false,
             account_only: false,
+            unrecognised: false,
         }
     }
 }
@@ -1102,6 +1135,7 @@ fn joined_report(current: &AccountRow, attempt: AttemptRow) -> RefreshReport {
         token_expires_at: current.token_expires_at,
         joined: true,
         account_only: false,
+        unrecognised: false,
     }
 }
 
