@@ -473,10 +473,15 @@ fn xrpc_error(reply: &HttpReply, asked: Asked) -> ProviderError {
         Some("InvalidToken") if asked == Asked::Refresh => {
             (FailureKind::RejectedExpired, "token invalid")
         }
-        Some("ExpiredToken" | "InvalidToken") => (
-            FailureKind::Transient,
-            "the access token was refused; a refresh decides",
-        ),
+        Some("ExpiredToken" | "InvalidToken") => {
+            // This account's access JWT, not the PDS: never the platform's.
+            let text = said.unwrap_or_else(|| "the access token was refused".into());
+            return with_code(
+                ProviderError::transient(format!("{text}; a refresh decides"))
+                    .with_status(status)
+                    .account_scoped(),
+            );
+        }
         // The account was deleted on its PDS: nothing left to refresh.
         Some("InvalidRequest") if gone => (FailureKind::RejectedExpired, "account not found"),
         Some("AccountTakedown") => (FailureKind::RejectedRevoked, "account taken down"),
