@@ -380,14 +380,21 @@ mod tests {
         for _ in 0..100 {
             gates.record_report(&one);
         }
-        assert!(!gates.is_paused(Provider::Pinterest), "one account, however often");
+        assert!(
+            !gates.is_paused(Provider::Pinterest),
+            "one account, however often"
+        );
         assert!(!gates.has_config_error(Provider::Pinterest));
         let needed = gates.circuit.app_error_accounts;
         assert_eq!(needed, 3, "the documented default");
         for _ in 1..needed - 1 {
             gates.record_report(&report(Provider::Pinterest, Outcome::ConfigError, false));
         }
-        assert!(!gates.is_paused(Provider::Pinterest), "{} accounts", needed - 1);
+        assert!(
+            !gates.is_paused(Provider::Pinterest),
+            "{} accounts",
+            needed - 1
+        );
         gates.record_report(&report(Provider::Pinterest, Outcome::ConfigError, false));
         assert!(gates.is_paused(Provider::Pinterest));
         assert!(gates.has_config_error(Provider::Pinterest));
@@ -477,7 +484,11 @@ mod tests {
         assert!(poisoned.is_err());
         assert!(gate.state.is_poisoned());
         assert!(matches!(gates.admit(Provider::X).await, Admission::Go(_)));
-        gates.record(Provider::X, Outcome::RateLimited, Some(Duration::from_secs(60)));
+        gates.record(
+            Provider::X,
+            Outcome::RateLimited,
+            Some(Duration::from_secs(60)),
+        );
         assert!(gates.is_paused(Provider::X));
         assert!(!gates.has_config_error(Provider::X));
     }

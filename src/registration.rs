@@ -89,6 +89,9 @@ fn required(field: &'static str, value: &str) -> Result<String, InvalidField> {
     }
 }
 
+/// The access and refresh tokens' expiries.
+type Expiries = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// The platforms' own rules for a registration's expiries (see
 /// docs/platform-answers.md): a Mastodon token has none, and a Bluesky
 /// session's is in its JWTs when the API tier does not give it.
@@ -97,7 +100,7 @@ fn platform_expiry(
     credentials: &CredentialsSpec,
     token_expires_at: Option<DateTime<Utc>>,
     refresh_token_expires_at: Option<DateTime<Utc>>,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), InvalidField> {
+) -> Result<Expiries, InvalidField> {
     let from_jwt = |jwt: &str| {
         crate::providers::jwt_exp(jwt)
             .ok()
@@ -240,7 +243,10 @@ mod tests {
         .into_new_account(now)
         .unwrap();
         assert_eq!(new.token_expires_at.unwrap().timestamp(), access_exp);
-        assert_eq!(new.refresh_token_expires_at.unwrap().timestamp(), refresh_exp);
+        assert_eq!(
+            new.refresh_token_expires_at.unwrap().timestamp(),
+            refresh_exp
+        );
         // What the API tier says wins over the JWT.
         let given = spec(
             "BLUESKY",
@@ -258,7 +264,10 @@ mod tests {
                 .into_new_account(Utc::now())
                 .unwrap_err();
             assert_eq!(err.field, "credentials.expires_in");
-            assert!(err.problem.contains("Bluesky session needs its expiry"), "{err}");
+            assert!(
+                err.problem.contains("Bluesky session needs its expiry"),
+                "{err}"
+            );
             assert!(!err.to_string().contains(access), "no token echoed: {err}");
         }
     }
@@ -270,7 +279,10 @@ mod tests {
             .into_new_account(Utc::now())
             .unwrap_err();
         assert_eq!(err.field, "credentials.expires_in");
-        assert!(err.problem.contains("Mastodon tokens do not expire"), "{err}");
+        assert!(
+            err.problem.contains("Mastodon tokens do not expire"),
+            "{err}"
+        );
         let err = spec(
             "MASTODON",
             json!({"access_token": "t", "token_expires_at": "2030-01-01T00:00:00Z"}),

@@ -262,7 +262,13 @@ async fn expired_token_revoked_is_token_expired_with_the_text_kept() {
     let report = refresh(&env, &id).await;
     assert_eq!(report.outcome, Outcome::RejectedExpired);
     assert_eq!(report.provider_error_code.as_deref(), Some("ExpiredToken"));
-    assert!(report.message.as_deref().unwrap().contains("Token has been revoked"));
+    assert!(
+        report
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("Token has been revoked")
+    );
     assert_status(&env, &id, &report, AccountStatus::TokenExpired).await;
     assert!(
         env.row(&id)
@@ -333,7 +339,10 @@ async fn account_deactivated_is_flagged_without_a_status_change() {
     assert!(health.reason.unwrap().contains("deactivated"));
     let events = env.events(&id).await;
     assert_eq!(events.len(), 2, "{events:?}");
-    assert_eq!((events[1].0.as_deref(), events[1].1.as_str()), (Some("ACTIVE"), "ACTIVE"));
+    assert_eq!(
+        (events[1].0.as_deref(), events[1].1.as_str()),
+        (Some("ACTIVE"), "ACTIVE")
+    );
 
     // Still deactivated: no second event.
     assert_eq!(refresh(&env, &id).await.outcome, Outcome::Refreshed);
@@ -344,7 +353,11 @@ async fn account_deactivated_is_flagged_without_a_status_change() {
     let row = env.row(&id).await;
     assert_eq!(row.account_inactive_reason, None);
     assert!(tokenwarden::api::views::health(&row, Utc::now()).can_post);
-    assert_eq!(env.events(&id).await.len(), 3, "reactivation is an event too");
+    assert_eq!(
+        env.events(&id).await.len(),
+        3,
+        "reactivation is an event too"
+    );
 }
 
 #[tokio::test]

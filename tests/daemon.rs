@@ -589,7 +589,11 @@ async fn an_accounts_own_answers_never_pause_the_platform_but_several_accounts_a
             (cells.len() == 8 && cells[0].trim() == "pinterest" && cells[5].starts_with("account"))
                 .then(|| {
                     let body = cells[2].trim().trim_matches('`').to_owned();
-                    (cells[1].trim().parse().unwrap(), body, cells[4].trim().to_owned())
+                    (
+                        cells[1].trim().parse().unwrap(),
+                        body,
+                        cells[4].trim().to_owned(),
+                    )
                 })
         })
         .collect();
@@ -597,9 +601,16 @@ async fn an_accounts_own_answers_never_pause_the_platform_but_several_accounts_a
     let mut bad = Vec::new();
     for (i, (http, body, status)) in rows.iter().enumerate() {
         let (access, refresh) = fake.issue(PinterestGrant::default());
-        let kind = if body.starts_with('{') { "application/json" } else { "text/html" };
+        let kind = if body.starts_with('{') {
+            "application/json"
+        } else {
+            "text/html"
+        };
         fake.answer_for(&refresh, ScriptedResponse::raw(*http, kind, body.clone()));
-        bad.push((register(format!("bad-{i}"), access, refresh).await, status.clone()));
+        bad.push((
+            register(format!("bad-{i}"), access, refresh).await,
+            status.clone(),
+        ));
     }
     let mut good = Vec::new();
     for i in 0..3 {
@@ -669,18 +680,27 @@ async fn an_accounts_own_answers_never_pause_the_platform_but_several_accounts_a
     assert!(!gates.has_config_error(Provider::Pinterest));
     for id in &good {
         let row = env.row(id).await;
-        let refreshed = row.last_refreshed_at.expect("the good account was refreshed");
+        let refreshed = row
+            .last_refreshed_at
+            .expect("the good account was refreshed");
         assert!(refreshed >= started && refreshed - started < TimeDelta::seconds(30));
         assert!(row.token_expires_at.unwrap() > Utc::now() + TimeDelta::days(29));
     }
     for (id, status) in &bad {
         let row = env.row(id).await;
-        assert_eq!(row.status.as_str(), status, "{id}: {:?}", row.last_refresh_error);
+        assert_eq!(
+            row.status.as_str(),
+            status,
+            "{id}: {:?}",
+            row.last_refresh_error
+        );
         assert!(row.last_refreshed_at.is_none());
     }
     let rendered = tokenwarden::metrics::render();
     assert!(
-        rendered.contains(r#"tokenwarden_unrecognised_answers_total{provider="pinterest",http_status="400"}"#),
+        rendered.contains(
+            r#"tokenwarden_unrecognised_answers_total{provider="pinterest",http_status="400"}"#
+        ),
         "{rendered}"
     );
 
@@ -704,7 +724,10 @@ async fn an_accounts_own_answers_never_pause_the_platform_but_several_accounts_a
     assert!(gates.is_paused(Provider::Pinterest));
     assert!(gates.has_config_error(Provider::Pinterest));
     let stop = CancellationToken::new();
-    let watcher = tokio::spawn(tokenwarden::metrics::watch_gates(gates.clone(), stop.clone()));
+    let watcher = tokio::spawn(tokenwarden::metrics::watch_gates(
+        gates.clone(),
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.cancel();
     watcher.await.unwrap();

@@ -19,8 +19,8 @@ use tokenwarden::fake::IssuedTokens;
 use tokenwarden::fake::{
     FakeGoogle, FakeGraph, FakeLinkedin, FakeMastodon, FakePinterest, FakeTiktok, FakeX,
     GoogleGrant, GraphTokenState, LINKEDIN_REFRESH_LIFETIME, LONG_LIVED_SECONDS,
-    MastodonTokenState, PINTEREST_REFRESH_LIFETIME, PinterestGrant,
-    ScriptedResponse, TIKTOK_REFRESH_LIFETIME, YOUTUBE_UPLOAD_SCOPE, graph_error_body,
+    MastodonTokenState, PINTEREST_REFRESH_LIFETIME, PinterestGrant, ScriptedResponse,
+    TIKTOK_REFRESH_LIFETIME, YOUTUBE_UPLOAD_SCOPE, graph_error_body,
 };
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::store::accounts;
@@ -1206,7 +1206,10 @@ async fn per_account_failures_do_not_pause_the_platform_but_platform_failures_do
         assert!(!report.account_only);
         gates.record_report(&report);
     }
-    assert!(!gates.is_paused(Provider::Youtube), "one account is no evidence");
+    assert!(
+        !gates.is_paused(Provider::Youtube),
+        "one account is no evidence"
+    );
     sqlx::query("UPDATE social_accounts SET external_id = 'yt-0' WHERE id = $1")
         .bind(id.as_str())
         .execute(env.pool())

@@ -25,7 +25,8 @@ use crate::domain::{
 };
 use crate::policy::{RefreshPolicy, delta, retry_delay};
 use crate::providers::{
-    AccountState, Checked, DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant,
+    AccountState, Checked, DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest,
+    TokenGrant,
 };
 use crate::store::accounts::{self, AccountRow};
 use crate::store::attempts::{self, AttemptRow, NewAttempt};

@@ -63,8 +63,8 @@ use crate::domain::{AccessToken, Provider, RefreshToken};
 use crate::providers::host_guard::HostGuard;
 use crate::providers::token_response::{json_object, short};
 use crate::providers::{
-    AccountState, Checked, DpopKey, FailureKind, HttpClient, HttpReply, OAuth2Refresh, ProviderError, RefreshRequest,
-    TokenGrant, TokenProvider,
+    AccountState, Checked, DpopKey, FailureKind, HttpClient, HttpReply, OAuth2Refresh,
+    ProviderError, RefreshRequest, TokenGrant, TokenProvider,
 };
 
 const REFRESH_PATH: &str = "/xrpc/com.atproto.server.refreshSession";

@@ -40,7 +40,8 @@ use crate::config::ProviderSettings;
 use crate::providers::graph::{app_usage, error_object, graph_error};
 use crate::providers::token_response::json_object;
 use crate::providers::{
-    Checked, FailureKind, HttpClient, HttpReply, ProviderError, RefreshRequest, TokenGrant, TokenProvider,
+    Checked, FailureKind, HttpClient, HttpReply, ProviderError, RefreshRequest, TokenGrant,
+    TokenProvider,
 };
 
 pub struct FacebookFlow {

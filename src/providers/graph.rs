@@ -174,7 +174,8 @@ mod tests {
             Some(FailureKind::Transient)
         );
         assert_eq!(kind(r#"{"error":"invalid_grant"}"#), None);
-        let unknown = graph_error(&reply(r#"{"error":{"code":12345,"message":"new"}}"#, None)).unwrap();
+        let unknown =
+            graph_error(&reply(r#"{"error":{"code":12345,"message":"new"}}"#, None)).unwrap();
         assert!(unknown.unrecognised && unknown.account_only);
         assert_eq!(unknown.code.as_deref(), Some("12345"));
         assert_eq!(kind("<html>"), None);

@@ -35,8 +35,8 @@ use url::Url;
 use crate::config::{ClientAuth, ProviderSettings};
 use crate::providers::token_response::{json_object, oauth_error, short};
 use crate::providers::{
-    Checked, FailureKind, HttpClient, HttpReply, OAuth2Refresh, ProviderError, RefreshRequest, TokenGrant,
-    TokenProvider,
+    Checked, FailureKind, HttpClient, HttpReply, OAuth2Refresh, ProviderError, RefreshRequest,
+    TokenGrant, TokenProvider,
 };
 
 const DEAD_GRANT: &str = "authorization grant or refresh token is invalid, expired or revoked";

@@ -30,7 +30,8 @@ use crate::config::{HttpSettings, ProviderSettings};
 use crate::providers::host_guard::HostGuard;
 use crate::providers::token_response::{json_object, short};
 use crate::providers::{
-    AccountState, Checked, FailureKind, HttpClient, HttpReply, ProviderError, RefreshRequest, TokenGrant, TokenProvider,
+    AccountState, Checked, FailureKind, HttpClient, HttpReply, ProviderError, RefreshRequest,
+    TokenGrant, TokenProvider,
 };
 
 const VERIFY_PATH: &str = "/api/v1/accounts/verify_credentials";

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-pub use bluesky::{BlueskyRefresh, needs_dpop_key};
 pub(crate) use bluesky::jwt_exp;
+pub use bluesky::{BlueskyRefresh, needs_dpop_key};
 pub use dpop::{DpopKey, InvalidDpopKey};
 pub use error::{FailureKind, ProviderError};
 pub use facebook::FacebookFlow;
