@@ -273,6 +273,12 @@ pub struct CircuitSettings {
     /// How long a paused provider rests before one probe call.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+    /// An app-level answer (`invalid_client`, ...) pauses the provider only
+    /// once this many distinct accounts got one within `app_error_window`:
+    /// one account's answer is evidence about its grant, not the app.
+    pub app_error_accounts: usize,
+    #[serde(with = "humantime_serde")]
+    pub app_error_window: Duration,
 }
 
 impl Default for CircuitSettings {
@@ -282,6 +288,8 @@ impl Default for CircuitSettings {
             failure_ratio: 0.5,
             min_calls: 20,
             cooldown: Duration::from_secs(30),
+            app_error_accounts: 3,
+            app_error_window: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -952,6 +960,13 @@ impl Settings {
             ));
         }
         nonzero("circuit.cooldown", self.circuit.cooldown)?;
+        if self.circuit.app_error_accounts == 0 {
+            return Err(ConfigError::invalid(
+                "circuit.app_error_accounts",
+                "must be at least 1",
+            ));
+        }
+        nonzero("circuit.app_error_window", self.circuit.app_error_window)?;
         self.validate_api()?;
         if self.shutdown.grace < lease {
             return Err(ConfigError::invalid(

@@ -9,7 +9,7 @@ mod error;
 mod events;
 mod health;
 mod params;
-mod views;
+pub mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -27,7 +27,8 @@ use crate::domain::{
 };
 use crate::policy::{RefreshPolicy, after, retry_delay};
 use crate::providers::{
-    DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant, lifetime,
+    AccountState, Checked, DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest,
+    TokenGrant, lifetime,
 };
 use crate::store::accounts::{self, AccountRow};
 use crate::store::attempts::{self, AttemptRow, NewAttempt};
@@ -700,7 +701,9 @@ impl Engine {
         let credentials = match self.decrypt(&leased) {
             Ok(credentials) => credentials,
             Err(error) => {
-                let failure = ProviderError::new(FailureKind::Config, error.to_string());
+                // One row's credentials, not the app: never pauses the platform.
+                let failure =
+                    ProviderError::new(FailureKind::Config, error.to_string()).account_scoped();
                 self.finish_failure(&leased, trigger, started_at, failure, None, false)
                     .await?;
                 return Err(error);
@@ -882,6 +885,16 @@ impl Engine {
                     key.to_private_jwk().expose_secret(),
                 )
             }),
+            account: grant.account.clone(),
+        };
+        // A change of the account's own state needs its event: the general
+        // path writes both in one transaction.
+        let account_state_changes = match &grant.account {
+            AccountState::Unreported => false,
+            AccountState::Active => leased.account_inactive_reason.is_some(),
+            AccountState::Inactive(reason) => {
+                leased.account_inactive_reason.as_deref() != Some(reason.as_str())
+            }
         };
         let mut notes = grant.notes.clone();
         if grant.expires_in.is_none() {
@@ -906,7 +919,9 @@ impl Engine {
             provider_error_code: None,
             message: note.clone(),
         };
-        let committed = self.store_grant(leased, &attempt, credentials).await;
+        let committed = self
+            .store_grant(leased, &attempt, credentials, !account_state_changes)
+            .await;
         self.inner
             .grants_in_hand
             .lock()
@@ -938,20 +953,28 @@ impl Engine {
     /// waited out for as long as the process lives, past the lease: while
     /// the database is down nobody can take the lease, and once it is back
     /// the fence (the credentials version) decides.
+    /// `fast`: the one-statement write may serve (it writes no event of
+    /// the account's own state, so a change of that state takes the general
+    /// path).
     async fn store_grant(
         &self,
         leased: &AccountRow,
         attempt: &NewAttempt,
         credentials: NewCredentials,
+        fast: bool,
     ) -> Result<Committed, EngineError> {
         let (pool, owner) = (&self.inner.pool, &self.inner.config.owner);
         let mut pause = Duration::from_millis(100);
         let mut failures = 0u32;
         loop {
             let write = async {
-                match refresh_store::commit_refreshed(pool, leased, owner, attempt, &credentials)
-                    .await?
-                {
+                let applied = if fast {
+                    refresh_store::commit_refreshed(pool, leased, owner, attempt, &credentials)
+                        .await?
+                } else {
+                    None
+                };
+                match applied {
                     Some(from) => Ok(Committed::Applied {
                         from,
                         to: AccountStatus::Active,
@@ -1091,13 +1114,23 @@ impl Engine {
             next_attempt_at,
             new_status,
             interrupted,
+            unrecognised: error.unrecognised,
+            account: if error.account_inactive {
+                AccountState::Inactive(scrub(&error.message, &secrets))
+            } else {
+                AccountState::Unreported
+            },
         });
+        if error.unrecognised {
+            crate::metrics::record_unrecognised_answer(leased.provider, error.http_status);
+        }
         let committed = self.commit_with_retry(leased, &attempt, &change).await?;
         let mut report = self.report(leased, trigger, error.kind.outcome(), Some(text.clone()));
         report.http_status = error.http_status;
         report.provider_error_code = code;
         report.retry_at = next_attempt_at;
         report.account_only = error.account_only;
+        report.unrecognised = error.unrecognised;
         report.status = match committed {
             Committed::Applied { to, .. } => to,
             Committed::Fenced { status } => {
@@ -1159,6 +1192,8 @@ impl Engine {
                     })),
                     new_status: None,
                     interrupted: None,
+                    unrecognised: false,
+                    account: AccountState::Unreported,
                 });
                 self.commit_with_retry(leased, &attempt, &change).await?;
                 Ok(self.report(leased, trigger, Outcome::Skipped, Some(message)))
@@ -1229,12 +1264,16 @@ impl Engine {
         leased: &AccountRow,
         trigger: Trigger,
         started_at: DateTime<Utc>,
-        check: futures::future::BoxFuture<'_, Result<(), ProviderError>>,
+        check: futures::future::BoxFuture<'_, Result<Checked, ProviderError>>,
         credentials: &Credentials,
         note: Option<String>,
     ) -> Result<RefreshReport, EngineError> {
         match check.await {
-            Ok(()) => {
+            Ok(checked) => {
+                let note = match (note, checked.note) {
+                    (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                    (a, b) => a.or(b),
+                };
                 let now = Utc::now();
                 let policy = self.inner.config.policy(leased.provider);
                 let mut next = after(now, policy.health_check_interval);
@@ -1255,6 +1294,7 @@ impl Engine {
                     &attempt,
                     &Change::Healthy {
                         next_attempt_at: next,
+                        account: checked.account,
                     },
                 )
                 .await?;
@@ -1358,6 +1398,7 @@ impl Engine {
             token_expires_at: row.token_expires_at,
             joined: false,
             account_only: false,
+            unrecognised: false,
         }
     }
 }
@@ -1392,6 +1433,7 @@ fn joined_report(current: &AccountRow, attempt: AttemptRow) -> RefreshReport {
         token_expires_at: current.token_expires_at,
         joined: true,
         account_only: false,
+        unrecognised: false,
     }
 }
 

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+pub(crate) use bluesky::jwt_exp;
 pub use bluesky::{BlueskyRefresh, needs_dpop_key};
 pub use dpop::{DpopKey, InvalidDpopKey};
 pub use error::{FailureKind, ProviderError};
@@ -74,6 +75,38 @@ pub struct TokenGrant {
     /// What was odd about the answer (a clamped or ignored lifetime), kept
     /// in the attempt history.
     pub notes: Vec<String>,
+    /// What the platform said about the account itself in this answer.
+    pub account: AccountState,
+}
+
+/// Whether the platform reports the account itself as able to act, apart
+/// from its token (Bluesky's `active`/`status`, Mastodon's disabled login).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AccountState {
+    /// The answer says nothing about it: whatever was known stays.
+    #[default]
+    Unreported,
+    Active,
+    /// Inactive, with the platform's reason (`deactivated`, ...).
+    Inactive(String),
+}
+
+/// A health check that found the token working.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    pub account: AccountState,
+    /// What the check could not tell, for the attempt's record.
+    pub note: Option<String>,
+}
+
+impl Checked {
+    /// The token works and the platform says the account is active.
+    pub fn active() -> Self {
+        Self {
+            account: AccountState::Active,
+            note: None,
+        }
+    }
 }
 
 pub trait TokenProvider: Send + Sync {
@@ -92,7 +125,7 @@ pub trait TokenProvider: Send + Sync {
     fn health_check<'a>(
         &'a self,
         _request: RefreshRequest<'a>,
-    ) -> Option<BoxFuture<'a, Result<(), ProviderError>>> {
+    ) -> Option<BoxFuture<'a, Result<Checked, ProviderError>>> {
         None
     }
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::domain::{AccountId, AccountStatus};
+use crate::providers::AccountState;
 use crate::store::accounts::AccountRow;
 use crate::store::attempts::{self, NewAttempt};
 use crate::store::events;
@@ -87,6 +88,8 @@ pub struct NewCredentials {
     /// The account's DPoP key re-encrypted under `key_id` (it must follow
     /// the key id of the row); None where the account has none.
     pub dpop_key_ciphertext: Option<Vec<u8>>,
+    /// What the platform's answer said about the account itself.
+    pub account: AccountState,
 }
 
 /// What a failed attempt does to the account.
@@ -103,6 +106,10 @@ pub struct FailureChange {
     /// refresh token (it timed out or lost its connection after it was
     /// sent): when it started and how it ended, shown with a later rejection.
     pub interrupted: Option<(DateTime<Utc>, String)>,
+    /// The answer was unrecognised (flagged in health until the next answer).
+    pub unrecognised: bool,
+    /// What the answer said about the account itself.
+    pub account: AccountState,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +126,7 @@ pub enum Change {
     /// A health check passed: errors cleared, next check planned.
     Healthy {
         next_attempt_at: DateTime<Utc>,
+        account: AccountState,
     },
 }
 
@@ -175,6 +183,7 @@ pub async fn commit(
         Change::Refreshed(creds) if fenced_ok => {
             to = AccountStatus::Active;
             write_credentials(&mut tx, &leased.id, owner, creds, attempt.finished_at).await?;
+            record_account_state(&mut tx, leased, to, &creds.account).await?;
         }
         Change::Refreshed(_) => {
             recorded.outcome = crate::domain::Outcome::TransientError;
@@ -209,6 +218,9 @@ pub async fn commit(
                 attempt.finished_at,
             )
             .await?;
+            if fenced_ok {
+                record_account_state(&mut tx, leased, to, &failure.account).await?;
+            }
         }
         Change::Skipped {
             next_attempt_at,
@@ -216,7 +228,10 @@ pub async fn commit(
         } => {
             release(&mut tx, &leased.id, holds_lease, *next_attempt_at, *claim).await?;
         }
-        Change::Healthy { next_attempt_at } => {
+        Change::Healthy {
+            next_attempt_at,
+            account,
+        } => {
             write_healthy(
                 &mut tx,
                 &leased.id,
@@ -225,6 +240,9 @@ pub async fn commit(
                 attempt.finished_at,
             )
             .await?;
+            if fenced_ok {
+                record_account_state(&mut tx, leased, to, account).await?;
+            }
         }
     }
     attempts::insert(&mut tx, &leased.id, leased.provider, &recorded).await?;
@@ -248,6 +266,42 @@ pub async fn commit(
     } else {
         Committed::Fenced { status: from }
     })
+}
+
+/// Records what the platform said about the account itself; a change (and
+/// only a change) writes an event of its own, the status unchanged.
+async fn record_account_state(
+    tx: &mut sqlx::PgConnection,
+    leased: &AccountRow,
+    status: AccountStatus,
+    state: &AccountState,
+) -> Result<(), sqlx::Error> {
+    let reason = match state {
+        AccountState::Unreported => return Ok(()),
+        AccountState::Active => None,
+        AccountState::Inactive(reason) => Some(reason.as_str()),
+    };
+    // Reads the row under the commit's lock: the flag as it stands now.
+    let changed: Option<(String,)> = sqlx::query_as(
+        "UPDATE social_accounts SET
+             account_inactive_reason = $2,
+             account_inactive_since = CASE WHEN $2 IS NULL THEN NULL
+                                           ELSE COALESCE(account_inactive_since, now()) END
+         WHERE id = $1 AND account_inactive_reason IS DISTINCT FROM $2
+         RETURNING id",
+    )
+    .bind(leased.id.as_str())
+    .bind(reason)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if changed.is_some() {
+        let (kind, text) = match reason {
+            Some(reason) => ("account_inactive", format!("account inactive: {reason}")),
+            None => ("account_active", "account active again".to_owned()),
+        };
+        events::insert_kind(tx, leased, kind, Some(status), status, &text).await?;
+    }
+    Ok(())
 }
 
 fn fenced_message(holds_lease: bool) -> String {
@@ -278,6 +332,7 @@ macro_rules! credentials_set {
          next_attempt_at = $9,
          last_refresh_attempt_at = $10,
          dpop_key_ciphertext = $12,
+         unrecognised_answer = false,
          last_refresh_error = NULL,
          last_refresh_error_status = NULL,
          consecutive_failures = 0,
@@ -414,12 +469,13 @@ async fn write_failure(
              next_attempt_at = COALESCE($6, next_attempt_at),
              status = COALESCE($7, status),
              status_reason = CASE WHEN $7 IS NULL THEN status_reason ELSE $3 END,
+             unrecognised_answer = $9,
              lease_owner = CASE WHEN $8 THEN NULL ELSE lease_owner END,
              lease_until = CASE WHEN $8 THEN NULL ELSE lease_until END,
              lease_started_at = CASE WHEN $8 THEN NULL ELSE lease_started_at END,
-             interrupted_refresh_at = COALESCE($9, interrupted_refresh_at),
-             interrupted_refresh_cause = CASE WHEN $9 IS NULL THEN interrupted_refresh_cause
-                                              ELSE $10 END,
+             interrupted_refresh_at = COALESCE($10, interrupted_refresh_at),
+             interrupted_refresh_cause = CASE WHEN $10 IS NULL THEN interrupted_refresh_cause
+                                              ELSE $11 END,
              claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
          WHERE id = $1",
@@ -432,6 +488,7 @@ async fn write_failure(
     .bind(failure.next_attempt_at)
     .bind(failure.new_status.map(|s| s.as_str()))
     .bind(release_lease)
+    .bind(failure.unrecognised)
     .bind(failure.interrupted.as_ref().map(|(at, _)| *at))
     .bind(
         failure
@@ -507,6 +564,7 @@ async fn write_healthy(
              last_refresh_attempt_at = $4,
              last_refresh_error = NULL,
              last_refresh_error_status = NULL,
+             unrecognised_answer = false,
              consecutive_failures = 0,
              lease_owner = CASE WHEN $2 THEN NULL ELSE lease_owner END,
              lease_until = CASE WHEN $2 THEN NULL ELSE lease_until END,
