@@ -58,8 +58,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if s[0] & 0xe000 != 0x2000 {
         return false;
     }
-    !((s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments 2001::/23, incl. Teredo 2001::/32
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+    let ietf_or_documentation = s[0] == 0x2001
+        && (s[1] < 0x0200 // IETF protocol assignments 2001::/23, incl. Teredo 2001::/32
+            || s[1] == 0x0db8); // documentation
+    !(ietf_or_documentation
         || s[0] == 0x2002 // 6to4 (deprecated): embeds an IPv4 address
         || (s[0] & 0xfff0) == 0x3ff0) // documentation 3fff::/20
 }
