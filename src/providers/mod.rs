@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
 
 pub use bluesky::{BlueskyRefresh, needs_dpop_key};
 pub use dpop::{DpopKey, InvalidDpopKey};
@@ -99,6 +100,9 @@ pub struct ProviderRegistry {
     flows: HashMap<Provider, Arc<dyn TokenProvider>>,
     missing: HashMap<Provider, String>,
     revokers: HashMap<Provider, Arc<Revoker>>,
+    /// Each platform's client secret, only so that an echo of it can be
+    /// scrubbed from the platform's error text.
+    client_secrets: HashMap<Provider, SecretString>,
 }
 
 impl ProviderRegistry {
@@ -111,6 +115,9 @@ impl ProviderRegistry {
         for provider in Provider::ALL {
             let section = settings.get(*provider);
             let key = provider.config_key();
+            if let Some(secret) = &section.client_secret {
+                registry.client_secrets.insert(*provider, secret.clone());
+            }
             if let Some(revoker) = Revoker::from_settings(section, client.clone()) {
                 registry.revokers.insert(*provider, Arc::new(revoker));
             }
@@ -172,6 +179,14 @@ impl ProviderRegistry {
     pub fn insert(&mut self, provider: Provider, flow: Arc<dyn TokenProvider>) {
         self.missing.remove(&provider);
         self.flows.insert(provider, flow);
+    }
+
+    /// The platform's client secret, empty when none is configured; for
+    /// scrubbing error text only.
+    pub fn client_secret(&self, provider: Provider) -> &str {
+        self.client_secrets
+            .get(&provider)
+            .map_or("", |s| s.expose_secret())
     }
 
     /// The platform's revocation endpoint, where one is configured.
