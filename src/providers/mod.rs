@@ -15,6 +15,7 @@ mod long_lived;
 mod mastodon;
 mod oauth2_refresh;
 mod pinterest;
+pub mod rate_limit;
 mod revoke;
 mod threads;
 mod tiktok;
