@@ -15,6 +15,7 @@ mod long_lived;
 mod mastodon;
 mod oauth2_refresh;
 mod pinterest;
+pub mod rate_limit;
 mod revoke;
 mod threads;
 mod tiktok;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
 
 pub(crate) use bluesky::jwt_exp;
 pub use bluesky::{BlueskyRefresh, needs_dpop_key};
@@ -132,6 +134,9 @@ pub struct ProviderRegistry {
     flows: HashMap<Provider, Arc<dyn TokenProvider>>,
     missing: HashMap<Provider, String>,
     revokers: HashMap<Provider, Arc<Revoker>>,
+    /// Each platform's client secret, only so that an echo of it can be
+    /// scrubbed from the platform's error text.
+    client_secrets: HashMap<Provider, SecretString>,
 }
 
 impl ProviderRegistry {
@@ -144,6 +149,9 @@ impl ProviderRegistry {
         for provider in Provider::ALL {
             let section = settings.get(*provider);
             let key = provider.config_key();
+            if let Some(secret) = &section.client_secret {
+                registry.client_secrets.insert(*provider, secret.clone());
+            }
             if let Some(revoker) = Revoker::from_settings(section, client.clone()) {
                 registry.revokers.insert(*provider, Arc::new(revoker));
             }
@@ -205,6 +213,14 @@ impl ProviderRegistry {
     pub fn insert(&mut self, provider: Provider, flow: Arc<dyn TokenProvider>) {
         self.missing.remove(&provider);
         self.flows.insert(provider, flow);
+    }
+
+    /// The platform's client secret, empty when none is configured; for
+    /// scrubbing error text only.
+    pub fn client_secret(&self, provider: Provider) -> &str {
+        self.client_secrets
+            .get(&provider)
+            .map_or("", |s| s.expose_secret())
     }
 
     /// The platform's revocation endpoint, where one is configured.
