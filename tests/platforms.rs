@@ -582,6 +582,65 @@ async fn mastodon_private_and_plain_http_hosts_are_refused_before_connecting() {
     assert_eq!(fake.calls(), 0, "no request reached the instance");
 }
 
+/// Issue 9, defect 6: an allowlisted origin is scheme, host and port; the
+/// same host name on another port or scheme is an ordinary user host (and
+/// loopback, so refused): not even a TCP connection is opened to it.
+#[tokio::test]
+async fn an_allowlisted_origin_does_not_trust_its_host_on_other_ports_or_schemes() {
+    let allowed = FakeMastodon::start().await.unwrap();
+    let allowed_port = allowed.origin().rsplit(':').next().unwrap().to_owned();
+    // A bare listener that counts connections, whatever is spoken on them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_port = listener.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = connections.clone();
+    let accepting = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let origin: url::Url = format!("http://localhost:{allowed_port}").parse().unwrap();
+    let env = TestEnv::with(move |s| {
+        let section = s.providers.get_mut(Provider::Mastodon);
+        section.flow = Flow::Mastodon;
+        section.allowed_origins = vec![origin];
+    })
+    .await;
+    let access = allowed.issue(MastodonTokenState::Live);
+    for host in [
+        format!("localhost:{other_port}"),
+        format!("LOCALHOST:{other_port}"),
+        format!("https://localhost:{other_port}"),
+        format!("http://localhost:{other_port}"),
+        format!("http://LocalHost:{other_port}"),
+        format!("https://localhost:{allowed_port}"),
+        "https://localhost".to_owned(),
+        "localhost".to_owned(),
+    ] {
+        let id = mastodon_account(&env, &access, &host).await;
+        let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+        assert_eq!(report.outcome, Outcome::TransientError, "{host}");
+        assert_active(&env, &id, &report).await;
+        assert_eq!(
+            connections.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{host}: a connection reached the other port"
+        );
+    }
+    assert_eq!(
+        allowed.calls(),
+        0,
+        "nothing reached the allowed port over https"
+    );
+
+    let id = mastodon_account(&env, &access, &format!("http://LOCALHOST:{allowed_port}")).await;
+    let report = env.engine.refresh(&id, Trigger::HealthCheck).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Healthy, "{:?}", report.message);
+    assert_eq!(allowed.calls(), 1);
+    accepting.abort();
+}
+
 #[tokio::test]
 async fn mastodon_account_without_an_instance_host_is_flagged_not_paused() {
     let fake = FakeMastodon::start().await.unwrap();

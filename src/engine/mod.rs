@@ -30,6 +30,7 @@ use crate::providers::{
     AccountState, Checked, DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest,
     TokenGrant, lifetime,
 };
+use crate::scrub::scrub;
 use crate::store::accounts::{self, AccountRow};
 use crate::store::attempts::{self, AttemptRow, NewAttempt};
 use crate::store::refresh::{
@@ -339,7 +340,11 @@ impl Engine {
                         Ok(()) => Revocation::Revoked,
                         Err(e) => Revocation::Failed(scrub(
                             &e.to_string(),
-                            &[credentials.access.expose(), token],
+                            &[
+                                credentials.access.expose(),
+                                token,
+                                self.inner.providers.client_secret(row.provider),
+                            ],
                         )),
                     }
                 }
@@ -1034,7 +1039,7 @@ impl Engine {
         let dpop_scalar = credentials
             .and_then(|c| c.dpop.as_ref())
             .map(DpopKey::private_scalar_b64);
-        let secrets: Vec<&str> = credentials
+        let mut secrets: Vec<&str> = credentials
             .map(|c| {
                 std::iter::once(c.access.expose())
                     .chain(c.refresh.as_ref().map(|r| r.expose()))
@@ -1042,6 +1047,7 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        secrets.push(self.inner.providers.client_secret(leased.provider));
         let mut text = scrub(&error.to_string(), &secrets);
         let code = error.code.as_deref().map(|c| scrub(c, &secrets));
         let (new_status, count_failure, retry_in) = match error.kind {
@@ -1434,46 +1440,5 @@ fn joined_report(current: &AccountRow, attempt: AttemptRow) -> RefreshReport {
         joined: true,
         account_only: false,
         unrecognised: false,
-    }
-}
-
-/// Replaces any credential that a provider echoed back in its error text.
-/// Also catches the form-encoded copy of a token, and the start of one cut
-/// off where provider text was shortened.
-fn scrub(text: &str, secrets: &[&str]) -> String {
-    const MIN_FRAGMENT: usize = 8;
-    let mut out = text.to_owned();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        out = out
-            .replace(*secret, "[redacted]")
-            .replace(&encoded, "[redacted]");
-        let body = out.trim_end_matches('…');
-        let cut = (MIN_FRAGMENT..secret.len())
-            .rev()
-            .find(|&n| secret.is_char_boundary(n) && body.ends_with(&secret[..n]));
-        if let Some(n) = cut {
-            let keep = body.len() - n;
-            out = format!("{}[redacted]…", &body[..keep]);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::scrub;
-
-    #[test]
-    fn scrub_removes_echoed_tokens() {
-        assert_eq!(
-            scrub("bad token abcd1234 given", &["abcd1234"]),
-            "bad token [redacted] given"
-        );
-        assert_eq!(scrub("t=a%2Bb%2F%3Dcc!", &["a+b/=cc"]), "t=[redacted]!");
-        assert_eq!(
-            scrub("token rt_0123456789ab…", &["rt_0123456789abcdef"]),
-            "token [redacted]…"
-        );
     }
 }

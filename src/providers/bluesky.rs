@@ -530,19 +530,8 @@ fn xrpc_error(reply: &HttpReply, asked: Asked) -> ProviderError {
 
 /// `ratelimit-reset`: the Unix time (seconds) at which the window resets.
 fn rate_limit_reset(reply: &HttpReply) -> Option<Duration> {
-    let reset: i64 = reply
-        .headers
-        .get("ratelimit-reset")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let now = chrono::Utc::now().timestamp();
-    // A reset already past means "now"; a second's slack covers clock skew.
-    Some(Duration::from_secs(
-        u64::try_from(reset - now).unwrap_or(0) + 1,
-    ))
+    let value = reply.headers.get("ratelimit-reset")?.to_str().ok()?;
+    crate::providers::rate_limit::epoch_reset(value, chrono::Utc::now())
 }
 
 impl TokenProvider for BlueskyRefresh {

@@ -88,12 +88,7 @@ pub fn classify(code: i64, subcode: Option<i64>) -> Option<(FailureKind, bool)> 
 /// The highest percentage in `X-App-Usage: {"call_count":..,"total_cputime":..,"total_time":..}`.
 pub fn app_usage(reply: &HttpReply) -> Option<u64> {
     let header = reply.headers.get("x-app-usage")?.to_str().ok()?;
-    let usage: Value = serde_json::from_str(header).ok()?;
-    usage
-        .as_object()?
-        .values()
-        .filter_map(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.ceil() as u64)))
-        .max()
+    crate::providers::rate_limit::app_usage_percent(header)
 }
 
 /// Graph sends codes as numbers; tolerate numeric strings.
@@ -113,15 +108,7 @@ fn usage_reset(reply: &HttpReply) -> Option<Duration> {
         .get("x-business-use-case-usage")?
         .to_str()
         .ok()?;
-    let usage: Value = serde_json::from_str(header).ok()?;
-    let minutes = usage
-        .as_object()?
-        .values()
-        .filter_map(Value::as_array)
-        .flatten()
-        .filter_map(|entry| entry.get("estimated_time_to_regain_access")?.as_u64())
-        .max()?;
-    (minutes > 0).then(|| Duration::from_secs(minutes * 60))
+    crate::providers::rate_limit::business_use_case_wait(header)
 }
 
 #[cfg(test)]

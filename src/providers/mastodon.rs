@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -162,10 +162,7 @@ fn interpret(reply: &HttpReply) -> Result<Checked, ProviderError> {
 /// `X-RateLimit-Reset`: an ISO 8601 timestamp, not epoch seconds.
 fn rate_limit_reset(reply: &HttpReply) -> Option<Duration> {
     let value = reply.headers.get("x-ratelimit-reset")?.to_str().ok()?;
-    let at = DateTime::parse_from_rfc3339(value.trim())
-        .ok()?
-        .with_timezone(&Utc);
-    Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1))
+    crate::providers::rate_limit::iso_reset(value, Utc::now())
 }
 
 impl TokenProvider for MastodonCheck {

@@ -16,6 +16,7 @@ mod long_lived;
 mod mastodon;
 mod oauth2_refresh;
 mod pinterest;
+pub mod rate_limit;
 mod revoke;
 mod threads;
 mod tiktok;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
 
 pub(crate) use bluesky::jwt_exp;
 pub use bluesky::{BlueskyRefresh, needs_dpop_key};
@@ -136,6 +138,9 @@ pub struct ProviderRegistry {
     flows: HashMap<Provider, Arc<dyn TokenProvider>>,
     missing: HashMap<Provider, String>,
     revokers: HashMap<Provider, Arc<Revoker>>,
+    /// Each platform's client secret, only so that an echo of it can be
+    /// scrubbed from the platform's error text.
+    client_secrets: HashMap<Provider, SecretString>,
 }
 
 impl ProviderRegistry {
@@ -161,6 +166,9 @@ impl ProviderRegistry {
                 (&plain_client, plain_http)
             };
             let key = provider.config_key();
+            if let Some(secret) = &section.client_secret {
+                registry.client_secrets.insert(*provider, secret.clone());
+            }
             if let Some(revoker) = Revoker::from_settings(section, client.clone()) {
                 registry.revokers.insert(*provider, Arc::new(revoker));
             }
@@ -222,6 +230,14 @@ impl ProviderRegistry {
     pub fn insert(&mut self, provider: Provider, flow: Arc<dyn TokenProvider>) {
         self.missing.remove(&provider);
         self.flows.insert(provider, flow);
+    }
+
+    /// The platform's client secret, empty when none is configured; for
+    /// scrubbing error text only.
+    pub fn client_secret(&self, provider: Provider) -> &str {
+        self.client_secrets
+            .get(&provider)
+            .map_or("", |s| s.expose_secret())
     }
 
     /// The platform's revocation endpoint, where one is configured.
