@@ -970,7 +970,11 @@ impl Settings {
             self.http.rotating_request_timeout,
             positive,
         )?;
-        d("http.pool_idle_timeout", self.http.pool_idle_timeout, positive)?;
+        d(
+            "http.pool_idle_timeout",
+            self.http.pool_idle_timeout,
+            positive,
+        )?;
         whole_number(
             "http.max_response_bytes",
             self.http.max_response_bytes,
