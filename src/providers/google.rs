@@ -46,7 +46,7 @@ impl GoogleRefresh {
     }
 }
 
-fn classify(reply: &HttpReply) -> Option<ProviderError> {
+pub(super) fn classify(reply: &HttpReply) -> Option<ProviderError> {
     let body = json_object(reply).ok()?;
     if let Some(error) = body.get("error").and_then(Value::as_object) {
         return api_error(error, reply);

@@ -107,7 +107,7 @@ const LOGIN_REFUSED: [&str; 3] = [
     "Your login is missing a confirmed e-mail address",
 ];
 
-fn interpret(reply: &HttpReply) -> Result<Checked, ProviderError> {
+pub(super) fn interpret(reply: &HttpReply) -> Result<Checked, ProviderError> {
     let status = reply.status;
     let said = || {
         json_object(reply)

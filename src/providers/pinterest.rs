@@ -58,7 +58,7 @@ const INVALID_GRANT: i64 = 283;
 /// Pinterest's code for a refused app ("Authentication failed.").
 const AUTHENTICATION_FAILED: i64 = 2;
 
-fn classify(reply: &HttpReply) -> Option<ProviderError> {
+pub(super) fn classify(reply: &HttpReply) -> Option<ProviderError> {
     if reply.status == 429 || reply.status >= 500 {
         return None;
     }

@@ -74,7 +74,7 @@ impl TiktokRefresh {
     }
 }
 
-fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
+pub(super) fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
     let status = reply.status;
     let retry_after = reply.retry_after();
     if status == 429 {
