@@ -134,6 +134,8 @@ fn reply() -> impl Strategy<Value = HttpReply> {
         })
 }
 
+type ReadGrant = fn(&HttpReply) -> Result<TokenGrant, super::ProviderError>;
+
 fn usable(grant: &TokenGrant) -> Result<(), TestCaseError> {
     prop_assert!(!grant.access_token.expose().trim().is_empty());
     for lifetime in [grant.expires_in, grant.refresh_token_expires_in]
@@ -150,7 +152,7 @@ proptest! {
 
     #[test]
     fn every_platforms_reading_of_any_answer_is_total(reply in reply()) {
-        let token_endpoints: [fn(&HttpReply) -> Result<TokenGrant, super::ProviderError>; 5] = [
+        let token_endpoints: [ReadGrant; 5] = [
             super::OAuth2Refresh::interpret,
             super::long_lived::interpret,
             super::tiktok::interpret,
