@@ -1,5 +1,7 @@
-//! The shape in which an account is registered (CLI JSON file now, the HTTP
-//! API later), and its validation into a `NewAccount`. Errors name the field.
+//! The shape in which an account is registered (CLI JSON file and the HTTP
+//! API), its parsing and its validation into a `NewAccount`. Everything here
+//! reads untrusted input: errors name the field, never repeat the value (a
+//! token pasted into the wrong field must not be echoed), and nothing panics.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
@@ -13,36 +15,69 @@ use crate::store::accounts::NewAccount;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSpec {
+    /// Leading and trailing spaces are dropped; no control characters.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub workspace_id: String,
     pub provider: Provider,
+    /// Leading and trailing spaces are dropped; no control characters.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub external_id: String,
+    /// No control characters.
+    #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub handle: Option<String>,
+    /// No NUL character.
+    #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
     pub display_name: Option<String>,
+    /// An absolute URL.
+    #[schema(max_length = 2048, format = "uri")]
     pub avatar_url: Option<String>,
     #[serde(default)]
     pub connection_type: Option<ConnectionType>,
+    /// At most 256 scopes, each 1 to 255 characters without spaces or
+    /// control characters.
     #[serde(default)]
+    #[schema(max_items = 256, value_type = Vec<ScopeName>)]
     pub scopes: Vec<String>,
     /// Platform extras as a JSON object: `page_id`, `instance_host`
-    /// (Mastodon), `pds_host` (Bluesky), ...
+    /// (Mastodon), `pds_host` (Bluesky), ... No string in it (key or value)
+    /// may hold a NUL character.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub meta: Option<serde_json::Value>,
+    /// No control characters.
+    #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub default_board_id: Option<String>,
     pub credentials: CredentialsSpec,
 }
 
+/// One granted scope.
+#[derive(utoipa::ToSchema)]
+#[schema(min_length = 1, max_length = 255, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$")]
+#[expect(dead_code, reason = "only a schema: scopes are plain strings")]
+pub struct ScopeName(String);
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsSpec {
+    /// No whitespace or control characters.
+    #[schema(min_length = 1, max_length = 16384, pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]+\s*$")]
     pub access_token: String,
+    /// No whitespace or control characters; empty means none.
+    #[schema(max_length = 16384, pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]*\s*$")]
     pub refresh_token: Option<String>,
-    /// Seconds from now; or give `token_expires_at`.
+    /// Seconds from now, 1 to 315576000 (ten years); or give
+    /// `token_expires_at`, not both.
+    #[schema(minimum = 1, maximum = 315_576_000)]
     pub expires_in: Option<i64>,
+    /// A date more than ten years from now (either way) is taken as ten
+    /// years from now.
     pub token_expires_at: Option<DateTime<Utc>>,
+    /// A date more than ten years from now (either way) is taken as ten
+    /// years from now.
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
     /// atproto OAuth: the ES256 private JWK the session's tokens are bound
     /// to. Without one, a key is generated for such an account.
+    #[schema(max_length = 16384)]
     pub dpop_private_jwk: Option<String>,
 }
 
@@ -64,37 +99,300 @@ impl std::fmt::Debug for CredentialsSpec {
     }
 }
 
+/// The longest access-token lifetime a registration may state: ten years.
+pub const MAX_LIFETIME_SECS: i64 = 315_576_000;
+/// Expiry dates further than this from now (either way) are refused.
+pub const MAX_EXPIRY_DISTANCE: TimeDelta = TimeDelta::seconds(MAX_LIFETIME_SECS);
+const MAX_ID_CHARS: usize = 255;
+const MAX_TEXT_CHARS: usize = 1024;
+const MAX_URL_CHARS: usize = 2048;
+const MAX_TOKEN_CHARS: usize = 16384;
+const MAX_SCOPES: usize = 256;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct InvalidField {
-    pub field: &'static str,
+    /// The JSON path of the field (`credentials.expires_in`, `meta.page_id`).
+    pub field: String,
     pub problem: String,
 }
 
-fn invalid(field: &'static str, problem: impl Into<String>) -> InvalidField {
+fn invalid(field: &str, problem: impl Into<String>) -> InvalidField {
     InvalidField {
-        field,
+        field: field.to_owned(),
         problem: problem.into(),
     }
 }
 
-fn required(field: &'static str, value: &str) -> Result<String, InvalidField> {
+/// Why a registration body was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Not JSON at all (or cut short): nothing names a field.
+    #[error("not valid JSON: {0}")]
+    Syntax(String),
+    /// JSON, but a field is missing, unknown, of the wrong type or invalid.
+    #[error(transparent)]
+    Field(#[from] InvalidField),
+}
+
+/// Parses a registration body. Errors name the field serde stopped at and
+/// never repeat a value from the input.
+pub fn parse_spec(bytes: &[u8]) -> Result<AccountSpec, SpecError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed: Result<AccountSpec, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let spec = match parsed {
+        Ok(spec) => spec,
+        Err(error) => {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Data => {
+                    SpecError::Field(field_error(&path, &inner.to_string()))
+                }
+                _ => SpecError::Syntax(redact_values(&inner.to_string())),
+            });
+        }
+    };
+    // Trailing garbage after the object.
+    deserializer
+        .end()
+        .map_err(|e| SpecError::Syntax(redact_values(&e.to_string())))?;
+    Ok(spec)
+}
+
+/// A serde data error as a field error: the path (`.` is the top level) and
+/// serde's words about it with any quoted input left out. An unknown key is
+/// named only when it looks like a field name (a token pasted as a key is
+/// not repeated).
+pub fn field_error(path: &str, message: &str) -> InvalidField {
+    let parent = if path == "." { "" } else { path };
+    let join = |child: &str| {
+        if parent.is_empty() {
+            child.to_owned()
+        } else {
+            format!("{parent}.{child}")
+        }
+    };
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name.to_owned())
+    };
+    let (field, problem) = if let Some(name) =
+        quoted("unknown field `").or_else(|| quoted("duplicate field `"))
+    {
+        let field = if plausible_field_name(&name) {
+            join(&name)
+        } else {
+            join("(unknown key)")
+        };
+        (field, redact_values(message))
+    } else if let Some(name) = quoted("missing field `") {
+        (join(&name), "is required".to_owned())
+    } else if parent.is_empty() {
+        ("body".to_owned(), redact_values(message))
+    } else {
+        (parent.to_owned(), redact_values(message))
+    };
+    InvalidField { field, problem }
+}
+
+fn plausible_field_name(name: &str) -> bool {
+    (1..=40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
+/// serde quotes the offending value (`invalid type: string "..."`,
+/// ``unknown variant `...` ``); that value may be a token put in the wrong
+/// place. Keeps what was expected, drops what was given: quoted runs before
+/// the word "expected" (outside quotes) become `…`.
+pub fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut closing: Option<char> = None;
+    let mut escaped = false;
+    for (at, c) in message.char_indices() {
+        match closing {
+            // Debug-quoted strings escape their quotes.
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            // serde does not escape backticks: the closing one is the one
+            // that ends the phrase.
+            Some('`') if c == '`' && closes_backtick(&message[at + 1..]) => {
+                out.push(c);
+                closing = None;
+            }
+            Some(end) if end == c && end == '"' => {
+                out.push(c);
+                closing = None;
+            }
+            Some(_) => {}
+            None if message[at..].starts_with("expected") => {
+                out.push_str(&message[at..]);
+                return out;
+            }
+            None if c == '"' || c == '`' => {
+                out.push(c);
+                out.push('…');
+                closing = Some(c);
+            }
+            None => out.push(c),
+        }
+    }
+    if let Some(end) = closing {
+        out.push(end);
+    }
+    out
+}
+
+fn closes_backtick(rest: &str) -> bool {
+    rest.is_empty() || rest.starts_with(',') || rest.starts_with(" at line")
+}
+
+fn required(field: &str, value: &str) -> Result<String, InvalidField> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         Err(invalid(field, "must not be empty"))
-    } else if trimmed.len() > 255 {
-        Err(invalid(field, "must be at most 255 characters"))
     } else {
+        identifier(field, trimmed, MAX_ID_CHARS)?;
         Ok(trimmed.to_owned())
+    }
+}
+
+/// An identifier-like string: bounded, no control characters at all.
+fn identifier(field: &str, value: &str, max_chars: usize) -> Result<(), InvalidField> {
+    if value.chars().count() > max_chars {
+        return Err(invalid(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(invalid(field, "must not contain a NUL character"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Free text: bounded, no NUL (PostgreSQL text cannot hold one).
+fn free_text(field: &str, value: &str, max_chars: usize) -> Result<(), InvalidField> {
+    if value.chars().count() > max_chars {
+        return Err(invalid(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(invalid(field, "must not contain a NUL character"));
+    }
+    Ok(())
+}
+
+/// A token: trimmed, bounded, no whitespace or control characters inside
+/// (it goes into HTTP headers and form bodies).
+fn token(field: &str, value: &str) -> Result<String, InvalidField> {
+    let trimmed = value.trim();
+    if trimmed.chars().count() > MAX_TOKEN_CHARS {
+        return Err(invalid(
+            field,
+            format!("must be at most {MAX_TOKEN_CHARS} characters"),
+        ));
+    }
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(invalid(
+            field,
+            "must not contain whitespace or control characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// jsonb refuses `\u0000` in any string, keys included; the walk names the
+/// path (keys that are not plausible names are not repeated).
+fn check_meta(path: &str, value: &serde_json::Value) -> Result<(), InvalidField> {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => {
+            Err(invalid(path, "must not contain a NUL character"))
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| check_meta(&format!("{path}[{i}]"), item)),
+        serde_json::Value::Object(members) => members.iter().try_for_each(|(key, item)| {
+            if key.contains('\0') {
+                return Err(invalid(path, "a key must not contain a NUL character"));
+            }
+            let child = if plausible_field_name(key) {
+                format!("{path}.{key}")
+            } else {
+                format!("{path}.(key)")
+            };
+            check_meta(&child, item)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A stated expiry, brought within ten years of `now` either way: further
+/// out behaves the same for every plan the daemon makes, and keeps all
+/// later date arithmetic far from chrono's and PostgreSQL's limits.
+fn clamp_expiry(at: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    match (
+        now.checked_sub_signed(MAX_EXPIRY_DISTANCE),
+        now.checked_add_signed(MAX_EXPIRY_DISTANCE),
+    ) {
+        (Some(earliest), Some(latest)) => at.clamp(earliest, latest),
+        _ => now,
     }
 }
 
 impl AccountSpec {
     pub fn into_new_account(self, now: DateTime<Utc>) -> Result<NewAccount, InvalidField> {
         let credentials = self.credentials;
-        if credentials.access_token.trim().is_empty() {
+        let workspace_id = required("workspace_id", &self.workspace_id)?;
+        let external_id = required("external_id", &self.external_id)?;
+        if let Some(handle) = &self.handle {
+            identifier("handle", handle, MAX_ID_CHARS)?;
+        }
+        if let Some(name) = &self.display_name {
+            free_text("display_name", name, MAX_TEXT_CHARS)?;
+        }
+        if let Some(board) = &self.default_board_id {
+            identifier("default_board_id", board, MAX_ID_CHARS)?;
+        }
+        if let Some(url) = &self.avatar_url {
+            free_text("avatar_url", url, MAX_URL_CHARS)?;
+            if url::Url::parse(url).is_err() {
+                return Err(invalid("avatar_url", "is not a valid URL"));
+            }
+        }
+        if self.scopes.len() > MAX_SCOPES {
+            return Err(invalid(
+                "scopes",
+                format!("at most {MAX_SCOPES} scopes"),
+            ));
+        }
+        for (i, scope) in self.scopes.iter().enumerate() {
+            let field = format!("scopes[{i}]");
+            if scope.is_empty() || scope.chars().any(char::is_whitespace) {
+                return Err(invalid(&field, "must be a non-empty word without spaces"));
+            }
+            identifier(&field, scope, MAX_ID_CHARS)?;
+        }
+        let access_token = token("credentials.access_token", &credentials.access_token)?;
+        if access_token.is_empty() {
             return Err(invalid("credentials.access_token", "must not be empty"));
         }
+        let refresh_token = credentials
+            .refresh_token
+            .as_deref()
+            .map(|rt| token("credentials.refresh_token", rt))
+            .transpose()?
+            .filter(|rt| !rt.is_empty());
         let token_expires_at = match (credentials.expires_in, credentials.token_expires_at) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -102,21 +400,28 @@ impl AccountSpec {
                     "give expires_in or token_expires_at, not both",
                 ));
             }
-            (Some(seconds), None) if seconds < 0 => {
-                return Err(invalid("credentials.expires_in", "must not be negative"));
+            (Some(seconds), None) => {
+                if !(1..=MAX_LIFETIME_SECS).contains(&seconds) {
+                    return Err(invalid(
+                        "credentials.expires_in",
+                        format!("must be between 1 and {MAX_LIFETIME_SECS} seconds (ten years)"),
+                    ));
+                }
+                let at = TimeDelta::try_seconds(seconds)
+                    .and_then(|lifetime| now.checked_add_signed(lifetime))
+                    .ok_or_else(|| invalid("credentials.expires_in", "is out of range"))?;
+                Some(at)
             }
-            (Some(seconds), None) => Some(now + TimeDelta::seconds(seconds)),
-            (None, at) => at,
+            (None, at) => at.map(|at| clamp_expiry(at, now)),
         };
-        if let Some(url) = &self.avatar_url
-            && url::Url::parse(url).is_err()
-        {
-            return Err(invalid("avatar_url", "is not a valid URL"));
-        }
+        let refresh_token_expires_at = credentials
+            .refresh_token_expires_at
+            .map(|at| clamp_expiry(at, now));
         let meta = self.meta.unwrap_or_else(|| serde_json::json!({}));
         if !meta.is_object() {
             return Err(invalid("meta", "must be a JSON object"));
         }
+        check_meta("meta", &meta)?;
         let dpop_key = credentials
             .dpop_private_jwk
             .as_deref()
@@ -124,9 +429,9 @@ impl AccountSpec {
             .transpose()
             .map_err(|e| invalid("credentials.dpop_private_jwk", e.to_string()))?;
         Ok(NewAccount {
-            workspace_id: required("workspace_id", &self.workspace_id)?,
+            workspace_id,
             provider: self.provider,
-            external_id: required("external_id", &self.external_id)?,
+            external_id,
             handle: self.handle,
             display_name: self.display_name,
             avatar_url: self.avatar_url,
@@ -134,14 +439,11 @@ impl AccountSpec {
             granted_scopes: self.scopes,
             meta,
             default_board_id: self.default_board_id,
-            access_token: AccessToken::new(credentials.access_token),
-            refresh_token: credentials
-                .refresh_token
-                .filter(|rt| !rt.trim().is_empty())
-                .map(RefreshToken::new),
+            access_token: AccessToken::new(access_token),
+            refresh_token: refresh_token.map(RefreshToken::new),
             token_issued_at: now,
             token_expires_at,
-            refresh_token_expires_at: credentials.refresh_token_expires_at,
+            refresh_token_expires_at,
             dpop_key,
         })
     }

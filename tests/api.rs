@@ -58,9 +58,9 @@ impl Api {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
+        let limits = api::server::ConnectionLimits::from(&env.settings.api);
         tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped.cancelled_owned())
+            api::server::serve(listener, app, limits, stopped)
                 .await
                 .unwrap();
         });

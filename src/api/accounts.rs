@@ -4,63 +4,23 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::params::{bad_cursor, limit, query};
+use super::extract::{AccountPath, Params, SpecBody, text_param};
+use super::params::{
+    decode_attempts_cursor, decode_list_cursor, encode_list_cursor, limit,
+};
 use super::views::{AccountView, account_view};
 use super::{ApiError, ApiState};
-use crate::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
-use crate::engine::{EngineError, RefreshReport, TokenUnavailable};
+use crate::domain::{AccountStatus, Outcome, Provider, Trigger};
 use crate::registration::AccountSpec;
+use crate::engine::{EngineError, RefreshReport, TokenUnavailable};
 use crate::store::accounts::{self, ListCursor, ListFilter};
 use crate::store::attempts;
-
-fn parse_id(id: &str) -> Result<AccountId, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::not_found(format!("unknown account {id:?}")))
-}
-
-/// A JSON body whose problems come back as the API's own errors, naming the
-/// field serde stopped at.
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match payload {
-        Ok(Json(value)) => Ok(value),
-        Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            redact_quoted(&e.body_text()),
-        )),
-        Err(e) => Err(ApiError::new(e.status(), "invalid_json", e.body_text())),
-    }
-}
-
-/// serde quotes the offending value (`invalid type: string "..."`), and
-/// that value may be a token put in the wrong field: keep the field path
-/// and the expectation, drop the value.
-fn redact_quoted(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut inside = false;
-    for c in message.chars() {
-        if c == '"' {
-            if !inside {
-                out.push_str("\"…");
-            } else {
-                out.push('"');
-            }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// Register an account, or reconnect it (same workspace, provider and
 /// external id): a reconnect replaces the credentials, sets ACTIVE, clears
@@ -77,12 +37,11 @@ fn redact_quoted(message: &str) -> String {
     security(("bearer" = [])))]
 pub async fn register(
     State(state): State<ApiState>,
-    payload: Result<Json<AccountSpec>, JsonRejection>,
+    SpecBody(spec): SpecBody,
 ) -> Result<Response, ApiError> {
-    let spec = body(payload)?;
     let new = spec
         .into_new_account(Utc::now())
-        .map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
+        .map_err(|e| ApiError::invalid_field(&e.field, e.to_string()))?;
     let engine = &state.inner.engine;
     let policy = engine.config().policy(new.provider);
     let keyring = engine.keyring();
@@ -124,23 +83,18 @@ pub struct AccountPage {
     pub next_cursor: Option<String>,
 }
 
-fn encode_list_cursor(cursor: &ListCursor) -> String {
-    CURSOR.encode(format!(
-        "{}|{}",
-        cursor.connected_at.timestamp_micros(),
-        cursor.id
-    ))
-}
-
-fn decode_list_cursor(text: &str) -> Result<ListCursor, ApiError> {
-    let invalid = || bad_cursor("cursor");
-    let raw = CURSOR.decode(text).map_err(|_| invalid())?;
-    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
-    let (micros, id) = raw.split_once('|').ok_or_else(invalid)?;
-    let micros: i64 = micros.parse().map_err(|_| invalid())?;
-    Ok(ListCursor {
-        connected_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
-        id: id.to_owned(),
+/// The query as a store filter, every parameter checked.
+fn list_filter(q: ListQuery) -> Result<ListFilter, ApiError> {
+    let limit = limit(q.limit, 50, 100)?;
+    Ok(ListFilter {
+        status: q.status,
+        provider: q.provider,
+        workspace_id: text_param("workspace_id", q.workspace_id, 255)?,
+        query: text_param("q", q.q, 255)?.filter(|s| !s.trim().is_empty()),
+        include_disconnected: q.include_disconnected,
+        after: q.cursor.as_deref().map(decode_list_cursor).transpose()?,
+        // One more than asked tells whether another page exists.
+        limit: limit + 1,
     })
 }
 
@@ -155,20 +109,10 @@ fn decode_list_cursor(text: &str) -> Result<ListCursor, ApiError> {
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<AccountPage>, ApiError> {
-    let q = query(q)?;
-    let limit = limit(q.limit, 50, 100)?;
-    let filter = ListFilter {
-        status: q.status,
-        provider: q.provider,
-        workspace_id: q.workspace_id,
-        query: q.q.filter(|s| !s.trim().is_empty()),
-        include_disconnected: q.include_disconnected,
-        after: q.cursor.as_deref().map(decode_list_cursor).transpose()?,
-        // One more than asked tells whether another page exists.
-        limit: limit + 1,
-    };
+    let filter = list_filter(q)?;
+    let limit = filter.limit - 1;
     let mut rows = accounts::list(&state.inner.pool, &filter).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -193,9 +137,8 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn show(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    AccountPath(id): AccountPath,
 ) -> Result<Json<AccountView>, ApiError> {
-    let id = parse_id(&id)?;
     let row = accounts::get(&state.inner.pool, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown account {id}")))?;
@@ -240,9 +183,8 @@ fn refresh_failure(report: &RefreshReport) -> ApiError {
     security(("bearer" = [])))]
 pub async fn refresh(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    AccountPath(id): AccountPath,
 ) -> Result<Json<AccountView>, ApiError> {
-    let id = parse_id(&id)?;
     // Counted from the attempt history, so the limit holds across replicas;
     // callers arriving while a refresh is in flight join it instead.
     let min_interval = crate::policy::delta(state.inner.force_refresh_min_interval);
@@ -301,9 +243,8 @@ pub struct AccessTokenBody {
     security(("bearer" = [])))]
 pub async fn access_token(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    AccountPath(id): AccountPath,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
     let engine = &state.inner.engine;
     let token = match engine.access_token(&id).await {
         Ok(token) => token,
@@ -354,9 +295,8 @@ pub async fn access_token(
     security(("bearer" = [])))]
 pub async fn disconnect(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    AccountPath(id): AccountPath,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
     match state.inner.engine.disconnect(&id).await? {
         Some(done) => {
             tracing::info!(account_id = %id, revocation = ?done.revoked, "account disconnected");
@@ -411,17 +351,11 @@ pub struct AttemptPage {
     security(("bearer" = [])))]
 pub async fn attempts(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-    q: Result<Query<AttemptsQuery>, axum::extract::rejection::QueryRejection>,
+    AccountPath(id): AccountPath,
+    Params(q): Params<AttemptsQuery>,
 ) -> Result<Json<AttemptPage>, ApiError> {
-    let id = parse_id(&id)?;
-    let q = query(q)?;
     let limit = limit(q.limit, 50, 100)?;
-    let before = q
-        .cursor
-        .as_deref()
-        .map(|c| c.parse::<i64>().map_err(|_| bad_cursor("cursor")))
-        .transpose()?;
+    let before = q.cursor.as_deref().map(decode_attempts_cursor).transpose()?;
     let pool = &state.inner.pool;
     if accounts::get(pool, &id).await?.is_none() {
         return Err(ApiError::not_found(format!("unknown account {id}")));

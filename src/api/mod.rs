@@ -7,8 +7,10 @@ mod accounts;
 mod auth;
 mod error;
 mod events;
+mod extract;
 mod health;
 mod params;
+pub mod server;
 mod views;
 
 use std::net::SocketAddr;
@@ -18,9 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -132,6 +135,8 @@ pub fn router(state: ApiState, max_body_bytes: usize, with_metrics: bool) -> Rou
     let (app, _) = app.split_for_parts();
     app.fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(catch_panic))
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }
@@ -141,7 +146,91 @@ pub fn metrics_router(state: ApiState) -> Router {
     let (app, _) = health::probe_routes()
         .merge(health::metrics_routes())
         .split_for_parts();
-    app.layer(middleware::from_fn(observe)).with_state(state)
+    app.fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(catch_panic))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// Every error is `{"error": {...}}`: answers made below the handlers (405
+/// from the router, rejections of extractors this API does not wrap) are
+/// rewritten, keeping their status and headers (such as `Allow`) and never
+/// their text, which may quote the request.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::BAD_REQUEST => ("bad_request", "the request is malformed"),
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this route does not answer this method; see the Allow header",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is larger than api.max_body_bytes allows",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => ("invalid_field", "the request is invalid"),
+        s if s.is_server_error() => ("internal", "internal error; see the daemon's log"),
+        _ => ("error", "the request was refused"),
+    };
+    let (mut parts, _) = response.into_parts();
+    let body = ApiError::new(status, code, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let (body_parts, body) = body.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        body_parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("application/json")),
+    );
+    Response::from_parts(parts, body)
+}
+
+/// A panic in a handler is a defect, but the caller still gets a JSON 500
+/// (not a dropped connection), and the defect is logged and counted.
+pub async fn catch_panic(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            tracing::error!(%route, panic = %what, "a request handler panicked");
+            metrics::counter!("tokenwarden_http_panics_total", "route" => route).increment(1);
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the daemon's log",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// A request id (the caller's `x-request-id`, or a new one) on the span of
@@ -198,11 +287,11 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
     tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+    let limits = server::ConnectionLimits::from(&settings.api);
     let mut servers = tokio::task::JoinSet::new();
     let stopped = stop.clone();
     servers.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stopped.cancelled_owned())
+        server::serve(listener, app, limits, stopped)
             .await
             .context("HTTP API server")
     });
@@ -219,8 +308,7 @@ pub async fn serve(
         let metrics = metrics_router(state);
         let stopped = stop.clone();
         servers.spawn(async move {
-            axum::serve(listener, metrics)
-                .with_graceful_shutdown(stopped.cancelled_owned())
+            server::serve(listener, metrics, limits, stopped)
                 .await
                 .context("metrics server")
         });

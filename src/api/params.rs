@@ -1,21 +1,17 @@
-//! Query-string handling shared by the listing endpoints: rejections as the
-//! API's own 422, page sizes, and cursors the API did not hand out.
+//! Query parameters shared by the listing endpoints: page sizes, and the
+//! cursors the API hands out (anything else given as a cursor is refused,
+//! without repeating it).
 
-use axum::extract::Query;
-use axum::extract::rejection::QueryRejection;
-use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
+use chrono::DateTime;
 
 use super::ApiError;
+use crate::domain::AccountId;
+use crate::store::accounts::ListCursor;
 
-pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(v)| v).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            e.body_text(),
-        )
-    })
-}
+/// Longest cursor text accepted; every cursor this API returns is shorter.
+pub const MAX_CURSOR_CHARS: usize = 128;
 
 /// `limit`, or `default` when absent; 422 outside 1..=`max`.
 pub fn limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
@@ -31,4 +27,136 @@ pub fn limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError
 /// A cursor parameter this API never returned.
 pub fn bad_cursor(field: &str) -> ApiError {
     ApiError::invalid_field(field, format!("{field}: not a cursor this API returned"))
+}
+
+/// The account listing's cursor: base64url of `<connected_at micros>|<id>`.
+pub fn encode_list_cursor(cursor: &ListCursor) -> String {
+    CURSOR.encode(format!(
+        "{}|{}",
+        cursor.connected_at.timestamp_micros(),
+        cursor.id
+    ))
+}
+
+pub fn decode_list_cursor(text: &str) -> Result<ListCursor, ApiError> {
+    let invalid = || bad_cursor("cursor");
+    if text.len() > MAX_CURSOR_CHARS {
+        return Err(invalid());
+    }
+    let raw = CURSOR.decode(text).map_err(|_| invalid())?;
+    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+    let (micros, id) = raw.split_once('|').ok_or_else(invalid)?;
+    let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    // The id goes to the database: only a well-formed one (no NUL, no
+    // arbitrary text) is a cursor this API returned.
+    let id: AccountId = id.parse().map_err(|_| invalid())?;
+    Ok(ListCursor {
+        connected_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+        id: id.as_str().to_owned(),
+    })
+}
+
+/// The attempt history's cursor: the last attempt id seen (positive).
+pub fn decode_attempts_cursor(text: &str) -> Result<i64, ApiError> {
+    decimal(text)
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| bad_cursor("cursor"))
+}
+
+/// The event feed's cursor: a sequence number (0 or more); empty is 0.
+pub fn decode_events_cursor(text: Option<&str>) -> Result<i64, ApiError> {
+    match text {
+        None | Some("") => Ok(0),
+        Some(text) => decimal(text)
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| bad_cursor("after")),
+    }
+}
+
+/// Plain decimal digits only (`i64::from_str` also takes a sign).
+fn decimal(text: &str) -> Option<i64> {
+    (!text.is_empty() && text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use proptest::prelude::*;
+
+    #[test]
+    fn list_cursors_round_trip() {
+        let cursor = ListCursor {
+            connected_at: DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap(),
+            id: AccountId::generate().as_str().to_owned(),
+        };
+        assert_eq!(
+            decode_list_cursor(&encode_list_cursor(&cursor)).unwrap(),
+            cursor
+        );
+    }
+
+    #[test]
+    fn a_cursor_hiding_a_nul_or_foreign_id_is_refused() {
+        for inner in ["1|acc_\0", "1|' OR 1=1 --", "1|", "x|acc_0", "|"] {
+            let text = CURSOR.encode(inner);
+            let error = decode_list_cursor(&text).unwrap_err();
+            assert_eq!(error.status.as_u16(), 422, "{inner:?}");
+            assert_eq!(error.body.error.field.as_deref(), Some("cursor"));
+        }
+    }
+
+    fn refused_without_echo(result: Result<impl std::fmt::Debug, ApiError>, text: &str) {
+        if let Err(e) = result {
+            assert_eq!(e.status.as_u16(), 422);
+            assert!(e.body.error.field.is_some());
+            if text.len() >= 4 {
+                assert!(!e.body.error.message.contains(text), "echoed {text:?}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any text: no panic; a cursor that decodes holds a well-formed id.
+        #[test]
+        fn list_cursor_decoding_never_panics(text in ".{0,200}") {
+            match decode_list_cursor(&text) {
+                Ok(cursor) => prop_assert!(cursor.id.parse::<AccountId>().is_ok()),
+                Err(e) => refused_without_echo(Err::<(), _>(e), &text),
+            }
+        }
+
+        /// Any bytes behind valid base64: no panic.
+        #[test]
+        fn list_cursor_decoding_of_encoded_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..90)) {
+            let text = CURSOR.encode(&bytes);
+            if let Ok(cursor) = decode_list_cursor(&text) {
+                prop_assert!(cursor.id.parse::<AccountId>().is_ok());
+            }
+        }
+
+        #[test]
+        fn numeric_cursors_are_in_range_or_refused(text in "[-+0-9a-z ]{0,25}|.{0,40}") {
+            match decode_attempts_cursor(&text) {
+                Ok(n) => prop_assert!(n >= 1),
+                Err(e) => refused_without_echo(Err::<(), _>(e), &text),
+            }
+            match decode_events_cursor(Some(&text)) {
+                Ok(n) => prop_assert!(n >= 0),
+                Err(e) => refused_without_echo(Err::<(), _>(e), &text),
+            }
+        }
+
+        #[test]
+        fn limits_are_in_range_or_refused(n in any::<Option<i64>>()) {
+            match limit(n, 50, 100) {
+                Ok(v) => prop_assert!((1..=100).contains(&v)),
+                Err(e) => prop_assert_eq!(e.body.error.field.as_deref(), Some("limit")),
+            }
+        }
+    }
 }
