@@ -143,7 +143,7 @@ pub fn parse_spec(bytes: &[u8]) -> Result<AccountSpec, SpecError> {
     let spec = match parsed {
         Ok(spec) => spec,
         Err(error) => {
-            let path = error.path().to_string();
+            let path = safe_path(error.path());
             let inner = error.into_inner();
             return Err(match inner.classify() {
                 serde_json::error::Category::Data => {
@@ -160,12 +160,36 @@ pub fn parse_spec(bytes: &[u8]) -> Result<AccountSpec, SpecError> {
     Ok(spec)
 }
 
-/// A serde data error as a field error: the path (`.` is the top level) and
+/// serde_path_to_error's path, with keys that are not plausible field names
+/// replaced (a token pasted as a key is not repeated). Empty at the top.
+pub fn safe_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                if plausible_field_name(key) {
+                    out.push_str(key);
+                } else {
+                    out.push_str("(unknown key)");
+                }
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// A serde data error as a field error: the path (see [`safe_path`]) and
 /// serde's words about it with any quoted input left out. An unknown key is
 /// named only when it looks like a field name (a token pasted as a key is
 /// not repeated).
 pub fn field_error(path: &str, message: &str) -> InvalidField {
-    let parent = if path == "." { "" } else { path };
+    let parent = path;
     let join = |child: &str| {
         if parent.is_empty() {
             child.to_owned()
@@ -179,17 +203,21 @@ pub fn field_error(path: &str, message: &str) -> InvalidField {
             .and_then(|rest| rest.split_once('`'))
             .map(|(name, _)| name.to_owned())
     };
-    let (field, problem) = if let Some(name) =
-        quoted("unknown field `").or_else(|| quoted("duplicate field `"))
-    {
-        let field = if plausible_field_name(&name) {
+    let named = |name: String| {
+        if plausible_field_name(&name) {
             join(&name)
         } else {
             join("(unknown key)")
-        };
-        (field, redact_values(message))
+        }
+    };
+    let (field, problem) = if message.starts_with("unknown field `") {
+        // The path already ends with the unknown key.
+        let field = if parent.is_empty() { "(unknown key)" } else { parent };
+        (field.to_owned(), redact_values(message))
+    } else if let Some(name) = quoted("duplicate field `") {
+        (named(name), "is given more than once".to_owned())
     } else if let Some(name) = quoted("missing field `") {
-        (join(&name), "is required".to_owned())
+        (named(name), "is required".to_owned())
     } else if parent.is_empty() {
         ("body".to_owned(), redact_values(message))
     } else {

@@ -111,7 +111,7 @@ pub fn query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
     let pairs = form_urlencoded::parse(raw.unwrap_or("").as_bytes());
     let deserializer = serde_urlencoded::Deserializer::new(pairs);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let path = error.path().to_string();
+        let path = registration::safe_path(error.path());
         let e = registration::field_error(&path, &error.into_inner().to_string());
         ApiError::invalid_field(&e.field, e.to_string())
     })
