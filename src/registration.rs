@@ -476,3 +476,195 @@ impl AccountSpec {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn base() -> Value {
+        json!({
+            "workspace_id": "ws",
+            "provider": "X",
+            "external_id": "e1",
+            "handle": "@h",
+            "scopes": ["a", "b"],
+            "meta": {"k": "v"},
+            "credentials": {"access_token": "at", "refresh_token": "rt", "expires_in": 3600}
+        })
+    }
+
+    /// Parse and validate as the API and the CLI do: either an account or a
+    /// field error; the field is never empty.
+    fn check(body: &[u8]) -> Result<NewAccount, String> {
+        let now = Utc::now();
+        match parse_spec(body) {
+            Err(SpecError::Syntax(message)) => Err(format!("syntax: {message}")),
+            Err(SpecError::Field(e)) => {
+                assert!(!e.field.is_empty());
+                Err(e.field)
+            }
+            Ok(spec) => spec.into_new_account(now).map_err(|e| {
+                assert!(!e.field.is_empty());
+                e.field
+            }),
+        }
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,40}".prop_map(Value::from),
+            "[a-z_]{1,20}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof!["[a-z_]{1,20}", ".{0,20}"],
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const STRING_FIELDS: [&str; 9] = [
+        "workspace_id",
+        "external_id",
+        "handle",
+        "display_name",
+        "avatar_url",
+        "default_board_id",
+        "credentials.access_token",
+        "credentials.refresh_token",
+        "credentials.dpop_private_jwk",
+    ];
+
+    fn set(body: &mut Value, dotted: &str, value: Value) {
+        match dotted.split_once('.') {
+            Some((outer, inner)) => body[outer][inner] = value,
+            None => body[dotted] = value,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Any JSON at all, as the whole body or in any field.
+        #[test]
+        fn any_json_body_is_an_account_or_a_field_error(value in any_json()) {
+            let _ = check(value.to_string().as_bytes());
+        }
+
+        #[test]
+        fn any_json_in_any_field(field in prop::sample::select(vec![
+            "workspace_id", "provider", "external_id", "handle", "display_name", "avatar_url",
+            "connection_type", "scopes", "meta", "default_board_id", "credentials",
+            "credentials.access_token", "credentials.refresh_token", "credentials.expires_in",
+            "credentials.token_expires_at", "credentials.refresh_token_expires_at",
+            "credentials.dpop_private_jwk",
+        ]), value in any_json()) {
+            let mut body = base();
+            set(&mut body, field, value);
+            if let Err(named) = check(body.to_string().as_bytes()) {
+                prop_assert!(named.starts_with(field.split('.').next().unwrap()) || named == "body",
+                    "{field} -> {named}");
+            }
+        }
+
+        /// Any bytes: no panic.
+        #[test]
+        fn any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = check(&bytes);
+        }
+
+        /// Any number as a lifetime: inside 1 s ... 10 years, or refused
+        /// naming the field.
+        #[test]
+        fn any_lifetime(seconds in prop_oneof![any::<i64>(), -10i64..=MAX_LIFETIME_SECS + 10],
+                        float in any::<f64>(), use_float in any::<bool>()) {
+            let mut body = base();
+            let value = if use_float {
+                serde_json::Number::from_f64(float).map_or(Value::Null, Value::Number)
+            } else {
+                Value::from(seconds)
+            };
+            body["credentials"]["expires_in"] = value.clone();
+            match check(body.to_string().as_bytes()) {
+                Ok(account) => {
+                    if let Some(at) = account.token_expires_at {
+                        let lifetime = at - account.token_issued_at;
+                        prop_assert!(lifetime >= TimeDelta::seconds(1));
+                        prop_assert!(lifetime <= MAX_EXPIRY_DISTANCE);
+                    } else {
+                        prop_assert!(value.is_null());
+                    }
+                }
+                Err(field) => prop_assert_eq!(field, "credentials.expires_in"),
+            }
+        }
+
+        /// Any instant chrono can hold as an expiry: clamped to ten years.
+        #[test]
+        fn any_expiry_date(seconds in -8_200_000_000_000i64..8_200_000_000_000i64) {
+            let Some(at) = DateTime::from_timestamp(seconds, 0) else { return Ok(()); };
+            let mut body = base();
+            body["credentials"]["expires_in"] = Value::Null;
+            body["credentials"]["token_expires_at"] = json!(at);
+            body["credentials"]["refresh_token_expires_at"] = json!(at);
+            let account = check(body.to_string().as_bytes()).unwrap();
+            let now = account.token_issued_at;
+            for at in [account.token_expires_at.unwrap(), account.refresh_token_expires_at.unwrap()] {
+                prop_assert!((at - now).abs() <= MAX_EXPIRY_DISTANCE);
+            }
+        }
+
+        /// Any string in any string field: accepted, or refused naming that
+        /// field, never repeating it.
+        #[test]
+        fn any_string(field in prop::sample::select(STRING_FIELDS.to_vec()),
+                      text in prop_oneof![".{0,300}", "[\\x00-\\x20a-z]{0,20}", "\\PC{0,2000}"]) {
+            let mut body = base();
+            set(&mut body, field, Value::from(text.clone()));
+            let raw = body.to_string();
+            match parse_spec(raw.as_bytes()) {
+                Err(e) => panic!("a string is always a string: {e}"),
+                Ok(spec) => match spec.into_new_account(Utc::now()) {
+                    Ok(account) => {
+                        prop_assert!(!account.workspace_id.contains('\0'));
+                        prop_assert!(!account.meta.to_string().contains("\\u0000"));
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(&e.field, field);
+                        if text.trim().chars().count() >= 8 {
+                            prop_assert!(!e.to_string().contains(text.trim()), "echoed");
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    #[test]
+    fn redaction_keeps_what_was_expected_and_drops_what_was_given() {
+        assert_eq!(
+            redact_values(r#"invalid type: string "a\"b expected c", expected i64"#),
+            r#"invalid type: string "…", expected i64"#
+        );
+        assert_eq!(
+            redact_values("unknown variant `ya29.x`, expected one of `X`, `Y`"),
+            "unknown variant `…`, expected one of `X`, `Y`"
+        );
+        assert_eq!(
+            redact_values("invalid value: integer `123`, expected u8 at line 1"),
+            "invalid value: integer `…`, expected u8 at line 1"
+        );
+    }
+}

@@ -389,3 +389,40 @@ pub async fn attempts(
         counts,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::extract::query;
+    use proptest::prelude::*;
+
+    fn parse(raw: &str) -> Result<ListFilter, ApiError> {
+        list_filter(query::<ListQuery>(Some(raw))?)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any query string: a filter whose values are within their
+        /// documented bounds, or 422 naming a field.
+        #[test]
+        fn any_listing_query(raw in prop_oneof![
+            ".{0,120}",
+            "((limit|q|workspace_id|cursor|status|provider|include_disconnected)=[%0-9a-zA-Z_|.-]{0,20}&?){0,6}",
+        ]) {
+            match parse(&raw) {
+                Ok(filter) => {
+                    prop_assert!((2..=101).contains(&filter.limit));
+                    for text in [&filter.workspace_id, &filter.query].into_iter().flatten() {
+                        prop_assert!(!text.chars().any(char::is_control));
+                        prop_assert!(text.chars().count() <= 255);
+                    }
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+                    prop_assert!(e.body.error.field.is_some(), "{:?}", e);
+                }
+            }
+        }
+    }
+}
