@@ -1140,15 +1140,13 @@ async fn nul_bytes_anywhere_get_422_naming_the_field() {
     }
     assert_eq!(count_accounts(&api).await, 0);
 
-    use base64::Engine as _;
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
     let id = AccountId::generate();
     let queries = [
         ("/v1/accounts?q=a%00b".to_owned(), "q"),
         ("/v1/accounts?workspace_id=%00".to_owned(), "workspace_id"),
-        (format!("/v1/accounts?cursor={}", b64("1|acc_\u{0}")), "cursor"),
-        (format!("/v1/accounts?cursor={}", b64(&format!("1|{id}\u{0}"))), "cursor"),
-        (format!("/v1/accounts?cursor={}", b64("1|' OR 1=1 --")), "cursor"),
+        ("/v1/accounts?cursor=1-acc_%00".to_owned(), "cursor"),
+        (format!("/v1/accounts?cursor=1-{id}%00"), "cursor"),
+        ("/v1/accounts?cursor=1-%27%20OR%201%3D1%20--".to_owned(), "cursor"),
         ("/v1/accounts/a%00b".to_owned(), "id"),
         ("/v1/accounts/a%00b/attempts".to_owned(), "id"),
         (format!("/v1/accounts/{id}/attempts?cursor=1%00"), "cursor"),

@@ -64,12 +64,17 @@ pub struct ListQuery {
     provider: Option<Provider>,
     /// Given DISCONNECTED, lists disconnected accounts.
     status: Option<AccountStatus>,
+    /// No control characters.
+    #[param(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     workspace_id: Option<String>,
-    /// Part of the handle or display name, any case.
+    /// Part of the handle or display name, any case; no control characters.
+    #[param(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     q: Option<String>,
     /// 1 to 100; default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, as returned; any other value is 422.
+    #[param(pattern = r"^[0-9]{1,18}-acc_[0-9a-f]{32}$")]
     cursor: Option<String>,
     /// Also list DISCONNECTED accounts.
     #[serde(default)]
@@ -128,7 +133,7 @@ pub async fn list(
 
 /// One account with its health.
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (acc_...)")),
+    params(("id" = String, Path, description = "Account id: acc_ and 32 lowercase hexadecimal digits", pattern = r"^acc_[0-9a-f]{32}$")),
     responses(
         (status = 200, body = AccountView),
         (status = 401, body = super::error::ErrorBody),
@@ -172,7 +177,7 @@ fn refresh_failure(report: &RefreshReport) -> ApiError {
 /// Refresh now, through the same single-flight and lease as the scheduler:
 /// concurrent calls share one platform call.
 #[utoipa::path(post, path = "/v1/accounts/{id}/refresh", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (acc_...)")),
+    params(("id" = String, Path, description = "Account id: acc_ and 32 lowercase hexadecimal digits", pattern = r"^acc_[0-9a-f]{32}$")),
     responses(
         (status = 200, description = "Refreshed (or, for tokens that never expire, checked)", body = AccountView),
         (status = 401, body = super::error::ErrorBody),
@@ -233,7 +238,7 @@ pub struct AccessTokenBody {
 /// A currently valid access token; refreshed first when it is inside its
 /// refresh window or expired. Never cached (`Cache-Control: no-store`).
 #[utoipa::path(get, path = "/v1/accounts/{id}/access-token", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (acc_...)")),
+    params(("id" = String, Path, description = "Account id: acc_ and 32 lowercase hexadecimal digits", pattern = r"^acc_[0-9a-f]{32}$")),
     responses(
         (status = 200, body = AccessTokenBody),
         (status = 401, body = super::error::ErrorBody),
@@ -286,7 +291,7 @@ pub async fn access_token(
 /// Disconnect: revoke the grant at the platform where it supports that,
 /// wipe the stored credentials, mark DISCONNECTED, emit an event.
 #[utoipa::path(delete, path = "/v1/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (acc_...)")),
+    params(("id" = String, Path, description = "Account id: acc_ and 32 lowercase hexadecimal digits", pattern = r"^acc_[0-9a-f]{32}$")),
     responses(
         (status = 204, description = "Disconnected"),
         (status = 401, body = super::error::ErrorBody),
@@ -312,8 +317,10 @@ pub async fn disconnect(
 #[into_params(parameter_in = Query)]
 pub struct AttemptsQuery {
     /// 1 to 100; default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, as returned.
+    #[param(pattern = r"^[1-9][0-9]{0,17}$")]
     cursor: Option<String>,
 }
 
@@ -341,7 +348,7 @@ pub struct AttemptPage {
 
 /// The account's refresh attempts, newest first, with counts by outcome.
 #[utoipa::path(get, path = "/v1/accounts/{id}/attempts", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (acc_...)"), AttemptsQuery),
+    params(("id" = String, Path, description = "Account id: acc_ and 32 lowercase hexadecimal digits", pattern = r"^acc_[0-9a-f]{32}$"), AttemptsQuery),
     responses(
         (status = 200, body = AttemptPage),
         (status = 401, body = super::error::ErrorBody),

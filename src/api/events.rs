@@ -15,8 +15,10 @@ use crate::webhooks::EventPayload;
 pub struct EventsQuery {
     /// `next_cursor` of the previous page (an event's `sequence`); omit to
     /// read from the beginning.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     after: Option<String>,
     /// 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 

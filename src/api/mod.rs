@@ -66,7 +66,7 @@ impl ApiState {
                     .collect()
             })
             .unwrap_or_default();
-        let openapi = document();
+        let openapi = document_json();
         Ok(Self {
             inner: Arc::new(Inner {
                 pool: engine.pool().clone(),
@@ -74,8 +74,7 @@ impl ApiState {
                 redis,
                 keys,
                 force_refresh_min_interval: settings.api.force_refresh_min_interval,
-                openapi: openapi
-                    .to_json()
+                openapi: serde_json::to_string(&openapi)
                     .context("rendering the OpenAPI document")?,
             }),
         })
@@ -118,6 +117,104 @@ pub fn document() -> OpenApi {
         .merge(health::probe_routes())
         .merge(health::metrics_routes())
         .into_openapi()
+}
+
+/// The document as served: [`document`] plus the error answers every
+/// route shares, written once here instead of on every operation.
+pub fn document_json() -> serde_json::Value {
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    let error = |description: &str| {
+        serde_json::json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        })
+    };
+    let retry_after = serde_json::json!({
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "schema": {"type": "integer", "minimum": 1}
+        }
+    });
+    // Said in prose on the fields; said here so that clients and fuzzers
+    // know it too.
+    if let Some(credentials) = doc.pointer_mut("/components/schemas/CredentialsSpec")
+        && let Some(credentials) = credentials.as_object_mut()
+    {
+        credentials.insert(
+            "not".to_owned(),
+            serde_json::json!({"required": ["expires_in", "token_expires_at"]}),
+        );
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return doc;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for (method, operation) in item.iter_mut() {
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(|r| r.as_object_mut())
+            else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description));
+            };
+            if path.starts_with("/v1/") {
+                add("401", "No or an unknown API key");
+                add("422", "A parameter is invalid; `error.field` names it");
+                add(
+                    "503",
+                    "The database is unreachable, or a refresh in flight did not finish in time; see Retry-After",
+                );
+                if path.contains("{id}") {
+                    add("404", "No such account");
+                }
+                if method == "post" && path == "/v1/accounts" {
+                    add("400", "The body is not JSON (`invalid_json`)");
+                    add("413", "The body is larger than api.max_body_bytes (`payload_too_large`)");
+                    add("415", "The body is not sent as application/json (`unsupported_media_type`)");
+                }
+            }
+            if method == "post" && path == "/v1/accounts" {
+                // Stateful clients (and fuzzers) follow a registration to
+                // the routes of the account it created.
+                let links: serde_json::Map<String, serde_json::Value> = [
+                    ("GetAccount", "show"),
+                    ("RefreshAccount", "refresh"),
+                    ("GetAccessToken", "access_token"),
+                    ("GetAttempts", "attempts"),
+                    ("DisconnectAccount", "disconnect"),
+                ]
+                .into_iter()
+                .map(|(name, operation)| {
+                    (
+                        name.to_owned(),
+                        serde_json::json!({
+                            "operationId": operation,
+                            "parameters": {"id": "$response.body#/id"}
+                        }),
+                    )
+                })
+                .collect();
+                for status in ["200", "201"] {
+                    if let Some(response) =
+                        responses.get_mut(status).and_then(|r| r.as_object_mut())
+                    {
+                        response.insert("links".to_owned(), links.clone().into());
+                    }
+                }
+            }
+            for status in ["429", "503"] {
+                if let Some(response) = responses.get_mut(status).and_then(|r| r.as_object_mut()) {
+                    response.insert("headers".to_owned(), retry_after.clone());
+                }
+            }
+        }
+    }
+    doc
 }
 
 /// The whole application: authenticated `/v1`, probes, the OpenAPI

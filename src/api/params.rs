@@ -2,16 +2,12 @@
 //! cursors the API hands out (anything else given as a cursor is refused,
 //! without repeating it).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
 use chrono::DateTime;
 
 use super::ApiError;
 use crate::domain::AccountId;
 use crate::store::accounts::ListCursor;
 
-/// Longest cursor text accepted; every cursor this API returns is shorter.
-pub const MAX_CURSOR_CHARS: usize = 128;
 
 /// `limit`, or `default` when absent; 422 outside 1..=`max`.
 pub fn limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
@@ -29,26 +25,28 @@ pub fn bad_cursor(field: &str) -> ApiError {
     ApiError::invalid_field(field, format!("{field}: not a cursor this API returned"))
 }
 
-/// The account listing's cursor: base64url of `<connected_at micros>|<id>`.
+/// The account listing's cursor, `^[0-9]{1,18}-acc_[0-9a-f]{32}$`:
+/// microseconds since 1970 and an account id. Any text of this shape is a
+/// position in the listing, so the document can say exactly what is
+/// accepted (the attempt and event cursors are decimals of at most 18
+/// digits, likewise).
 pub fn encode_list_cursor(cursor: &ListCursor) -> String {
-    CURSOR.encode(format!(
-        "{}|{}",
-        cursor.connected_at.timestamp_micros(),
+    format!(
+        "{}-{}",
+        cursor.connected_at.timestamp_micros().max(0),
         cursor.id
-    ))
+    )
 }
 
 pub fn decode_list_cursor(text: &str) -> Result<ListCursor, ApiError> {
     let invalid = || bad_cursor("cursor");
-    if text.len() > MAX_CURSOR_CHARS {
+    let (micros, id) = text.split_once('-').ok_or_else(invalid)?;
+    if micros.is_empty() || micros.len() > 18 || !micros.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid());
     }
-    let raw = CURSOR.decode(text).map_err(|_| invalid())?;
-    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
-    let (micros, id) = raw.split_once('|').ok_or_else(invalid)?;
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
     // The id goes to the database: only a well-formed one (no NUL, no
-    // arbitrary text) is a cursor this API returned.
+    // arbitrary text) is a position.
     let id: AccountId = id.parse().map_err(|_| invalid())?;
     Ok(ListCursor {
         connected_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
@@ -73,9 +71,10 @@ pub fn decode_events_cursor(text: Option<&str>) -> Result<i64, ApiError> {
     }
 }
 
-/// Plain decimal digits only (`i64::from_str` also takes a sign).
+/// Plain decimal digits only (`i64::from_str` also takes a sign), at most
+/// 18 of them: always an i64.
 fn decimal(text: &str) -> Option<i64> {
-    (!text.is_empty() && text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit()))
+    (!text.is_empty() && text.len() <= 18 && text.bytes().all(|b| b.is_ascii_digit()))
         .then(|| text.parse().ok())
         .flatten()
 }
@@ -100,12 +99,31 @@ mod tests {
 
     #[test]
     fn a_cursor_hiding_a_nul_or_foreign_id_is_refused() {
-        for inner in ["1|acc_\0", "1|' OR 1=1 --", "1|", "x|acc_0", "|"] {
-            let text = CURSOR.encode(inner);
+        let id = AccountId::generate();
+        for text in [
+            format!("1-{id}\0"),
+            "1-acc_\0".to_owned(),
+            "1-' OR 1=1 --".to_owned(),
+            "1-".to_owned(),
+            format!("-1-{id}"),
+            format!("x-{id}"),
+            format!("9999999999999999999-{id}"),
+            "-".to_owned(),
+        ] {
             let error = decode_list_cursor(&text).unwrap_err();
-            assert_eq!(error.status.as_u16(), 422, "{inner:?}");
+            assert_eq!(error.status.as_u16(), 422, "{text:?}");
             assert_eq!(error.body.error.field.as_deref(), Some("cursor"));
         }
+    }
+
+    /// What the document promises is what is accepted.
+    #[test]
+    fn documented_patterns_match_the_parsers() {
+        let id = AccountId::generate();
+        assert!(decode_list_cursor(&format!("999999999999999999-{id}")).is_ok());
+        assert!(decode_list_cursor(&format!("0-{id}")).is_ok());
+        assert_eq!(decode_attempts_cursor("999999999999999999").unwrap(), 999_999_999_999_999_999);
+        assert_eq!(decode_events_cursor(Some("999999999999999999")).unwrap(), 999_999_999_999_999_999);
     }
 
     fn refused_without_echo(result: Result<impl std::fmt::Debug, ApiError>, text: &str) {
@@ -130,13 +148,13 @@ mod tests {
             }
         }
 
-        /// Any bytes behind valid base64: no panic.
+        /// Anything of the documented shape is a position; near misses are
+        /// refused.
         #[test]
-        fn list_cursor_decoding_of_encoded_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..90)) {
-            let text = CURSOR.encode(&bytes);
-            if let Ok(cursor) = decode_list_cursor(&text) {
-                prop_assert!(cursor.id.parse::<AccountId>().is_ok());
-            }
+        fn list_cursors_of_the_documented_shape(micros in "[0-9]{1,20}", id in "acc_[0-9a-f]{30,34}|[ -~]{0,40}") {
+            let text = format!("{micros}-{id}");
+            let shaped = micros.len() <= 18 && id.parse::<AccountId>().is_ok();
+            prop_assert_eq!(decode_list_cursor(&text).is_ok(), shaped, "{}", text);
         }
 
         #[test]
