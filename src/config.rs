@@ -991,10 +991,7 @@ impl Settings {
             ("api.idle_timeout", self.api.idle_timeout),
         ] {
             if value < Duration::from_millis(100) || value > Duration::from_secs(3600) {
-                return Err(ConfigError::invalid(
-                    key,
-                    "must be between 100ms and 1h",
-                ));
+                return Err(ConfigError::invalid(key, "must be between 100ms and 1h"));
             }
         }
         if !(1..=1_000_000).contains(&self.api.max_connections) {

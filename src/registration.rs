@@ -16,11 +16,19 @@ use crate::store::accounts::NewAccount;
 #[serde(deny_unknown_fields)]
 pub struct AccountSpec {
     /// Leading and trailing spaces are dropped; no control characters.
-    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub workspace_id: String,
     pub provider: Provider,
     /// Leading and trailing spaces are dropped; no control characters.
-    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub external_id: String,
     /// No control characters.
     #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
@@ -52,7 +60,11 @@ pub struct AccountSpec {
 
 /// One granted scope.
 #[derive(utoipa::ToSchema)]
-#[schema(min_length = 1, max_length = 255, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$")]
+#[schema(
+    min_length = 1,
+    max_length = 255,
+    pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+)]
 #[expect(dead_code, reason = "only a schema: scopes are plain strings")]
 pub struct ScopeName(String);
 
@@ -60,7 +72,11 @@ pub struct ScopeName(String);
 #[serde(deny_unknown_fields)]
 pub struct CredentialsSpec {
     /// No whitespace or control characters.
-    #[schema(min_length = 1, max_length = 16384, pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]+\s*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 16384,
+        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]+\s*$"
+    )]
     pub access_token: String,
     /// No whitespace or control characters; empty means none.
     #[schema(max_length = 16384, pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]*\s*$")]
@@ -212,7 +228,11 @@ pub fn field_error(path: &str, message: &str) -> InvalidField {
     };
     let (field, problem) = if message.starts_with("unknown field `") {
         // The path already ends with the unknown key.
-        let field = if parent.is_empty() { "(unknown key)" } else { parent };
+        let field = if parent.is_empty() {
+            "(unknown key)"
+        } else {
+            parent
+        };
         (field.to_owned(), redact_values(message))
     } else if let Some(name) = quoted("duplicate field `") {
         (named(name), "is given more than once".to_owned())
@@ -327,10 +347,7 @@ fn token(field: &str, value: &str) -> Result<String, InvalidField> {
             format!("must be at most {MAX_TOKEN_CHARS} characters"),
         ));
     }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace())
-    {
+    if trimmed.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(invalid(
             field,
             "must not contain whitespace or control characters",
@@ -399,10 +416,7 @@ impl AccountSpec {
             }
         }
         if self.scopes.len() > MAX_SCOPES {
-            return Err(invalid(
-                "scopes",
-                format!("at most {MAX_SCOPES} scopes"),
-            ));
+            return Err(invalid("scopes", format!("at most {MAX_SCOPES} scopes")));
         }
         for (i, scope) in self.scopes.iter().enumerate() {
             let field = format!("scopes[{i}]");
@@ -518,7 +532,8 @@ mod tests {
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
             any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
             ".{0,40}".prop_map(Value::from),
             "[a-z_]{1,20}".prop_map(Value::from),
         ];

@@ -1111,10 +1111,19 @@ async fn nul_bytes_anywhere_get_422_naming_the_field() {
         ("external_id", Box::new(|s| s["external_id"] = json!(nul))),
         ("handle", Box::new(|s| s["handle"] = json!(nul))),
         ("display_name", Box::new(|s| s["display_name"] = json!(nul))),
-        ("avatar_url", Box::new(|s| s["avatar_url"] = json!(format!("https://x/{nul}")))),
-        ("default_board_id", Box::new(|s| s["default_board_id"] = json!(nul))),
+        (
+            "avatar_url",
+            Box::new(|s| s["avatar_url"] = json!(format!("https://x/{nul}"))),
+        ),
+        (
+            "default_board_id",
+            Box::new(|s| s["default_board_id"] = json!(nul)),
+        ),
         ("scopes[1]", Box::new(|s| s["scopes"][1] = json!(nul))),
-        ("meta.page_id", Box::new(|s| s["meta"] = json!({"page_id": nul}))),
+        (
+            "meta.page_id",
+            Box::new(|s| s["meta"] = json!({"page_id": nul})),
+        ),
         (
             "meta.deep.list[1]",
             Box::new(|s| s["meta"] = json!({"deep": {"list": ["ok", nul]}})),
@@ -1146,7 +1155,10 @@ async fn nul_bytes_anywhere_get_422_naming_the_field() {
         ("/v1/accounts?workspace_id=%00".to_owned(), "workspace_id"),
         ("/v1/accounts?cursor=1-acc_%00".to_owned(), "cursor"),
         (format!("/v1/accounts?cursor=1-{id}%00"), "cursor"),
-        ("/v1/accounts?cursor=1-%27%20OR%201%3D1%20--".to_owned(), "cursor"),
+        (
+            "/v1/accounts?cursor=1-%27%20OR%201%3D1%20--".to_owned(),
+            "cursor",
+        ),
         ("/v1/accounts/a%00b".to_owned(), "id"),
         ("/v1/accounts/a%00b/attempts".to_owned(), "id"),
         (format!("/v1/accounts/{id}/attempts?cursor=1%00"), "cursor"),
@@ -1175,7 +1187,10 @@ async fn values_the_database_refuses_are_not_outages() {
             .bind(format!("{secret}\u{0}"))
             .execute(&db.pool)
             .await,
-        sqlx::query("SELECT $1::text::int").bind(secret).execute(&db.pool).await,
+        sqlx::query("SELECT $1::text::int")
+            .bind(secret)
+            .execute(&db.pool)
+            .await,
         sqlx::query("INSERT INTO short (v) VALUES ($1)")
             .bind(secret)
             .execute(&db.pool)
@@ -1197,12 +1212,7 @@ async fn values_the_database_refuses_are_not_outages() {
     }
     // A database that cannot be reached is the outage.
     db.pool.close().await;
-    let error = api::ApiError::from(
-        sqlx::query("SELECT 1")
-            .execute(&db.pool)
-            .await
-            .unwrap_err(),
-    );
+    let error = api::ApiError::from(sqlx::query("SELECT 1").execute(&db.pool).await.unwrap_err());
     assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(error.retry_after.is_some());
 }
@@ -1233,7 +1243,10 @@ async fn every_error_is_json_with_its_own_code_and_never_repeats_the_value() {
     assert_eq!(error_of(reply).await.0, StatusCode::METHOD_NOT_ALLOWED);
 
     let (status, error) = error_of(api.fetch("/nothing/here").await).await;
-    assert_eq!((status, error["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
 
     let (status, error) = error_of(api.fetch("/v1/accounts/%ff").await).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
@@ -1263,21 +1276,44 @@ async fn every_error_is_json_with_its_own_code_and_never_repeats_the_value() {
         .await
         .unwrap();
     let (status, error) = error_of(reply).await;
-    assert_eq!((status, error["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
     assert!(!error.to_string().contains(secret), "{error}");
 
     // serde-level 422s carry error.field; misplaced values are not echoed.
     let misplaced: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
-        (Box::new(|s| s["credentials"]["expires_in"] = json!(secret)), "credentials.expires_in"),
+        (
+            Box::new(|s| s["credentials"]["expires_in"] = json!(secret)),
+            "credentials.expires_in",
+        ),
         (Box::new(|s| s["provider"] = json!(secret)), "provider"),
-        (Box::new(|s| s["connection_type"] = json!(secret)), "connection_type"),
+        (
+            Box::new(|s| s["connection_type"] = json!(secret)),
+            "connection_type",
+        ),
         (Box::new(|s| s["scopes"] = json!(secret)), "scopes"),
-        (Box::new(|s| s["credentials"]["token_expires_at"] = json!(secret)), "credentials.token_expires_at"),
-        (Box::new(|s| s["credentials"][secret] = json!(1)), "credentials.(unknown key)"),
+        (
+            Box::new(|s| s["credentials"]["token_expires_at"] = json!(secret)),
+            "credentials.token_expires_at",
+        ),
+        (
+            Box::new(|s| s["credentials"][secret] = json!(1)),
+            "credentials.(unknown key)",
+        ),
         (Box::new(|s| s[secret] = json!(1)), "(unknown key)"),
         (Box::new(|s| s["colour"] = json!(secret)), "colour"),
-        (Box::new(|s| { s.as_object_mut().unwrap().remove("workspace_id"); }), "workspace_id"),
-        (Box::new(|s| s["credentials"]["dpop_private_jwk"] = json!(secret)), "credentials.dpop_private_jwk"),
+        (
+            Box::new(|s| {
+                s.as_object_mut().unwrap().remove("workspace_id");
+            }),
+            "workspace_id",
+        ),
+        (
+            Box::new(|s| s["credentials"]["dpop_private_jwk"] = json!(secret)),
+            "credentials.dpop_private_jwk",
+        ),
     ];
     for (edit, field) in misplaced {
         let mut body = spec("e", &tokens, 60);
@@ -1294,7 +1330,10 @@ async fn every_error_is_json_with_its_own_code_and_never_repeats_the_value() {
         (format!("/v1/accounts?provider={encoded}"), "provider"),
         (format!("/v1/accounts?status={encoded}"), "status"),
         (format!("/v1/accounts?limit={encoded}"), "limit"),
-        (format!("/v1/accounts?include_disconnected={encoded}"), "include_disconnected"),
+        (
+            format!("/v1/accounts?include_disconnected={encoded}"),
+            "include_disconnected",
+        ),
         (format!("/v1/accounts?cursor={encoded}"), "cursor"),
         (format!("/v1/events?after={encoded}"), "after"),
         (format!("/v1/events?limit=1&limit={encoded}"), "limit"),
@@ -1311,7 +1350,10 @@ async fn every_error_is_json_with_its_own_code_and_never_repeats_the_value() {
     ] {
         let (status, error) = error_of(api.fetch(&path).await).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-        assert!(!error.to_string().contains("9f8e7d6c5b4a"), "echoed: {error}");
+        assert!(
+            !error.to_string().contains("9f8e7d6c5b4a"),
+            "echoed: {error}"
+        );
     }
     assert_eq!(count_accounts(&api).await, 0);
 }
@@ -1429,7 +1471,11 @@ async fn half_sent_request_heads_are_closed_after_the_header_timeout() {
     assert!(waited >= Duration::from_millis(400), "{waited:?}");
     // A kept-alive connection that then trickles half a head is closed too.
     let mut kept = tokio::net::TcpStream::connect(&address).await.unwrap();
-    assert!(raw_request(&mut kept, "/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        raw_request(&mut kept, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     kept.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
     closed_after(&mut kept, Duration::from_secs(5)).await;
 }
@@ -1443,11 +1489,19 @@ async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     .await;
     let address = api.base.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-    assert!(raw_request(&mut stream, "/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        raw_request(&mut stream, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     // Idle longer than the header timeout, shorter than the idle timeout:
     // still open, and it serves the next request.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(raw_request(&mut stream, "/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        raw_request(&mut stream, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     let waited = closed_after(&mut stream, Duration::from_secs(6)).await;
     assert!(waited >= Duration::from_millis(1200), "{waited:?}");
 }
@@ -1465,19 +1519,34 @@ async fn connections_over_the_cap_wait_until_one_closes() {
     let address = api.base.trim_start_matches("http://").to_owned();
     let mut first = tokio::net::TcpStream::connect(&address).await.unwrap();
     let mut second = tokio::net::TcpStream::connect(&address).await.unwrap();
-    assert!(raw_request(&mut first, "/healthz").await.starts_with("HTTP/1.1 200"));
-    assert!(raw_request(&mut second, "/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        raw_request(&mut first, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        raw_request(&mut second, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     let mut third = tokio::net::TcpStream::connect(&address).await.unwrap();
     let waiting = tokio::spawn(async move { raw_request(&mut third, "/healthz").await });
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!waiting.is_finished(), "a third connection is served over a cap of two");
+    assert!(
+        !waiting.is_finished(),
+        "a third connection is served over a cap of two"
+    );
     drop(first);
     let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
         .expect("served once a slot freed")
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"));
-    assert!(raw_request(&mut second, "/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        raw_request(&mut second, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
 }
 
 #[tokio::test]
@@ -1491,7 +1560,11 @@ async fn shutdown_closes_idle_connections_and_returns() {
     let limits = api::server::ConnectionLimits::from(&env.settings.api);
     let server = tokio::spawn(api::server::serve(listener, app, limits, stop.clone()));
     let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
-    assert!(raw_request(&mut idle, "/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        raw_request(&mut idle, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(3), server)
         .await
@@ -1499,5 +1572,8 @@ async fn shutdown_closes_idle_connections_and_returns() {
         .unwrap()
         .unwrap();
     closed_after(&mut idle, Duration::from_secs(1)).await;
-    assert!(tokio::net::TcpStream::connect(address).await.is_err(), "no longer listening");
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "no longer listening"
+    );
 }

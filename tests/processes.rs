@@ -472,7 +472,10 @@ async fn cli_refuses_absurd_input_naming_the_field_without_repeating_values() {
     let canary = "canary-cli-misplaced-7c6b5a49";
     let file = dir.join("account.json");
     for (expires_in, field) in [
-        (serde_json::json!(8_300_000_000_000_i64), "credentials.expires_in"),
+        (
+            serde_json::json!(8_300_000_000_000_i64),
+            "credentials.expires_in",
+        ),
         (serde_json::json!(canary), "credentials.expires_in"),
     ] {
         let json = serde_json::json!({
@@ -486,7 +489,10 @@ async fn cli_refuses_absurd_input_naming_the_field_without_repeating_values() {
         let shown = text(&out);
         assert_eq!(out.status.code(), Some(1), "{shown}");
         assert!(shown.contains(field), "{shown}");
-        assert!(!shown.contains("panicked") && !shown.contains(canary), "{shown}");
+        assert!(
+            !shown.contains("panicked") && !shown.contains(canary),
+            "{shown}"
+        );
     }
     for args in [
         vec!["accounts", "show", canary],

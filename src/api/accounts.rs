@@ -11,14 +11,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{AccountPath, Params, SpecBody, text_param};
-use super::params::{
-    decode_attempts_cursor, decode_list_cursor, encode_list_cursor, limit,
-};
+use super::params::{decode_attempts_cursor, decode_list_cursor, encode_list_cursor, limit};
 use super::views::{AccountView, account_view};
 use super::{ApiError, ApiState};
 use crate::domain::{AccountStatus, Outcome, Provider, Trigger};
-use crate::registration::AccountSpec;
 use crate::engine::{EngineError, RefreshReport, TokenUnavailable};
+use crate::registration::AccountSpec;
 use crate::store::accounts::{self, ListCursor, ListFilter};
 use crate::store::attempts;
 
@@ -362,7 +360,11 @@ pub async fn attempts(
     Params(q): Params<AttemptsQuery>,
 ) -> Result<Json<AttemptPage>, ApiError> {
     let limit = limit(q.limit, 50, 100)?;
-    let before = q.cursor.as_deref().map(decode_attempts_cursor).transpose()?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(decode_attempts_cursor)
+        .transpose()?;
     let pool = &state.inner.pool;
     if accounts::get(pool, &id).await?.is_none() {
         return Err(ApiError::not_found(format!("unknown account {id}")));

@@ -62,7 +62,13 @@ mod tests {
 
     #[test]
     fn the_scheme_is_case_insensitive() {
-        for header in ["Bearer k", "bearer k", "BEARER k", "BeArEr   k ", " Bearer k"] {
+        for header in [
+            "Bearer k",
+            "bearer k",
+            "BEARER k",
+            "BeArEr   k ",
+            " Bearer k",
+        ] {
             assert_eq!(bearer_credential(header), Some("k"), "{header:?}");
         }
         for header in ["k", "Basic k", "Bearer", "Bearer ", "Bearerk", "Token k"] {

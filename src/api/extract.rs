@@ -130,7 +130,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 
 /// A text query parameter: bounded, and with no control characters (NUL
 /// cannot even be stored, so it could never match).
-pub fn text_param(field: &str, value: Option<String>, max_chars: usize) -> Result<Option<String>, ApiError> {
+pub fn text_param(
+    field: &str,
+    value: Option<String>,
+    max_chars: usize,
+) -> Result<Option<String>, ApiError> {
     let Some(value) = value else {
         return Ok(None);
     };

@@ -149,7 +149,9 @@ pub fn document_json() -> serde_json::Value {
         return doc;
     };
     for (path, item) in paths.iter_mut() {
-        let Some(item) = item.as_object_mut() else { continue };
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
         for (method, operation) in item.iter_mut() {
             let Some(responses) = operation
                 .get_mut("responses")
@@ -174,8 +176,14 @@ pub fn document_json() -> serde_json::Value {
                 }
                 if method == "post" && path == "/v1/accounts" {
                     add("400", "The body is not JSON (`invalid_json`)");
-                    add("413", "The body is larger than api.max_body_bytes (`payload_too_large`)");
-                    add("415", "The body is not sent as application/json (`unsupported_media_type`)");
+                    add(
+                        "413",
+                        "The body is larger than api.max_body_bytes (`payload_too_large`)",
+                    );
+                    add(
+                        "415",
+                        "The body is not sent as application/json (`unsupported_media_type`)",
+                    );
                 }
             }
             if method == "post" && path == "/v1/accounts" {

@@ -8,7 +8,6 @@ use super::ApiError;
 use crate::domain::AccountId;
 use crate::store::accounts::ListCursor;
 
-
 /// `limit`, or `default` when absent; 422 outside 1..=`max`.
 pub fn limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     match value.unwrap_or(default) {
@@ -122,8 +121,14 @@ mod tests {
         let id = AccountId::generate();
         assert!(decode_list_cursor(&format!("999999999999999999-{id}")).is_ok());
         assert!(decode_list_cursor(&format!("0-{id}")).is_ok());
-        assert_eq!(decode_attempts_cursor("999999999999999999").unwrap(), 999_999_999_999_999_999);
-        assert_eq!(decode_events_cursor(Some("999999999999999999")).unwrap(), 999_999_999_999_999_999);
+        assert_eq!(
+            decode_attempts_cursor("999999999999999999").unwrap(),
+            999_999_999_999_999_999
+        );
+        assert_eq!(
+            decode_events_cursor(Some("999999999999999999")).unwrap(),
+            999_999_999_999_999_999
+        );
     }
 
     fn refused_without_echo(result: Result<impl std::fmt::Debug, ApiError>, text: &str) {

@@ -208,7 +208,10 @@ impl Clock {
             let (deadline, reason) = if self.in_flight.load(Ordering::Relaxed) > 0 {
                 (now.saturating_add(header.min(idle)), None)
             } else if head_started != NONE {
-                (head_started.saturating_add(header), Some("header read timeout"))
+                (
+                    head_started.saturating_add(header),
+                    Some("header read timeout"),
+                )
             } else {
                 let since = self.idle_since.load(Ordering::Relaxed);
                 (since.saturating_add(idle), Some("idle timeout"))
