@@ -1024,6 +1024,9 @@ async fn metrics_show_account_state_and_attempts_without_account_ids() {
 
 // ---- untrusted input (issue 9) ----
 
+/// A change to a registration body.
+type Edit<'a> = Box<dyn Fn(&mut Value) + 'a>;
+
 async fn count_accounts(api: &Api) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM social_accounts")
         .fetch_one(api.env.pool())
@@ -1106,7 +1109,7 @@ async fn nul_bytes_anywhere_get_422_naming_the_field() {
     let api = Api::start().await;
     let tokens = api.env.fake.issue(rotating());
     let nul = "a\u{0}b";
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         ("workspace_id", Box::new(|s| s["workspace_id"] = json!(nul))),
         ("external_id", Box::new(|s| s["external_id"] = json!(nul))),
         ("handle", Box::new(|s| s["handle"] = json!(nul))),
@@ -1231,7 +1234,7 @@ async fn every_error_is_json_with_its_own_code_and_never_repeats_the_value() {
     let (status, error) = error_of(reply).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error["error"]["code"], "method_not_allowed");
-    assert_eq!(allow.unwrap().to_str().unwrap().contains("GET"), true);
+    assert!(allow.unwrap().to_str().unwrap().contains("GET"));
 
     let reply = api
         .http
@@ -1283,7 +1286,7 @@ async fn every_error_is_json_with_its_own_code_and_never_repeats_the_value() {
     assert!(!error.to_string().contains(secret), "{error}");
 
     // serde-level 422s carry error.field; misplaced values are not echoed.
-    let misplaced: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let misplaced: Vec<(Edit, &str)> = vec![
         (
             Box::new(|s| s["credentials"]["expires_in"] = json!(secret)),
             "credentials.expires_in",
