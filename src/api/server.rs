@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -161,6 +161,8 @@ struct Clock {
     head_started: AtomicU64,
     /// When the last response was handed over.
     idle_since: AtomicU64,
+    /// Wakes the watchdog when a deadline moves.
+    changed: Notify,
 }
 
 impl Clock {
@@ -171,6 +173,7 @@ impl Clock {
             // A new connection owes its first request head at once.
             head_started: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
+            changed: Notify::new(),
         }
     }
 
@@ -183,17 +186,21 @@ impl Clock {
             && self.head_started.load(Ordering::Relaxed) == NONE
         {
             self.head_started.store(self.now(), Ordering::Relaxed);
+            // The watchdog may be asleep until a later idle deadline.
+            self.changed.notify_one();
         }
     }
 
     fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started.store(NONE, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
     fn request_ended(&self) {
         self.idle_since.store(self.now(), Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
     /// Resolves when a deadline has passed, naming it; never while a request
@@ -206,7 +213,7 @@ impl Clock {
             let now = self.now();
             let head_started = self.head_started.load(Ordering::Relaxed);
             let (deadline, reason) = if self.in_flight.load(Ordering::Relaxed) > 0 {
-                (now.saturating_add(header.min(idle)), None)
+                (NONE, None)
             } else if head_started != NONE {
                 (
                     head_started.saturating_add(header),
@@ -222,7 +229,10 @@ impl Clock {
                 return reason;
             }
             let wait = Duration::from_millis(deadline.saturating_sub(now).max(1));
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.changed.notified() => {}
+            }
         }
     }
 }
