@@ -124,6 +124,9 @@ const MAX_TEXT_CHARS: usize = 1024;
 const MAX_URL_CHARS: usize = 2048;
 const MAX_TOKEN_CHARS: usize = 16384;
 const MAX_SCOPES: usize = 256;
+/// `meta` is a flat-ish bag of platform extras: the object itself is level
+/// 1, and arrays and objects may nest down to this level.
+pub const MAX_META_DEPTH: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {problem}")]
@@ -357,8 +360,15 @@ fn token(field: &str, value: &str) -> Result<String, InvalidField> {
 }
 
 /// jsonb refuses `\u0000` in any string, keys included; the walk names the
-/// path (keys that are not plausible names are not repeated).
-fn check_meta(path: &str, value: &serde_json::Value) -> Result<(), InvalidField> {
+/// path (keys that are not plausible names are not repeated) and bounds
+/// the nesting (`depth` is the level of `value`).
+fn check_meta(path: &str, value: &serde_json::Value, depth: usize) -> Result<(), InvalidField> {
+    if (value.is_array() || value.is_object()) && depth > MAX_META_DEPTH {
+        return Err(invalid(
+            path,
+            format!("meta may nest arrays and objects at most {MAX_META_DEPTH} levels deep"),
+        ));
+    }
     match value {
         serde_json::Value::String(s) if s.contains('\0') => {
             Err(invalid(path, "must not contain a NUL character"))
@@ -366,7 +376,7 @@ fn check_meta(path: &str, value: &serde_json::Value) -> Result<(), InvalidField>
         serde_json::Value::Array(items) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, item)| check_meta(&format!("{path}[{i}]"), item)),
+            .try_for_each(|(i, item)| check_meta(&format!("{path}[{i}]"), item, depth + 1)),
         serde_json::Value::Object(members) => members.iter().try_for_each(|(key, item)| {
             if key.contains('\0') {
                 return Err(invalid(path, "a key must not contain a NUL character"));
@@ -376,7 +386,7 @@ fn check_meta(path: &str, value: &serde_json::Value) -> Result<(), InvalidField>
             } else {
                 format!("{path}.(key)")
             };
-            check_meta(&child, item)
+            check_meta(&child, item, depth + 1)
         }),
         _ => Ok(()),
     }
@@ -463,7 +473,7 @@ impl AccountSpec {
         if !meta.is_object() {
             return Err(invalid("meta", "must be a JSON object"));
         }
-        check_meta("meta", &meta)?;
+        check_meta("meta", &meta, 1)?;
         let dpop_key = credentials
             .dpop_private_jwk
             .as_deref()
@@ -665,6 +675,18 @@ mod tests {
                 },
             }
         }
+    }
+
+    #[test]
+    fn meta_nests_at_most_three_levels() {
+        let mut body = base();
+        body["meta"] = json!({"a": {"b": [1, "x"]}});
+        assert!(check(body.to_string().as_bytes()).is_ok());
+        body["meta"] = json!({"a": {"b": [[1]]}});
+        assert_eq!(
+            check(body.to_string().as_bytes()).unwrap_err(),
+            "meta.a.b[0]"
+        );
     }
 
     #[test]

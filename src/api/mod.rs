@@ -145,6 +145,19 @@ pub fn document_json() -> serde_json::Value {
             serde_json::json!({"required": ["expires_in", "token_expires_at"]}),
         );
     }
+    // `meta`: any JSON object whose strings (keys too) hold no NUL, as
+    // deep as the server accepts; spelled out level by level, as the
+    // document's consumers do not all follow recursive references.
+    if let Some(meta) = doc.pointer_mut("/components/schemas/AccountSpec/properties/meta")
+        && let Some(meta) = meta.as_object_mut()
+    {
+        let object = meta_schema(1);
+        meta.insert("propertyNames".to_owned(), object["propertyNames"].clone());
+        meta.insert(
+            "additionalProperties".to_owned(),
+            object["additionalProperties"].clone(),
+        );
+    }
     let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
         return doc;
     };
@@ -223,6 +236,29 @@ pub fn document_json() -> serde_json::Value {
         }
     }
     doc
+}
+
+/// The schema of a `meta` container at `depth` (the object itself is 1):
+/// strings without NUL, containers down to
+/// [`crate::registration::MAX_META_DEPTH`].
+fn meta_schema(depth: usize) -> serde_json::Value {
+    let no_nul = serde_json::json!({"type": "string", "pattern": "^[^\\x00]*$"});
+    let value = if depth >= crate::registration::MAX_META_DEPTH {
+        serde_json::json!({"anyOf": [no_nul, {"type": ["number", "boolean", "null"]}]})
+    } else {
+        let inner = meta_schema(depth + 1);
+        serde_json::json!({"anyOf": [
+            no_nul,
+            {"type": ["number", "boolean", "null"]},
+            {"type": "array", "items": inner["additionalProperties"].clone()},
+            inner,
+        ]})
+    };
+    serde_json::json!({
+        "type": "object",
+        "propertyNames": {"pattern": "^[^\\x00]*$"},
+        "additionalProperties": value,
+    })
 }
 
 /// The whole application: authenticated `/v1`, probes, the OpenAPI
