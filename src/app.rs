@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sqlx::PgPool;
 
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::crypto::Keyring;
 use crate::engine::{Engine, EngineConfig};
 use crate::providers::ProviderRegistry;
@@ -21,11 +21,15 @@ pub struct App {
 }
 
 pub fn keyring(settings: &Settings) -> anyhow::Result<Keyring> {
-    let spec = settings.crypto.keys.as_ref().context(
-        "crypto.keys is not set: tokenwarden refuses to start without an encryption key \
-         (set TOKENWARDEN__CRYPTO__KEYS or crypto.keys_file; see config/default.toml)",
-    )?;
-    Ok(Keyring::parse(spec)?)
+    // Key problems are configuration errors (exit status 2), like any other.
+    let spec = settings.crypto.keys.as_ref().ok_or_else(|| {
+        ConfigError::Load(
+            "crypto.keys is not set: tokenwarden refuses to start without an encryption key \
+             (set TOKENWARDEN__CRYPTO__KEYS or crypto.keys_file; see config/default.toml)"
+                .to_owned(),
+        )
+    })?;
+    Ok(Keyring::parse(spec).map_err(ConfigError::from)?)
 }
 
 pub async fn connect(settings: &Settings, schema: Option<&str>) -> anyhow::Result<PgPool> {

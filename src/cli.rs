@@ -238,6 +238,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } = &cli.command
     {
         use base64::Engine as _;
+        // The rule start-up applies, so a printed key is always accepted; the
+        // value is not echoed (it may be something pasted in the wrong place).
+        crate::crypto::validate_key_id(id)
+            .map_err(|problem| crate::config::ConfigError::invalid("--id", problem))?;
         let key: [u8; 32] = rand::random();
         println!(
             "{id}:{}",

@@ -20,6 +20,30 @@ use crate::domain::Provider;
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 pub const ENV_PREFIX: &str = "TOKENWARDEN__";
 
+/// The longest any duration setting may be: far past every sensible value,
+/// and short enough that adding it (or a sum of two) to a timestamp cannot
+/// overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// The name the built-in defaults carry in the layered configuration, so a
+/// value can be told apart from one an operator gave.
+const DEFAULTS_NAME: &str = "built-in defaults";
+
+/// `config/default.toml` as the bottom layer, named as such.
+pub struct Defaults;
+
+impl figment::Provider for Defaults {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(DEFAULTS_NAME)
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Toml::string(DEFAULT_TOML).data()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Each problem with its key, lowercased as in the files, and the layer
@@ -51,6 +75,17 @@ impl From<figment::Error> for ConfigError {
             })
             .collect();
         ConfigError::Load(problems.join("; "))
+    }
+}
+
+impl From<crate::crypto::CryptoError> for ConfigError {
+    fn from(error: crate::crypto::CryptoError) -> Self {
+        match error {
+            crate::crypto::CryptoError::BadKeys(problem) => {
+                ConfigError::invalid("crypto.keys", problem)
+            }
+            other => ConfigError::invalid("crypto.keys", other.to_string()),
+        }
     }
 }
 
@@ -286,6 +321,12 @@ pub struct CircuitSettings {
     /// How long a paused provider rests before one probe call.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+    /// An app-level answer (`invalid_client`, ...) pauses the provider only
+    /// once this many distinct accounts got one within `app_error_window`:
+    /// one account's answer is evidence about its grant, not the app.
+    pub app_error_accounts: usize,
+    #[serde(with = "humantime_serde")]
+    pub app_error_window: Duration,
 }
 
 impl Default for CircuitSettings {
@@ -295,6 +336,8 @@ impl Default for CircuitSettings {
             failure_ratio: 0.5,
             min_calls: 20,
             cooldown: Duration::from_secs(30),
+            app_error_accounts: 3,
+            app_error_window: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -749,7 +792,7 @@ providers_settings! {
 impl Settings {
     /// Loads every layer, reads `_file` secrets and validates the result.
     pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::new().merge(Toml::string(DEFAULT_TOML));
+        let mut figment = Figment::new().merge(Defaults);
         if let Some(path) = config_file {
             if !path.is_file() {
                 return Err(ConfigError::invalid(
@@ -765,9 +808,64 @@ impl Settings {
 
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let mut settings: Settings = figment.extract()?;
+        settings.refuse_secrets_given_twice(&figment)?;
         settings.read_secret_files()?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Every secret that can come inline or from a `_file`, by key.
+    fn secret_keys() -> Vec<String> {
+        let mut keys: Vec<String> = [
+            "database.url",
+            "crypto.keys",
+            "redis.url",
+            "api.keys",
+            "webhooks.secret",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        keys.extend(
+            Provider::ALL
+                .iter()
+                .map(|p| format!("providers.{}.client_secret", p.config_key())),
+        );
+        keys
+    }
+
+    /// A secret given both as a value (in a file layer or the environment)
+    /// and as a `_file` is ambiguous: refused, naming both, rather than
+    /// letting one silently win. A value from the built-in defaults does not
+    /// count as given.
+    fn refuse_secrets_given_twice(&self, figment: &Figment) -> Result<(), ConfigError> {
+        for key in Self::secret_keys() {
+            let file_key = format!("{key}_file");
+            let given = |key: &str| {
+                figment
+                    .find_metadata(key)
+                    .is_some_and(|m| m.name != DEFAULTS_NAME)
+            };
+            if given(&key) && given(&file_key) {
+                let origin = |key: &str| {
+                    figment
+                        .find_metadata(key)
+                        .map(|m| match &m.source {
+                            Some(figment::Source::File(path)) => path.display().to_string(),
+                            _ => m.name.to_string(),
+                        })
+                        .unwrap_or_default()
+                };
+                return Err(ConfigError::invalid(
+                    key.clone(),
+                    format!(
+                        "is set (from {}) and so is {file_key} (from {}): give one of the two",
+                        origin(&key),
+                        origin(&file_key)
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
@@ -798,46 +896,39 @@ impl Settings {
 
     /// Cross-field rules that types alone cannot say.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_numbers()?;
         if self.database.url.is_none() {
             return Err(ConfigError::invalid(
                 "database.url",
                 "is required (or database.url_file)",
             ));
         }
-        if self.database.max_connections == 0 {
-            return Err(ConfigError::invalid(
-                "database.max_connections",
-                "must be at least 1",
-            ));
-        }
-        nonzero("database.acquire_timeout", self.database.acquire_timeout)?;
-        nonzero("http.connect_timeout", self.http.connect_timeout)?;
-        nonzero("http.request_timeout", self.http.request_timeout)?;
         if self.http.connect_timeout > self.http.request_timeout {
             return Err(ConfigError::invalid(
                 "http.connect_timeout",
                 "must not exceed http.request_timeout",
             ));
         }
-        if !(1024..=64 * 1024 * 1024).contains(&self.http.max_response_bytes) {
+        if reqwest::header::HeaderValue::from_str(&self.http.user_agent).is_err() {
             return Err(ConfigError::invalid(
-                "http.max_response_bytes",
-                "must be between 1024 and 67108864",
+                "http.user_agent",
+                "must be printable ASCII (it is sent as a header)",
             ));
         }
-        if self.engine.lease_margin < Duration::from_secs(1) {
-            return Err(ConfigError::invalid(
-                "engine.lease_margin",
-                "must be at least 1s: the lease has to outlive the HTTP timeout",
-            ));
-        }
-        nonzero("engine.single_flight_wait", self.engine.single_flight_wait)?;
-        nonzero("engine.retry_base", self.engine.retry_base)?;
         if self.engine.retry_cap < self.engine.retry_base {
             return Err(ConfigError::invalid(
                 "engine.retry_cap",
                 "must not be below engine.retry_base",
             ));
+        }
+        if self.webhooks.retry_cap < self.webhooks.retry_base {
+            return Err(ConfigError::invalid(
+                "webhooks.retry_cap",
+                "must not be below webhooks.retry_base",
+            ));
+        }
+        if let Some(keys) = &self.crypto.keys {
+            crate::crypto::Keyring::parse(keys).map_err(ConfigError::from)?;
         }
         self.validate_queue()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
@@ -845,6 +936,160 @@ impl Settings {
         }
         for provider in Provider::ALL {
             self.validate_provider(*provider)?;
+        }
+        Ok(())
+    }
+
+    /// Every number in range, each error naming its key. Runs before the
+    /// cross-field rules, which add durations together. (`api.*` numbers are
+    /// checked with the rest of that section.)
+    fn validate_numbers(&self) -> Result<(), ConfigError> {
+        let positive = Duration::from_nanos(1);
+        let d = |key: &str, value: Duration, min: Duration| duration(key, value, min, MAX_DURATION);
+
+        whole_number(
+            "database.max_connections",
+            self.database.max_connections,
+            1,
+            10_000,
+        )?;
+        d(
+            "database.acquire_timeout",
+            self.database.acquire_timeout,
+            positive,
+        )?;
+        d("http.connect_timeout", self.http.connect_timeout, positive)?;
+        d("http.request_timeout", self.http.request_timeout, positive)?;
+        whole_number(
+            "http.max_response_bytes",
+            self.http.max_response_bytes,
+            1024,
+            64 * 1024 * 1024,
+        )?;
+        // The lease has to outlive the HTTP timeout by something.
+        d(
+            "engine.lease_margin",
+            self.engine.lease_margin,
+            Duration::from_secs(1),
+        )?;
+        d(
+            "engine.single_flight_wait",
+            self.engine.single_flight_wait,
+            positive,
+        )?;
+        d("engine.retry_base", self.engine.retry_base, positive)?;
+        d("engine.retry_cap", self.engine.retry_cap, positive)?;
+        d(
+            "redis.response_timeout",
+            self.redis.response_timeout,
+            positive,
+        )?;
+        d("scheduler.interval", self.scheduler.interval, positive)?;
+        whole_number(
+            "scheduler.batch_size",
+            self.scheduler.batch_size,
+            1,
+            100_000,
+        )?;
+        whole_number(
+            "scheduler.max_outstanding",
+            self.scheduler.max_outstanding,
+            1,
+            10_000_000,
+        )?;
+        d(
+            "scheduler.claim_timeout",
+            self.scheduler.claim_timeout,
+            positive,
+        )?;
+        whole_number(
+            "scheduler.sweep_batch_size",
+            self.scheduler.sweep_batch_size,
+            1,
+            100_000,
+        )?;
+        whole_number("worker.concurrency", self.worker.concurrency, 1, 100_000)?;
+        d("worker.job_timeout", self.worker.job_timeout, positive)?;
+        d("worker.poll_interval", self.worker.poll_interval, positive)?;
+        // Multiplied by missed_heartbeats for the liveness deadline.
+        duration(
+            "worker.heartbeat_interval",
+            self.worker.heartbeat_interval,
+            positive,
+            Duration::from_secs(3600),
+        )?;
+        whole_number(
+            "worker.missed_heartbeats",
+            self.worker.missed_heartbeats,
+            1,
+            1_000,
+        )?;
+        whole_number("circuit.window", self.circuit.window, 1, 100_000)?;
+        fraction("circuit.failure_ratio", self.circuit.failure_ratio)?;
+        whole_number("circuit.min_calls", self.circuit.min_calls, 1, 100_000)?;
+        d("circuit.cooldown", self.circuit.cooldown, positive)?;
+        whole_number(
+            "circuit.app_error_accounts",
+            self.circuit.app_error_accounts,
+            1,
+            100_000,
+        )?;
+        d(
+            "circuit.app_error_window",
+            self.circuit.app_error_window,
+            positive,
+        )?;
+        d("shutdown.grace", self.shutdown.grace, positive)?;
+        d(
+            "metrics.state_interval",
+            self.metrics.state_interval,
+            positive,
+        )?;
+        d(
+            "metrics.overdue_after",
+            self.metrics.overdue_after,
+            Duration::ZERO,
+        )?;
+        d("webhooks.timeout", self.webhooks.timeout, positive)?;
+        d("webhooks.retry_base", self.webhooks.retry_base, positive)?;
+        d("webhooks.retry_cap", self.webhooks.retry_cap, positive)?;
+        whole_number("webhooks.concurrency", self.webhooks.concurrency, 1, 10_000)?;
+        d(
+            "webhooks.poll_interval",
+            self.webhooks.poll_interval,
+            positive,
+        )?;
+        for provider in Provider::ALL {
+            let section = self.providers.get(*provider);
+            let key = |field: &str| format!("providers.{}.{field}", provider.config_key());
+            fraction(&key("refresh_fraction"), section.refresh_fraction)?;
+            d(
+                &key("refresh_margin"),
+                section.refresh_margin,
+                Duration::ZERO,
+            )?;
+            d(
+                &key("default_access_token_lifetime"),
+                section.default_access_token_lifetime,
+                positive,
+            )?;
+            d(&key("min_token_age"), section.min_token_age, Duration::ZERO)?;
+            d(&key("jitter"), section.jitter, Duration::ZERO)?;
+            d(
+                &key("keep_alive_interval"),
+                section.keep_alive_interval,
+                positive,
+            )?;
+            d(
+                &key("health_check_interval"),
+                section.health_check_interval,
+                positive,
+            )?;
+            if let Some(lifetime) = section.refresh_token_lifetime {
+                d(&key("refresh_token_lifetime"), lifetime, positive)?;
+            }
+            whole_number(&key("max_concurrency"), section.max_concurrency, 1, 100_000)?;
+            rate(&key("rate_per_second"), section.rate_per_second)?;
         }
         Ok(())
     }
@@ -875,26 +1120,6 @@ impl Settings {
         if self.redis.queue.trim().is_empty() {
             return Err(ConfigError::invalid("redis.queue", "must not be empty"));
         }
-        nonzero("redis.response_timeout", self.redis.response_timeout)?;
-        nonzero("scheduler.interval", self.scheduler.interval)?;
-        if self.scheduler.batch_size < 1 {
-            return Err(ConfigError::invalid(
-                "scheduler.batch_size",
-                "must be at least 1",
-            ));
-        }
-        if self.scheduler.max_outstanding < 1 {
-            return Err(ConfigError::invalid(
-                "scheduler.max_outstanding",
-                "must be at least 1",
-            ));
-        }
-        if self.scheduler.sweep_batch_size < 1 {
-            return Err(ConfigError::invalid(
-                "scheduler.sweep_batch_size",
-                "must be at least 1",
-            ));
-        }
         let lease = self.http.request_timeout + self.engine.lease_margin;
         if self.scheduler.claim_timeout <= lease {
             return Err(ConfigError::invalid(
@@ -905,42 +1130,18 @@ impl Settings {
                 ),
             ));
         }
-        if self.worker.concurrency == 0 {
-            return Err(ConfigError::invalid(
-                "worker.concurrency",
-                "must be at least 1",
-            ));
-        }
         if self.worker.job_timeout <= lease {
             return Err(ConfigError::invalid(
                 "worker.job_timeout",
                 "must exceed http.request_timeout + engine.lease_margin",
             ));
         }
-        nonzero("worker.poll_interval", self.worker.poll_interval)?;
-        nonzero("worker.heartbeat_interval", self.worker.heartbeat_interval)?;
-        if self.worker.missed_heartbeats == 0 {
-            return Err(ConfigError::invalid(
-                "worker.missed_heartbeats",
-                "must be at least 1",
-            ));
-        }
-        if !(self.circuit.failure_ratio > 0.0 && self.circuit.failure_ratio <= 1.0) {
-            return Err(ConfigError::invalid(
-                "circuit.failure_ratio",
-                "must be in (0, 1]",
-            ));
-        }
-        if self.circuit.window == 0
-            || self.circuit.min_calls == 0
-            || self.circuit.min_calls > self.circuit.window
-        {
+        if self.circuit.min_calls > self.circuit.window {
             return Err(ConfigError::invalid(
                 "circuit.min_calls",
                 "must be between 1 and circuit.window",
             ));
         }
-        nonzero("circuit.cooldown", self.circuit.cooldown)?;
         self.validate_api()?;
         if self.shutdown.grace < lease {
             return Err(ConfigError::invalid(
@@ -1000,7 +1201,6 @@ impl Settings {
                 "must be between 1 and 1000000",
             ));
         }
-        nonzero("metrics.state_interval", self.metrics.state_interval)?;
         if let Some(url) = &self.webhooks.url {
             if !matches!(url.scheme(), "https" | "http") {
                 return Err(ConfigError::invalid(
@@ -1021,31 +1221,12 @@ impl Settings {
                 }
             }
         }
-        nonzero("webhooks.timeout", self.webhooks.timeout)?;
-        nonzero("webhooks.retry_base", self.webhooks.retry_base)?;
-        nonzero("webhooks.poll_interval", self.webhooks.poll_interval)?;
-        if self.webhooks.concurrency == 0 {
-            return Err(ConfigError::invalid(
-                "webhooks.concurrency",
-                "must be at least 1",
-            ));
-        }
         Ok(())
     }
 
     fn validate_provider(&self, provider: Provider) -> Result<(), ConfigError> {
         let section = self.providers.get(provider);
         let key = |field: &str| format!("providers.{}.{field}", provider.config_key());
-        if !(section.refresh_fraction > 0.0 && section.refresh_fraction <= 1.0) {
-            return Err(ConfigError::invalid(
-                key("refresh_fraction"),
-                "must be in (0, 1]",
-            ));
-        }
-        nonzero(
-            &key("default_access_token_lifetime"),
-            section.default_access_token_lifetime,
-        )?;
         if let Some(url) = &section.token_url
             && !matches!(url.scheme(), "https" | "http")
         {
@@ -1103,11 +1284,66 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
-fn nonzero(key: &str, value: Duration) -> Result<(), ConfigError> {
-    if value.is_zero() {
-        Err(ConfigError::invalid(key, "must be greater than zero"))
-    } else {
+/// A duration within `min..=max`; a zero `min` allows zero.
+fn duration(key: &str, value: Duration, min: Duration, max: Duration) -> Result<(), ConfigError> {
+    if value < min {
+        let problem = if min <= Duration::from_nanos(1) {
+            "must be greater than zero".to_owned()
+        } else {
+            format!("must be at least {}", humantime::format_duration(min))
+        };
+        return Err(ConfigError::invalid(key, problem));
+    }
+    if value > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!("must be at most {}", humantime::format_duration(max)),
+        ));
+    }
+    Ok(())
+}
+
+/// A count within `min..=max`.
+fn whole_number<T>(key: &str, value: T, min: i64, max: i64) -> Result<(), ConfigError>
+where
+    i128: TryFrom<T>,
+{
+    let value = i128::try_from(value).unwrap_or(i128::MAX);
+    if (i128::from(min)..=i128::from(max)).contains(&value) {
         Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("must be between {min} and {max}, got {value}"),
+        ))
+    }
+}
+
+/// A share of something: in (0, 1]. NaN fails every comparison, so it is
+/// refused too.
+fn fraction(key: &str, value: f64) -> Result<(), ConfigError> {
+    if value > 0.0 && value <= 1.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("must be a number greater than 0 and at most 1, got {value}"),
+        ))
+    }
+}
+
+/// Calls per second for a token bucket: a finite number > 0. The bounds keep
+/// the wait for one token (1 / rate) and the burst (rate) representable.
+fn rate(key: &str, value: f64) -> Result<(), ConfigError> {
+    const MIN: f64 = 0.001;
+    const MAX: f64 = 1_000_000.0;
+    if value.is_finite() && (MIN..=MAX).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("must be a finite number > 0, between {MIN} and {MAX}, got {value}"),
+        ))
     }
 }
 
@@ -1141,8 +1377,8 @@ fn resolve_secret_file(
             format!("{} is empty", path.display()),
         ));
     }
-    // A file overrides the built-in default; naming both explicitly would be
-    // caught only if the default were absent, so the file simply wins.
+    // A file replaces only a built-in default: an operator's value given
+    // beside the file was refused by `refuse_secrets_given_twice`.
     *secret = Some(SecretString::from(value.to_owned()));
     Ok(())
 }

@@ -45,6 +45,21 @@ impl Field {
     }
 }
 
+/// A key id is stored beside every ciphertext and bound into its associated
+/// data; `keys generate` and start-up both use this rule.
+pub fn validate_key_id(id: &str) -> Result<(), String> {
+    let valid = !id.is_empty()
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err("key id must be 1-32 characters of A-Z a-z 0-9 - _".to_owned())
+    }
+}
+
 /// The configured keys, newest first.
 pub struct Keyring {
     keys: Vec<(String, Aes256Gcm)>,
@@ -69,16 +84,8 @@ impl Keyring {
             let (id, encoded) = entry.split_once(':').ok_or_else(|| {
                 CryptoError::BadKeys(format!("entry {position} is not of the form id:base64key"))
             })?;
-            let valid_id = !id.is_empty()
-                && id.len() <= 32
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid_id {
-                return Err(CryptoError::BadKeys(format!(
-                    "entry {position}: key id must be 1-32 characters of A-Z a-z 0-9 - _"
-                )));
-            }
+            validate_key_id(id)
+                .map_err(|problem| CryptoError::BadKeys(format!("entry {position}: {problem}")))?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
                 .map_err(|_| {

@@ -1,18 +1,30 @@
 //! Per-provider admission for workers: a concurrency cap, a token-bucket
-//! rate limit, and a circuit breaker. A provider that answers with app-level
-//! errors, or fails too often, is paused; while paused its accounts are
-//! postponed, never marked (their status is not the user's problem).
+//! rate limit, and a circuit breaker. Only evidence about the platform or
+//! the app pauses a provider: an app-level answer (`invalid_client`, ...)
+//! seen on `circuit.app_error_accounts` distinct accounts within
+//! `circuit.app_error_window`, a failure ratio over distinct accounts, or the
+//! platform's own rate-limit reset. An account's own answers (its throttle,
+//! its disabled login, an answer the daemon does not recognise) never do.
+//! While paused, accounts are postponed, never marked.
+//!
+//! The gate's state sits behind std mutexes held only for arithmetic that
+//! cannot panic (checked time arithmetic, a bucket that tolerates any rate),
+//! and a poisoned lock is recovered: the gate never takes the process down.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{CircuitSettings, Settings};
-use crate::domain::{Outcome, Provider};
+use crate::domain::{AccountId, Outcome, Provider};
 use crate::engine::RefreshReport;
+
+/// No pause, wait or window reaches further than this: a platform's absurd
+/// reset, or a setting, cannot overflow the clock.
+const MAX_SPAN: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub struct ProviderGates {
     gates: HashMap<Provider, Gate>,
@@ -21,20 +33,34 @@ pub struct ProviderGates {
 
 struct Gate {
     in_flight: Arc<Semaphore>,
-    rate_per_second: f64,
+    /// Tokens per second; None when the setting is not a positive finite
+    /// number (validation refuses those; the gate then does not limit).
+    rate_per_second: Option<f64>,
     state: Mutex<GateState>,
+}
+
+/// Who an outcome is about: an account, or nobody known (each such outcome
+/// counts as one account of its own).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Who {
+    Account(AccountId),
+    Anonymous(u64),
 }
 
 struct GateState {
     tokens: f64,
     refilled: Instant,
-    recent: VecDeque<bool>,
+    /// The latest outcomes, oldest first: whether each failed, and whose.
+    recent: VecDeque<(Who, bool)>,
+    /// App-level answers within the window, oldest first.
+    app_errors: VecDeque<(Who, Instant)>,
+    anonymous: u64,
     /// Paused until then (circuit open, or the platform's rate-limit reset).
     paused_until: Option<Instant>,
     /// After a pause, one probe call decides; a probe that never reports
     /// (its job was cancelled or superseded) is forgotten after a cooldown.
     probe_started: Option<Instant>,
-    /// The latest verdict was an app-level error (cleared by a success).
+    /// The provider is paused on app-level evidence (cleared by a success).
     config_error: bool,
 }
 
@@ -45,19 +71,53 @@ pub enum Admission {
     Paused { retry_in: Duration },
 }
 
+fn later(now: Instant, span: Duration) -> Instant {
+    now.checked_add(span.min(MAX_SPAN)).unwrap_or(now)
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        // Every update leaves the state consistent at each step, so a
+        // panic elsewhere while holding it leaves nothing half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a rate token, or says how long until one is available.
+    fn take_token(&self) -> Option<Duration> {
+        let rate = self.rate_per_second?;
+        let mut state = self.lock();
+        let now = Instant::now();
+        let burst = rate.max(1.0);
+        let elapsed = now.saturating_duration_since(state.refilled).as_secs_f64();
+        state.tokens = (state.tokens + elapsed * rate).min(burst);
+        state.refilled = now;
+        if state.tokens >= 1.0 {
+            state.tokens -= 1.0;
+            return None;
+        }
+        let wait = Duration::try_from_secs_f64((1.0 - state.tokens) / rate).unwrap_or(MAX_SPAN);
+        Some(wait.clamp(Duration::from_millis(1), MAX_SPAN))
+    }
+}
+
 impl ProviderGates {
     pub fn from_settings(settings: &Settings) -> Self {
         let gates = Provider::ALL
             .iter()
             .map(|p| {
                 let section = settings.providers.get(*p);
+                let rate = section.rate_per_second;
+                let rate = (rate.is_finite() && rate > 0.0).then_some(rate);
                 let gate = Gate {
-                    in_flight: Arc::new(Semaphore::new(section.max_concurrency)),
-                    rate_per_second: section.rate_per_second,
+                    // A cap of 0 would hold every job forever.
+                    in_flight: Arc::new(Semaphore::new(section.max_concurrency.max(1))),
+                    rate_per_second: rate,
                     state: Mutex::new(GateState {
-                        tokens: section.rate_per_second.max(1.0),
+                        tokens: rate.unwrap_or(1.0).max(1.0),
                         refilled: Instant::now(),
                         recent: VecDeque::new(),
+                        app_errors: VecDeque::new(),
+                        anonymous: 0,
                         paused_until: None,
                         probe_started: None,
                         config_error: false,
@@ -78,42 +138,20 @@ impl ProviderGates {
         if let Some(retry_in) = self.paused(gate) {
             return Admission::Paused { retry_in };
         }
-        let permit = gate
-            .in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("gate semaphores are never closed");
-        loop {
-            let wait = {
-                let mut state = gate.state.lock().expect("gate poisoned");
-                let now = Instant::now();
-                let burst = gate.rate_per_second.max(1.0);
-                state.tokens = (state.tokens
-                    + (now - state.refilled).as_secs_f64() * gate.rate_per_second)
-                    .min(burst);
-                state.refilled = now;
-                if state.tokens >= 1.0 {
-                    state.tokens -= 1.0;
-                    None
-                } else {
-                    Some(Duration::from_secs_f64(
-                        (1.0 - state.tokens) / gate.rate_per_second,
-                    ))
-                }
+        let Ok(permit) = gate.in_flight.clone().acquire_owned().await else {
+            // Never closed; were it, letting the call wait a cooldown is safe.
+            return Admission::Paused {
+                retry_in: self.circuit.cooldown,
             };
-            match wait {
-                None => break,
-                Some(wait) => tokio::time::sleep(wait).await,
-            }
+        };
+        while let Some(wait) = gate.take_token() {
+            tokio::time::sleep(wait).await;
         }
         // A pause may have begun while this call waited.
-        let paused_meanwhile = {
-            let state = gate.state.lock().expect("gate poisoned");
-            state
-                .paused_until
-                .and_then(|until| until.checked_duration_since(Instant::now()))
-        };
+        let paused_meanwhile = gate
+            .lock()
+            .paused_until
+            .and_then(|until| until.checked_duration_since(Instant::now()));
         if let Some(retry_in) = paused_meanwhile {
             return Admission::Paused { retry_in };
         }
@@ -121,7 +159,7 @@ impl ProviderGates {
     }
 
     fn paused(&self, gate: &Gate) -> Option<Duration> {
-        let mut state = gate.state.lock().expect("gate poisoned");
+        let mut state = gate.lock();
         let until = state.paused_until?;
         let now = Instant::now();
         if now < until {
@@ -129,7 +167,7 @@ impl ProviderGates {
         }
         if state
             .probe_started
-            .is_some_and(|at| now - at < self.circuit.cooldown)
+            .is_some_and(|at| now.saturating_duration_since(at) < self.circuit.cooldown)
         {
             // A probe is out: everyone else waits for its verdict.
             return Some(self.circuit.cooldown.min(Duration::from_secs(5)));
@@ -139,43 +177,90 @@ impl ProviderGates {
     }
 
     /// Feeds a refresh's result back. A failure that was the account's own
-    /// (`account_only`) says nothing about the platform: it neither counts
-    /// towards the failure ratio nor pauses the provider; if it was a
-    /// probe's, the next call probes instead.
+    /// (`account_only`, unrecognised answers included) says nothing about
+    /// the platform: it neither counts towards the failure ratio nor pauses
+    /// the provider; if it was a probe's, the next call probes instead.
     pub fn record_report(&self, report: &RefreshReport) {
-        if report.account_only && !report.outcome.is_success() {
+        if (report.account_only || report.unrecognised) && !report.outcome.is_success() {
             let gate = &self.gates[&report.provider];
-            gate.state.lock().expect("gate poisoned").probe_started = None;
+            gate.lock().probe_started = None;
             return;
         }
         let retry_after = report
             .retry_at
             .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
-        self.record(report.provider, report.outcome, retry_after);
+        self.record_for(
+            report.provider,
+            Some(&report.account_id),
+            report.outcome,
+            retry_after,
+        );
     }
 
-    /// Feeds an outcome back; `retry_after` is the platform's own reset.
+    /// Feeds back an outcome whose account is unknown; `retry_after` is the
+    /// platform's own reset.
     pub fn record(&self, provider: Provider, outcome: Outcome, retry_after: Option<Duration>) {
+        self.record_for(provider, None, outcome, retry_after);
+    }
+
+    fn record_for(
+        &self,
+        provider: Provider,
+        account: Option<&AccountId>,
+        outcome: Outcome,
+        retry_after: Option<Duration>,
+    ) {
         let gate = &self.gates[&provider];
-        let mut state = gate.state.lock().expect("gate poisoned");
+        let circuit = &self.circuit;
+        let mut state = gate.lock();
+        let who = match account {
+            Some(id) => Who::Account(id.clone()),
+            None => {
+                state.anonymous = state.anonymous.wrapping_add(1);
+                Who::Anonymous(state.anonymous)
+            }
+        };
         let now = Instant::now();
         let failed = matches!(
             outcome,
             Outcome::TransientError | Outcome::RateLimited | Outcome::ConfigError
         );
-        if state.probe_started.take().is_some() {
-            state.paused_until = failed.then(|| now + self.circuit.cooldown);
+        let was_probe = state.probe_started.take().is_some();
+        if was_probe {
+            state.paused_until = failed.then(|| later(now, circuit.cooldown));
             state.recent.clear();
         }
         match outcome {
-            Outcome::Refreshed | Outcome::Healthy => state.config_error = false,
+            Outcome::Refreshed | Outcome::Healthy => {
+                state.config_error = false;
+                state.app_errors.clear();
+            }
             Outcome::ConfigError => {
-                state.config_error = true;
-                state.paused_until = Some(now + self.circuit.cooldown);
-                tracing::error!(%provider, "provider paused: app-level error (check its client configuration)");
+                let window_start = now.checked_sub(circuit.app_error_window.min(MAX_SPAN));
+                while state
+                    .app_errors
+                    .front()
+                    .is_some_and(|(_, at)| window_start.is_some_and(|start| *at < start))
+                {
+                    state.app_errors.pop_front();
+                }
+                state.app_errors.retain(|(seen, _)| *seen != who);
+                state.app_errors.push_back((who.clone(), now));
+                let accounts = state.app_errors.len();
+                // A probe's app-level answer continues a pause begun on evidence.
+                if accounts >= circuit.app_error_accounts || (was_probe && state.config_error) {
+                    state.config_error = true;
+                    state.paused_until = Some(later(now, circuit.cooldown));
+                    drop(state);
+                    tracing::error!(%provider, accounts, "provider paused: app-level answers from several accounts (check its client configuration)");
+                    return;
+                }
+                drop(state);
+                tracing::warn!(%provider, accounts, needed = circuit.app_error_accounts, "app-level answer; not pausing on too few accounts");
+                return;
             }
             Outcome::RateLimited => {
-                let until = now + retry_after.unwrap_or(self.circuit.cooldown);
+                let until = later(now, retry_after.unwrap_or(circuit.cooldown));
                 state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
             }
             _ => {}
@@ -183,30 +268,34 @@ impl ProviderGates {
         if matches!(outcome, Outcome::Skipped) {
             return;
         }
-        state.recent.push_back(failed);
-        while state.recent.len() > self.circuit.window {
+        state.recent.retain(|(seen, _)| *seen != who);
+        state.recent.push_back((who, failed));
+        while state.recent.len() > circuit.window {
             state.recent.pop_front();
         }
-        let failures = state.recent.iter().filter(|f| **f).count();
-        if state.recent.len() >= self.circuit.min_calls
-            && failures as f64 >= self.circuit.failure_ratio * state.recent.len() as f64
+        // One entry per account (its latest outcome): the ratio is over
+        // distinct accounts, so one account retried again and again weighs one.
+        let accounts = state.recent.len();
+        let failures = state.recent.iter().filter(|(_, f)| *f).count();
+        if accounts >= circuit.min_calls
+            && failures as f64 >= circuit.failure_ratio * accounts as f64
             && state.paused_until.is_none_or(|u| u <= now)
         {
-            state.paused_until = Some(now + self.circuit.cooldown);
+            state.paused_until = Some(later(now, circuit.cooldown));
             state.recent.clear();
-            tracing::warn!(%provider, failures, "provider paused: failure ratio over threshold");
+            drop(state);
+            tracing::warn!(%provider, failures, accounts, "provider paused: failure ratio over threshold");
         }
     }
 
-    /// Whether the provider's latest verdict was an app-level error.
+    /// Whether the provider is paused on app-level evidence.
     pub fn has_config_error(&self, provider: Provider) -> bool {
-        let state = self.gates[&provider].state.lock().expect("gate poisoned");
-        state.config_error
+        self.gates[&provider].lock().config_error
     }
 
     /// Whether the provider is paused now (for metrics and logs).
     pub fn is_paused(&self, provider: Provider) -> bool {
-        let state = self.gates[&provider].state.lock().expect("gate poisoned");
+        let state = self.gates[&provider].lock();
         state.paused_until.is_some_and(|u| Instant::now() < u)
     }
 }
@@ -221,10 +310,35 @@ mod tests {
         ProviderGates::from_settings(&settings)
     }
 
+    fn report(provider: Provider, outcome: Outcome, account_only: bool) -> RefreshReport {
+        RefreshReport {
+            account_id: crate::domain::AccountId::generate(),
+            provider,
+            trigger: crate::domain::Trigger::Scheduled,
+            outcome,
+            status: crate::domain::AccountStatus::Active,
+            http_status: None,
+            provider_error_code: None,
+            message: None,
+            retry_at: None,
+            token_expires_at: None,
+            joined: false,
+            account_only,
+            unrecognised: false,
+        }
+    }
+
+    /// App-level answers from as many distinct accounts as a pause needs.
+    fn app_level_evidence(gates: &ProviderGates, provider: Provider) {
+        for _ in 0..gates.circuit.app_error_accounts {
+            gates.record_report(&report(provider, Outcome::ConfigError, false));
+        }
+    }
+
     #[tokio::test]
     async fn a_pause_ends_with_one_probe_whose_verdict_reopens_the_provider() {
         let gates = gates(100);
-        gates.record(Provider::X, Outcome::ConfigError, None);
+        app_level_evidence(&gates, Provider::X);
         assert!(matches!(
             gates.admit(Provider::X).await,
             Admission::Paused { .. }
@@ -249,7 +363,7 @@ mod tests {
     #[tokio::test]
     async fn a_probe_that_never_reports_is_forgotten() {
         let gates = gates(100);
-        gates.record(Provider::X, Outcome::ConfigError, None);
+        app_level_evidence(&gates, Provider::X);
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(matches!(gates.admit(Provider::X).await, Admission::Go(_)));
         tokio::time::sleep(Duration::from_millis(120)).await;
@@ -259,21 +373,45 @@ mod tests {
         );
     }
 
-    fn report(provider: Provider, outcome: Outcome, account_only: bool) -> RefreshReport {
-        RefreshReport {
-            account_id: crate::domain::AccountId::generate(),
-            provider,
-            trigger: crate::domain::Trigger::Scheduled,
-            outcome,
-            status: crate::domain::AccountStatus::Active,
-            http_status: None,
-            provider_error_code: None,
-            message: None,
-            retry_at: None,
-            token_expires_at: None,
-            joined: false,
-            account_only,
+    #[tokio::test]
+    async fn app_level_answers_pause_only_once_enough_distinct_accounts_gave_one() {
+        let gates = gates(10_000);
+        let one = report(Provider::Pinterest, Outcome::ConfigError, false);
+        for _ in 0..100 {
+            gates.record_report(&one);
         }
+        assert!(
+            !gates.is_paused(Provider::Pinterest),
+            "one account, however often"
+        );
+        assert!(!gates.has_config_error(Provider::Pinterest));
+        let needed = gates.circuit.app_error_accounts;
+        assert_eq!(needed, 3, "the documented default");
+        for _ in 1..needed - 1 {
+            gates.record_report(&report(Provider::Pinterest, Outcome::ConfigError, false));
+        }
+        assert!(
+            !gates.is_paused(Provider::Pinterest),
+            "{} accounts",
+            needed - 1
+        );
+        gates.record_report(&report(Provider::Pinterest, Outcome::ConfigError, false));
+        assert!(gates.is_paused(Provider::Pinterest));
+        assert!(gates.has_config_error(Provider::Pinterest));
+        assert!(!gates.is_paused(Provider::X));
+    }
+
+    #[tokio::test]
+    async fn app_level_answers_older_than_the_window_are_forgotten() {
+        let mut settings = Settings::default();
+        settings.circuit.app_error_window = Duration::from_millis(100);
+        let gates = ProviderGates::from_settings(&settings);
+        for _ in 0..2 {
+            gates.record_report(&report(Provider::X, Outcome::ConfigError, false));
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        gates.record_report(&report(Provider::X, Outcome::ConfigError, false));
+        assert!(!gates.is_paused(Provider::X));
     }
 
     #[tokio::test]
@@ -283,6 +421,9 @@ mod tests {
             gates.record_report(&report(Provider::Mastodon, Outcome::TransientError, true));
             gates.record_report(&report(Provider::Mastodon, Outcome::RateLimited, true));
             gates.record_report(&report(Provider::Mastodon, Outcome::RejectedRevoked, false));
+            let mut unrecognised = report(Provider::Mastodon, Outcome::TransientError, false);
+            unrecognised.unrecognised = true;
+            gates.record_report(&unrecognised);
         }
         assert!(!gates.is_paused(Provider::Mastodon));
         // The window (50) holds the 50 rejections, answers the platform gave
@@ -297,9 +438,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_account_failing_again_and_again_weighs_one_in_the_ratio() {
+        let gates = gates(10_000);
+        let failing = report(Provider::X, Outcome::TransientError, false);
+        for _ in 0..100 {
+            gates.record_report(&failing);
+        }
+        assert!(!gates.is_paused(Provider::X));
+    }
+
+    #[tokio::test]
     async fn a_probe_ending_in_an_accounts_own_failure_lets_the_next_call_probe() {
         let gates = gates(100);
-        gates.record(Provider::X, Outcome::ConfigError, None);
+        app_level_evidence(&gates, Provider::X);
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(matches!(gates.admit(Provider::X).await, Admission::Go(_)));
         gates.record_report(&report(Provider::X, Outcome::TransientError, true));
@@ -317,5 +468,55 @@ mod tests {
         }
         assert!(gates.is_paused(Provider::X));
         assert!(!gates.is_paused(Provider::Pinterest));
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_gate_lock_is_recovered() {
+        let gates = gates(10_000);
+        let gate = &gates.gates[&Provider::X];
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = gate.state.lock().unwrap();
+                panic!("a panic while the gate's lock is held");
+            })
+            .join()
+        });
+        assert!(poisoned.is_err());
+        assert!(gate.state.is_poisoned());
+        assert!(matches!(gates.admit(Provider::X).await, Admission::Go(_)));
+        gates.record(
+            Provider::X,
+            Outcome::RateLimited,
+            Some(Duration::from_secs(60)),
+        );
+        assert!(gates.is_paused(Provider::X));
+        assert!(!gates.has_config_error(Provider::X));
+    }
+
+    #[tokio::test]
+    async fn rates_and_caps_that_validation_refuses_neither_panic_nor_hang() {
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300] {
+            let mut settings = Settings::default();
+            settings.providers.x.rate_per_second = rate;
+            settings.providers.x.max_concurrency = 0;
+            let gates = ProviderGates::from_settings(&settings);
+            for _ in 0..3 {
+                let admitted =
+                    tokio::time::timeout(Duration::from_secs(2), gates.admit(Provider::X)).await;
+                match admitted {
+                    Ok(Admission::Go(permit)) => drop(permit),
+                    Ok(Admission::Paused { .. }) => panic!("rate {rate}: paused"),
+                    // A tiny positive rate waits (capped), never panics.
+                    Err(_) => assert!(rate > 0.0 && rate < 1.0, "rate {rate}: hung"),
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_absurd_rate_limit_reset_does_not_overflow_the_clock() {
+        let gates = gates(100);
+        gates.record(Provider::X, Outcome::RateLimited, Some(Duration::MAX));
+        assert!(gates.is_paused(Provider::X));
     }
 }

@@ -24,6 +24,7 @@ pub mod queue;
 pub mod registration;
 pub mod scheduler;
 pub mod scopes;
+pub mod scrub;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

@@ -128,6 +128,10 @@ fn describe() {
         "Age of the oldest undelivered event."
     );
     describe_counter!("tokenwarden_http_requests_total", "API requests.");
+    describe_counter!(
+        "tokenwarden_unrecognised_answers_total",
+        "Platform answers no row of the platform's table describes (docs/platform-answers.md)."
+    );
 }
 
 fn provider_label(provider: Provider) -> String {
@@ -156,6 +160,17 @@ pub fn record_status_change(provider: Provider, to: AccountStatus) {
         "tokenwarden_status_changes_total",
         "provider" => provider_label(provider),
         "to_status" => to.as_str(),
+    )
+    .increment(1);
+}
+
+/// An answer of a shape the daemon does not know: operators see new error
+/// shapes per platform and HTTP status (`none`: no HTTP answer).
+pub fn record_unrecognised_answer(provider: Provider, http_status: Option<u16>) {
+    counter!(
+        "tokenwarden_unrecognised_answers_total",
+        "provider" => provider_label(provider),
+        "http_status" => http_status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
     )
     .increment(1);
 }

@@ -84,6 +84,7 @@ pub struct CredentialsSpec {
     /// Seconds from now, 1 to 315576000 (ten years); or give
     /// `token_expires_at`, not both.
     #[schema(minimum = 1, maximum = 315_576_000)]
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub expires_in: Option<i64>,
     /// A date more than ten years from now (either way) is taken as ten
     /// years from now.
@@ -95,6 +96,28 @@ pub struct CredentialsSpec {
     /// to. Without one, a key is generated for such an account.
     #[schema(max_length = 16384)]
     pub dpop_private_jwk: Option<String>,
+}
+
+/// A lifetime in whole seconds: JSON has one number type, so `3600.0` is
+/// the integer 3600 (as JSON Schema reads it); a fraction is refused.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_i64() {
+        return Ok(Some(n));
+    }
+    match number.as_f64() {
+        // Out-of-range values are kept as the extreme of their sign, so
+        // the range check names them like any other.
+        Some(f) if f.fract() == 0.0 && f.is_finite() => {
+            Ok(Some(if f < 0.0 { i64::MIN } else { i64::MAX })
+                .map(|extreme| if f.abs() < 9.0e18 { f as i64 } else { extreme }))
+        }
+        _ => Err(serde::de::Error::custom(
+            "expected a whole number of seconds",
+        )),
+    }
 }
 
 impl std::fmt::Debug for CredentialsSpec {
@@ -405,6 +428,60 @@ fn clamp_expiry(at: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
+/// The access and refresh tokens' expiries.
+type Expiries = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The platforms' own rules for a registration's expiries (see
+/// docs/platform-answers.md): a Mastodon token has none, and a Bluesky
+/// session's is in its JWTs when the API tier does not give it.
+fn platform_expiry(
+    provider: Provider,
+    credentials: &CredentialsSpec,
+    token_expires_at: Option<DateTime<Utc>>,
+    refresh_token_expires_at: Option<DateTime<Utc>>,
+) -> Result<Expiries, InvalidField> {
+    let from_jwt = |jwt: &str| {
+        crate::providers::jwt_exp(jwt)
+            .ok()
+            .and_then(|exp| DateTime::from_timestamp(exp, 0))
+    };
+    match provider {
+        Provider::Mastodon if token_expires_at.is_some() => {
+            let field = if credentials.expires_in.is_some() {
+                "credentials.expires_in"
+            } else {
+                "credentials.token_expires_at"
+            };
+            Err(invalid(
+                field,
+                "Mastodon tokens do not expire; register the account without an expiry \
+                 (servers that issue expiring tokens, such as Pleroma, are not supported)",
+            ))
+        }
+        Provider::Bluesky => {
+            let access = match token_expires_at {
+                Some(at) => at,
+                None => from_jwt(&credentials.access_token).ok_or_else(|| {
+                    invalid(
+                        "credentials.expires_in",
+                        "a Bluesky session needs its expiry: give expires_in or token_expires_at, \
+                         or an access token that is a JWT with an exp claim",
+                    )
+                })?,
+            };
+            let refresh = refresh_token_expires_at.or_else(|| {
+                credentials
+                    .refresh_token
+                    .as_deref()
+                    .filter(|rt| !rt.trim().is_empty())
+                    .and_then(from_jwt)
+            });
+            Ok((Some(access), refresh))
+        }
+        _ => Ok((token_expires_at, refresh_token_expires_at)),
+    }
+}
+
 impl AccountSpec {
     pub fn into_new_account(self, now: DateTime<Utc>) -> Result<NewAccount, InvalidField> {
         let credentials = self.credentials;
@@ -466,9 +543,15 @@ impl AccountSpec {
             }
             (None, at) => at.map(|at| clamp_expiry(at, now)),
         };
-        let refresh_token_expires_at = credentials
-            .refresh_token_expires_at
-            .map(|at| clamp_expiry(at, now));
+        let (token_expires_at, refresh_token_expires_at) = platform_expiry(
+            self.provider,
+            &credentials,
+            token_expires_at,
+            credentials.refresh_token_expires_at,
+        )?;
+        // Dates read from a platform's JWT are as untrusted as the request's.
+        let token_expires_at = token_expires_at.map(|at| clamp_expiry(at, now));
+        let refresh_token_expires_at = refresh_token_expires_at.map(|at| clamp_expiry(at, now));
         let meta = self.meta.unwrap_or_else(|| serde_json::json!({}));
         if !meta.is_object() {
             return Err(invalid("meta", "must be a JSON object"));
@@ -504,8 +587,92 @@ impl AccountSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use proptest::prelude::*;
     use serde_json::{Value, json};
+
+    fn jwt(exp: i64) -> String {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!(r#"{{"exp":{exp},"sub":"did:plc:x"}}"#));
+        format!("eyJhbGciOiJIUzI1NiJ9.{payload}.c2ln")
+    }
+
+    fn spec(provider: &str, credentials: serde_json::Value) -> AccountSpec {
+        serde_json::from_value(json!({
+            "workspace_id": "w1",
+            "provider": provider,
+            "external_id": "e1",
+            "credentials": credentials,
+        }))
+        .unwrap()
+    }
+
+    // Case 6: a Bluesky session registered without an expiry takes its
+    // expiries from the JWTs, so its first refresh is planned from them.
+    #[test]
+    fn bluesky_expiry_is_read_from_the_jwts() {
+        let now = Utc::now();
+        let access_exp = now.timestamp() + 7200;
+        let refresh_exp = now.timestamp() + 90 * 86_400;
+        let new = spec(
+            "BLUESKY",
+            json!({"access_token": jwt(access_exp), "refresh_token": jwt(refresh_exp)}),
+        )
+        .into_new_account(now)
+        .unwrap();
+        assert_eq!(new.token_expires_at.unwrap().timestamp(), access_exp);
+        assert_eq!(
+            new.refresh_token_expires_at.unwrap().timestamp(),
+            refresh_exp
+        );
+        // What the API tier says wins over the JWT.
+        let given = spec(
+            "BLUESKY",
+            json!({"access_token": jwt(access_exp), "expires_in": 60}),
+        )
+        .into_new_account(now)
+        .unwrap();
+        assert_eq!(given.token_expires_at, Some(now + TimeDelta::seconds(60)));
+    }
+
+    #[test]
+    fn bluesky_without_any_readable_expiry_is_refused_naming_the_field() {
+        for access in ["opaque-token", "a.b.c", &jwt(0)[..20]] {
+            let err = spec("BLUESKY", json!({"access_token": access}))
+                .into_new_account(Utc::now())
+                .unwrap_err();
+            assert_eq!(err.field, "credentials.expires_in");
+            assert!(
+                err.problem.contains("Bluesky session needs its expiry"),
+                "{err}"
+            );
+            assert!(!err.to_string().contains(access), "no token echoed: {err}");
+        }
+    }
+
+    // Case 7: a Mastodon expiry is refused with a message that says why.
+    #[test]
+    fn mastodon_expiry_is_refused_with_a_clear_message() {
+        let err = spec("MASTODON", json!({"access_token": "t", "expires_in": 3600}))
+            .into_new_account(Utc::now())
+            .unwrap_err();
+        assert_eq!(err.field, "credentials.expires_in");
+        assert!(
+            err.problem.contains("Mastodon tokens do not expire"),
+            "{err}"
+        );
+        let err = spec(
+            "MASTODON",
+            json!({"access_token": "t", "token_expires_at": "2030-01-01T00:00:00Z"}),
+        )
+        .into_new_account(Utc::now())
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.token_expires_at");
+        let fine = spec("MASTODON", json!({"access_token": "t"}))
+            .into_new_account(Utc::now())
+            .unwrap();
+        assert_eq!(fine.token_expires_at, None);
+    }
 
     fn base() -> Value {
         json!({
@@ -599,7 +766,11 @@ mod tests {
             let mut body = base();
             set(&mut body, field, value);
             if let Err(named) = check(body.to_string().as_bytes()) {
-                prop_assert!(named.starts_with(field.split('.').next().unwrap()) || named == "body",
+                // A platform's own expiry rules (Mastodon: none; Bluesky:
+                // required) answer on the expiry field.
+                prop_assert!(named.starts_with(field.split('.').next().unwrap())
+                    || named == "body"
+                    || (field == "provider" && named.starts_with("credentials.")),
                     "{field} -> {named}");
             }
         }

@@ -65,7 +65,9 @@ impl std::fmt::Debug for SigningKey {
 /// The body of every delivery, and of each item of `GET /v1/events`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventPayload {
-    /// Always `account.status_changed`.
+    /// `account.status_changed`; or `account.inactive` / `account.active`
+    /// when the platform reports the account itself (in)active while its
+    /// status stays the same (`from_status` = `to_status`).
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// When the change happened (RFC 3339).
@@ -90,8 +92,13 @@ pub struct EventData {
 
 impl EventPayload {
     pub fn of(event: &EventRow) -> Self {
+        let kind = match event.kind.as_str() {
+            "account_inactive" => "account.inactive",
+            "account_active" => "account.active",
+            _ => "account.status_changed",
+        };
         Self {
-            kind: "account.status_changed",
+            kind,
             timestamp: event.occurred_at,
             data: EventData {
                 event_id: event.event_id,

@@ -627,7 +627,8 @@ async fn forced_refresh_answers_200_then_429_then_409_with_the_platforms_reason(
     );
     assert_eq!(api.env.fake.call_count(), 1);
 
-    // Another account, whose grant the platform has revoked.
+    // Another account, whose grant the platform no longer accepts ("expired
+    // or revoked" does not say the user withdrew it: TOKEN_EXPIRED).
     let other = api.env.fake.issue(rotating());
     let other_id = id_of(&api.register_x("f2", &other, 3600).await);
     api.env.fake.script_next(ScriptedResponse::json(
@@ -638,8 +639,15 @@ async fn forced_refresh_answers_200_then_429_then_409_with_the_platforms_reason(
     let (status, error) = error_of(reply).await;
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
     assert_eq!(error["error"]["provider_status"], 400, "{error}");
-    assert_eq!(error["error"]["code"], "revoked", "{error}");
-    assert_eq!(error["account"]["status"], "REVOKED");
+    assert_eq!(error["error"]["code"], "token_expired", "{error}");
+    assert_eq!(error["account"]["status"], "TOKEN_EXPIRED");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Token has been expired or revoked."),
+        "the platform's text kept: {error}"
+    );
     assert_eq!(error["account"]["id"], other_id.as_str());
     assert_eq!(error["account"]["health"]["can_post"], false);
 

@@ -212,8 +212,9 @@ async fn strict_pds_revokes_the_session_when_a_spent_refresh_jwt_returns() {
     // The user's side reconnects with the spent pair, as a lost write would leave it.
     let id = app_password(&env, &session, &fake.origin()).await;
     let report = refresh(&env, &id).await;
-    assert_eq!(report.outcome, Outcome::RejectedRevoked);
-    assert_status(&env, &id, &report, AccountStatus::Revoked).await;
+    // "Token has been revoked": the session is gone (case 3), TOKEN_EXPIRED.
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert_status(&env, &id, &report, AccountStatus::TokenExpired).await;
     assert_eq!(fake.reuse_detected(), 1);
     assert!(!fake.is_live_session(&current), "the whole session died");
 }
@@ -251,15 +252,31 @@ async fn expired_token_expired_is_token_expired() {
     assert_status(&env, &id, &report, AccountStatus::TokenExpired).await;
 }
 
+/// Issue 10, case 3: the PDS says "Token has been revoked" for any refresh
+/// row it no longer holds (spent past its grace, app password deleted,
+/// password changed): the session is gone, TOKEN_EXPIRED, text kept.
 #[tokio::test]
-async fn expired_token_revoked_is_revoked() {
+async fn expired_token_revoked_is_token_expired_with_the_text_kept() {
     let (fake, env, session, id) = session_setup(SessionSpec::default()).await;
     fake.revoke_session(&session.refresh_jwt);
     let report = refresh(&env, &id).await;
-    assert_eq!(report.outcome, Outcome::RejectedRevoked);
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
     assert_eq!(report.provider_error_code.as_deref(), Some("ExpiredToken"));
-    assert!(report.message.as_deref().unwrap().contains("revoked"));
-    assert_status(&env, &id, &report, AccountStatus::Revoked).await;
+    assert!(
+        report
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("Token has been revoked")
+    );
+    assert_status(&env, &id, &report, AccountStatus::TokenExpired).await;
+    assert!(
+        env.row(&id)
+            .await
+            .status_reason
+            .unwrap()
+            .contains("Token has been revoked")
+    );
 }
 
 #[tokio::test]
@@ -295,17 +312,52 @@ async fn account_takedown_is_revoked() {
     assert_status(&env, &id, &report, AccountStatus::Revoked).await;
 }
 
+/// Issue 10, case 5: the PDS refreshes a deactivated account's session and
+/// says `active: false, status: deactivated`. The new tokens are stored, the
+/// account stays ACTIVE (the user can reactivate), flagged inactive with the
+/// reason, unable to post, and the change is an event; reactivation clears it.
 #[tokio::test]
 async fn account_deactivated_is_flagged_without_a_status_change() {
     let (fake, env, session, id) = session_setup(SessionSpec::default()).await;
     fake.set_account_state(&session.did, BlueskyAccountState::Deactivated);
     let report = refresh(&env, &id).await;
-    assert_eq!(report.outcome, Outcome::TransientError);
-    assert_eq!(
-        report.provider_error_code.as_deref(),
-        Some("AccountDeactivated")
+    assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
+    assert_eq!(report.status, AccountStatus::Active);
+    let row = env.row(&id).await;
+    assert_eq!(row.status, AccountStatus::Active);
+    let stored = env.stored_refresh_token(&id).await.unwrap();
+    assert!(stored != session.refresh_jwt && fake.is_live_session(&stored));
+    assert!(
+        row.account_inactive_reason
+            .as_deref()
+            .unwrap()
+            .contains("deactivated")
     );
-    assert_untouched(&env, &id, &report, &session.refresh_jwt).await;
+    let health = tokenwarden::api::views::health(&row, Utc::now());
+    assert!(!health.can_post);
+    assert!(health.flags.contains(&"account_inactive"));
+    assert!(health.reason.unwrap().contains("deactivated"));
+    let events = env.events(&id).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        (events[1].0.as_deref(), events[1].1.as_str()),
+        (Some("ACTIVE"), "ACTIVE")
+    );
+
+    // Still deactivated: no second event.
+    assert_eq!(refresh(&env, &id).await.outcome, Outcome::Refreshed);
+    assert_eq!(env.events(&id).await.len(), 2);
+
+    fake.set_account_state(&session.did, BlueskyAccountState::Active);
+    assert_eq!(refresh(&env, &id).await.outcome, Outcome::Refreshed);
+    let row = env.row(&id).await;
+    assert_eq!(row.account_inactive_reason, None);
+    assert!(tokenwarden::api::views::health(&row, Utc::now()).can_post);
+    assert_eq!(
+        env.events(&id).await.len(),
+        3,
+        "reactivation is an event too"
+    );
 }
 
 #[tokio::test]
@@ -496,14 +548,18 @@ async fn get_session_health_check_rows() {
     let report = check(&env, &id).await;
     assert_eq!(report.outcome, Outcome::Healthy, "{:?}", report.message);
 
+    // The token works: healthy, with the account flagged inactive.
     fake.set_account_state(&session.did, BlueskyAccountState::Deactivated);
     let report = check(&env, &id).await;
-    assert_eq!(report.outcome, Outcome::TransientError);
-    assert_eq!(
-        report.provider_error_code.as_deref(),
-        Some("account_inactive")
+    assert_eq!(report.outcome, Outcome::Healthy, "{:?}", report.message);
+    let row = env.row(&id).await;
+    assert!(
+        row.account_inactive_reason
+            .as_deref()
+            .unwrap()
+            .contains("deactivated")
     );
-    assert!(report.message.unwrap().contains("deactivated"));
+    assert!(!tokenwarden::api::views::health(&row, Utc::now()).can_post);
 
     fake.set_account_state(&session.did, BlueskyAccountState::TakenDown);
     let report = check(&env, &id).await;
@@ -594,13 +650,16 @@ async fn oauth_replayed_refresh_token_is_token_expired_and_kills_the_session() {
     assert!(!fake.is_live_oauth(&current));
 }
 
+/// `invalid_grant` "Token has been revoked": RFC 6749's word for any dead
+/// grant, so TOKEN_EXPIRED with the text kept (rule 2a).
 #[tokio::test]
-async fn oauth_revoked_session_is_revoked() {
+async fn oauth_revoked_session_is_token_expired() {
     let (fake, env, _key, issued, id) = oauth_setup().await;
     fake.revoke_oauth(&issued.refresh_token);
     let report = refresh(&env, &id).await;
-    assert_eq!(report.outcome, Outcome::RejectedRevoked);
-    assert_status(&env, &id, &report, AccountStatus::Revoked).await;
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    assert!(report.message.as_deref().unwrap().contains("revoked"));
+    assert_status(&env, &id, &report, AccountStatus::TokenExpired).await;
 }
 
 #[tokio::test]

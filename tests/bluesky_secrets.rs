@@ -132,7 +132,7 @@ async fn canary_tokens_and_dpop_keys_never_leak() {
     let spec: tokenwarden::registration::AccountSpec = serde_json::from_value(json!({
         "workspace_id": "ws", "provider": "BLUESKY", "external_id": "did:plc:canary",
         "meta": {"auth_server": fake.origin()},
-        "credentials": {"access_token": AT, "refresh_token": OAUTH_RT, "dpop_private_jwk": private_jwk},
+        "credentials": {"access_token": AT, "refresh_token": OAUTH_RT, "dpop_private_jwk": private_jwk, "expires_in": 3600},
     }))
     .unwrap();
     seen.push(format!("{spec:?}"));

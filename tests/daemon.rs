@@ -525,3 +525,218 @@ async fn with_workers_down_timed_out_claims_do_not_pile_up_in_the_queue() {
         .await
         .unwrap();
 }
+
+/// Issue 10: one platform, one account answering each account-scoped
+/// Pinterest row of docs/platform-answers.md, three good accounts due at the
+/// same moment. The scheduler claims them all, the workers run them through
+/// the gate: the good accounts are refreshed on time and the platform is
+/// never paused. Then app-level answers (`invalid_client`) from
+/// `circuit.app_error_accounts` distinct accounts pause it, and the gauge the
+/// TokenwardenProviderConfigError alert watches goes to 1.
+#[tokio::test]
+async fn an_accounts_own_answers_never_pause_the_platform_but_several_accounts_app_errors_do() {
+    use tokenwarden::config::Flow;
+    use tokenwarden::fake::{FakePinterest, PinterestGrant, ScriptedResponse};
+    use tokenwarden::gate::ProviderGates;
+    use tokenwarden::queue::RefreshJob;
+    use tokenwarden::queue::worker::JobContext;
+
+    tokenwarden::metrics::install();
+    let fake = FakePinterest::start(common::CLIENT_ID, common::CLIENT_SECRET)
+        .await
+        .unwrap();
+    let url = fake.token_url();
+    let env = TestEnv::with(|s| {
+        tune(s);
+        let section = s.providers.get_mut(Provider::Pinterest);
+        section.flow = Flow::Pinterest;
+        section.token_url = Some(url);
+        section.client_id = Some(common::CLIENT_ID.into());
+        section.client_secret = Some(SecretString::from(common::CLIENT_SECRET));
+    })
+    .await;
+    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::Pinterest));
+    let register = |name: String, access: String, refresh: String| {
+        let (env, policy) = (&env, &policy);
+        async move {
+            let tokens = IssuedTokens {
+                access_token: access,
+                refresh_token: refresh,
+                expires_in: 0,
+            };
+            // Due now: the access token expires in two minutes.
+            let new = new_account(
+                Provider::Pinterest,
+                &name,
+                &tokens,
+                Utc::now() - TimeDelta::days(29),
+                Some(Utc::now() + TimeDelta::minutes(2)),
+            );
+            accounts::register(env.pool(), &env.keyring, policy, &new)
+                .await
+                .unwrap()
+                .account
+                .id
+        }
+    };
+
+    // The account-scoped failure rows of the table, one account each.
+    let table = include_str!("../docs/platform-answers.md");
+    let rows: Vec<(u16, String, String)> = table
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.trim().trim_matches('|').split(" | ").collect();
+            (cells.len() == 8 && cells[0].trim() == "pinterest" && cells[5].starts_with("account"))
+                .then(|| {
+                    let body = cells[2].trim().trim_matches('`').to_owned();
+                    (
+                        cells[1].trim().parse().unwrap(),
+                        body,
+                        cells[4].trim().to_owned(),
+                    )
+                })
+        })
+        .collect();
+    assert!(rows.len() >= 4, "{rows:?}");
+    let mut bad = Vec::new();
+    for (i, (http, body, status)) in rows.iter().enumerate() {
+        let (access, refresh) = fake.issue(PinterestGrant::default());
+        let kind = if body.starts_with('{') {
+            "application/json"
+        } else {
+            "text/html"
+        };
+        fake.answer_for(&refresh, ScriptedResponse::raw(*http, kind, body.clone()));
+        bad.push((
+            register(format!("bad-{i}"), access, refresh).await,
+            status.clone(),
+        ));
+    }
+    let mut good = Vec::new();
+    for i in 0..3 {
+        let (access, refresh) = fake.issue(PinterestGrant::default());
+        good.push(register(format!("good-{i}"), access, refresh).await);
+    }
+
+    let gates = Arc::new(ProviderGates::from_settings(&env.settings));
+    let queue = unique_queue();
+    let storage = tokenwarden::queue::connect(&env.settings, &queue)
+        .await
+        .unwrap();
+    let mut scheduler = Scheduler::new(&env.settings, env.pool().clone(), storage, "s1");
+    let ctx = Arc::new(JobContext {
+        engine: env.engine.clone(),
+        gates: gates.clone(),
+        pool: env.pool().clone(),
+        job_timeout: Duration::from_secs(7),
+        refreshes: tokio_util::task::TaskTracker::new(),
+    });
+    let job_of = |row: &tokenwarden::store::accounts::AccountRow| RefreshJob {
+        account_id: row.id.clone(),
+        provider: Provider::Pinterest,
+        trigger: tokenwarden::domain::Trigger::Scheduled,
+        claim_id: row.claim_id.expect("claimed"),
+        planned_at: Utc::now(),
+    };
+    let started = Utc::now();
+    assert_eq!(
+        scheduler.tick().await.unwrap().queued,
+        bad.len() + good.len(),
+        "all due at the same moment"
+    );
+    // The failing accounts go first, twice (their retries), then the good.
+    for (id, _) in &bad {
+        ctx.process(job_of(&env.row(id).await)).await;
+        assert!(!gates.is_paused(Provider::Pinterest), "paused by {id}");
+    }
+    for (id, _) in &bad {
+        sqlx::query(
+            "UPDATE social_accounts SET next_attempt_at = now() - interval '1 second' WHERE id = $1 AND status = 'ACTIVE'",
+        )
+        .bind(id.as_str())
+        .execute(env.pool())
+        .await
+        .unwrap();
+    }
+    scheduler.tick().await.unwrap();
+    let mut jobs = Vec::new();
+    for id in bad.iter().map(|(id, _)| id).chain(&good) {
+        let row = env.row(id).await;
+        if row.claim_id.is_some() {
+            jobs.push(job_of(&row));
+        }
+    }
+    let handles: Vec<_> = jobs
+        .into_iter()
+        .map(|job| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move { ctx.process(job).await })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    assert!(!gates.is_paused(Provider::Pinterest));
+    assert!(!gates.has_config_error(Provider::Pinterest));
+    for id in &good {
+        let row = env.row(id).await;
+        let refreshed = row
+            .last_refreshed_at
+            .expect("the good account was refreshed");
+        assert!(refreshed >= started && refreshed - started < TimeDelta::seconds(30));
+        assert!(row.token_expires_at.unwrap() > Utc::now() + TimeDelta::days(29));
+    }
+    for (id, status) in &bad {
+        let row = env.row(id).await;
+        assert_eq!(
+            row.status.as_str(),
+            status,
+            "{id}: {:?}",
+            row.last_refresh_error
+        );
+        assert!(row.last_refreshed_at.is_none());
+    }
+    let rendered = tokenwarden::metrics::render();
+    assert!(
+        rendered.contains(
+            r#"tokenwarden_unrecognised_answers_total{provider="pinterest",http_status="400"}"#
+        ),
+        "{rendered}"
+    );
+
+    // invalid_client from distinct accounts: the app's problem, on evidence.
+    let needed = env.settings.circuit.app_error_accounts;
+    for i in 0..needed {
+        assert!(!gates.is_paused(Provider::Pinterest), "{i} accounts");
+        let (access, refresh) = fake.issue(PinterestGrant::default());
+        fake.answer_for(
+            &refresh,
+            ScriptedResponse::json(
+                401,
+                serde_json::json!({"error": "invalid_client", "error_description": "Client authentication failed"}),
+            ),
+        );
+        let id = register(format!("app-{i}"), access, refresh).await;
+        scheduler.tick().await.unwrap();
+        ctx.process(job_of(&env.row(&id).await)).await;
+        assert_eq!(env.row(&id).await.status, AccountStatus::Active);
+    }
+    assert!(gates.is_paused(Provider::Pinterest));
+    assert!(gates.has_config_error(Provider::Pinterest));
+    let stop = CancellationToken::new();
+    let watcher = tokio::spawn(tokenwarden::metrics::watch_gates(
+        gates.clone(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    watcher.await.unwrap();
+    let rendered = tokenwarden::metrics::render();
+    assert!(
+        rendered.contains(r#"tokenwarden_provider_config_error{provider="pinterest"} 1"#),
+        "the alert's input: {rendered}"
+    );
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}

@@ -91,8 +91,11 @@ async fn invalid_grant_moves_to_token_expired_with_one_event() {
     assert_eq!(events[1].1, "TOKEN_EXPIRED");
 }
 
+/// RFC 6749's `invalid_grant` covers "invalid, expired, revoked" alike: the
+/// word "revoked" in its text does not say the user withdrew access (rule
+/// 2a), so the status is TOKEN_EXPIRED with the platform's text kept.
 #[tokio::test]
-async fn revoked_grant_moves_to_revoked() {
+async fn revoked_grant_is_token_expired_with_the_platforms_text() {
     let env = TestEnv::new().await;
     let (id, _) = env
         .connect(
@@ -104,9 +107,11 @@ async fn revoked_grant_moves_to_revoked() {
         )
         .await;
     let report = env.engine.refresh(&id, Trigger::Scheduled).await.unwrap();
-    assert_eq!(report.outcome, Outcome::RejectedRevoked);
-    assert_eq!(env.row(&id).await.status, AccountStatus::Revoked);
-    assert_eq!(env.events(&id).await.last().unwrap().1, "REVOKED");
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
+    let row = env.row(&id).await;
+    assert_eq!(row.status, AccountStatus::TokenExpired);
+    assert!(row.status_reason.unwrap().contains("revoked"));
+    assert_eq!(env.events(&id).await.last().unwrap().1, "TOKEN_EXPIRED");
 }
 
 #[tokio::test]
@@ -459,11 +464,11 @@ async fn rule4_every_status_change_writes_exactly_one_event() {
         )
         .await;
     env.engine.refresh(&id, Trigger::Forced).await.unwrap(); // ACTIVE -> ACTIVE: no event
-    env.engine.refresh(&id, Trigger::Forced).await.unwrap(); // -> REVOKED
-    env.engine.refresh(&id, Trigger::Forced).await.unwrap(); // REVOKED -> REVOKED: no event
+    env.engine.refresh(&id, Trigger::Forced).await.unwrap(); // -> TOKEN_EXPIRED
+    env.engine.refresh(&id, Trigger::Forced).await.unwrap(); // TOKEN_EXPIRED -> same: no event
     let events = env.events(&id).await;
     let statuses: Vec<_> = events.iter().map(|e| e.1.as_str()).collect();
-    assert_eq!(statuses, vec!["ACTIVE", "REVOKED"]);
+    assert_eq!(statuses, vec!["ACTIVE", "TOKEN_EXPIRED"]);
 }
 
 #[tokio::test]
@@ -696,12 +701,13 @@ async fn aborted_refresh_is_reported_as_interrupted_by_the_next_attempt() {
         .refresh(&id, Trigger::Forced)
         .await
         .unwrap();
-    // The strict platform saw the spent token again and revoked the family.
-    assert_eq!(report.outcome, Outcome::RejectedRevoked);
+    // The strict platform saw the spent token again and revoked the family;
+    // its invalid_grant says the grant is dead, not that the user withdrew it.
+    assert_eq!(report.outcome, Outcome::RejectedExpired);
     let message = report.message.unwrap();
     assert!(message.contains("interrupted refresh"), "{message}");
     let row = env.row(&id).await;
-    assert_eq!(row.status, AccountStatus::Revoked);
+    assert_eq!(row.status, AccountStatus::TokenExpired);
     assert!(
         row.last_refresh_error
             .unwrap()
@@ -828,7 +834,8 @@ async fn malformed_200_carrying_an_error_object() {
             200,
             json!({"error": "invalid_grant", "error_description": "nope"}),
         ),
-        "2xx response carried an error",
+        // No shape RFC 6749 defines: kept verbatim as an unrecognised answer.
+        r#"unrecognised answer: HTTP 200: {"error":"invalid_grant","error_description":"nope"}"#,
     )
     .await;
 }
@@ -846,7 +853,7 @@ async fn malformed_missing_access_token() {
 async fn malformed_unknown_4xx_without_oauth_body_is_transient() {
     assert_malformed_is_transient(
         ScriptedResponse::raw(418, "text/plain", "teapot"),
-        "unexpected answer",
+        "unrecognised answer: HTTP 418: teapot",
     )
     .await;
 }

@@ -49,6 +49,131 @@ impl Capture {
     }
 }
 
+/// A refresh token in mixed case, for a platform that echoes it changed.
+const CANARY_ECHO_RT: &str = "Canary-Echo-Refresh-Q7W8E9R0T1Y2U3I4";
+const CANARY_ECHO_AT: &str = "Canary-Echo-Access-Z1X2C3V4B5N6M7";
+
+/// Whether any 12-character run of `secret` shows in `text`, in any case,
+/// as written or percent-decoded.
+fn echo_of(secret: &str, text: &str) -> Option<String> {
+    let decoded: String = url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let views = [text.to_ascii_lowercase(), decoded.to_ascii_lowercase()];
+    let secret = secret.to_ascii_lowercase();
+    secret
+        .as_bytes()
+        .windows(12)
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .find(|piece| views.iter().any(|view| view.contains(piece.as_str())))
+}
+
+fn assert_no_echo(what: &str, text: &str) {
+    for secret in [CANARY_ECHO_RT, CANARY_ECHO_AT] {
+        if let Some(piece) = echo_of(secret, text) {
+            panic!("{what} holds {piece:?} of a token:\n{text}");
+        }
+    }
+}
+
+/// Issue 9, defect 7: a platform error that echoes the refresh token
+/// lower-cased, percent-encoded with lower-case hex, and as a 20-character
+/// piece is scrubbed everywhere its text goes: the account's
+/// last_refresh_error and status_reason, its events (so webhooks), its
+/// attempts, the API's answers and the logs.
+async fn echoed_in_other_spellings(env: &TestEnv, capture: &Capture) -> Vec<String> {
+    let tokens = IssuedTokens {
+        access_token: CANARY_ECHO_AT.into(),
+        refresh_token: CANARY_ECHO_RT.into(),
+        expires_in: 3600,
+    };
+    let new = new_account(
+        Provider::X,
+        "canary-echo",
+        &tokens,
+        Utc::now() - TimeDelta::hours(1),
+        Some(Utc::now() + TimeDelta::minutes(1)),
+    );
+    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::X));
+    let registered = accounts::register(env.pool(), &env.keyring, &policy, &new)
+        .await
+        .unwrap();
+    let id = registered.account.id.clone();
+    let lower = CANARY_ECHO_RT.to_ascii_lowercase();
+    let percent_lower: String = CANARY_ECHO_RT
+        .bytes()
+        .map(|b| format!("%{b:02x}"))
+        .collect();
+    let piece = &CANARY_ECHO_RT[7..27];
+    assert_eq!(piece.len(), 20);
+    // Transient failures first (status unchanged), then a rejection that
+    // changes the status (status_reason, an event).
+    env.fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"error": "temporarily_unavailable", "error_description": format!("upstream saw refresh_token={percent_lower}&grant_type=refresh_token")}),
+    ));
+    env.fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"error": "server_error", "error_description": format!("bad gateway for token ending {piece}")}),
+    ));
+    env.fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"error": "invalid_grant", "error_description": format!("token {lower} expired; also {percent_lower} and {piece}")}),
+    ));
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+        seen.push(format!("{report:?}"));
+        seen.push(serde_json::to_string(&report).unwrap());
+    }
+    let row = env.row(&id).await;
+    let error = row.last_refresh_error.clone().unwrap_or_default();
+    assert!(error.contains("[redacted]"), "the echo was seen: {error}");
+    seen.push(error);
+    // The rejection goes through the API: its 409 body is checked too.
+    seen.extend(
+        api_bodies(
+            env,
+            &[
+                (reqwest::Method::POST, format!("/v1/accounts/{id}/refresh")),
+                (reqwest::Method::GET, format!("/v1/accounts/{id}")),
+                (reqwest::Method::GET, format!("/v1/accounts/{id}/attempts")),
+                (reqwest::Method::GET, "/v1/accounts".to_owned()),
+                (reqwest::Method::GET, "/v1/events".to_owned()),
+            ],
+        )
+        .await,
+    );
+    let row = env.row(&id).await;
+    assert_eq!(row.status, tokenwarden::domain::AccountStatus::TokenExpired);
+    let reason = row.status_reason.clone().unwrap_or_default();
+    assert!(reason.contains("[redacted]"), "{reason}");
+    seen.push(reason);
+    seen.push(row.last_refresh_error.clone().unwrap_or_default());
+    seen.push(format!("{row:?}"));
+    let events = tokenwarden::store::events::for_account(env.pool(), id.as_str())
+        .await
+        .unwrap();
+    assert!(!events.is_empty(), "the status change wrote an event");
+    for event in events {
+        seen.push(format!("{event:?}"));
+    }
+    let attempts = tokenwarden::store::attempts::for_account(env.pool(), &id, 10)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 3);
+    for attempt in attempts {
+        seen.push(format!("{attempt:?}"));
+    }
+    for (i, text) in seen.iter().enumerate() {
+        assert_no_echo(&format!("echo value {i}"), text);
+    }
+    let logs = capture.text();
+    assert!(logs.contains("bad gateway"), "the failure was logged");
+    assert_no_echo("captured logs", &logs);
+    seen
+}
+
 fn assert_clean(what: &str, text: &str) {
     for canary in CANARIES {
         assert!(!text.contains(canary), "{what} contains a token:\n{text}");
@@ -125,6 +250,8 @@ async fn canary_tokens_never_leak() {
         seen.push(format!("{attempt:?}"));
     }
 
+    seen.extend(echoed_in_other_spellings(&env, &capture).await);
+
     // Errors: tampered ciphertext.
     sqlx::query("UPDATE social_accounts SET status = 'ACTIVE', access_token_ciphertext = set_byte(access_token_ciphertext, 13, 0) WHERE id = $1")
         .bind(id.as_str())
@@ -155,6 +282,32 @@ async fn canary_tokens_never_leak() {
     );
     assert_clean("panic output", &panic_text);
     let _ = std::panic::take_hook();
+}
+
+/// The bodies of the API's answers to `calls`.
+async fn api_bodies(env: &TestEnv, calls: &[(reqwest::Method, String)]) -> Vec<String> {
+    let mut settings = env.settings.clone();
+    settings.api.keys = Some(secrecy::SecretString::from("canary-test-api-key-000"));
+    // The engine refreshed this account a moment ago.
+    settings.api.force_refresh_min_interval = std::time::Duration::ZERO;
+    let state = tokenwarden::api::ApiState::new(&settings, env.engine.clone()).unwrap();
+    let app = tokenwarden::api::router(state, settings.api.max_body_bytes, true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let mut bodies = Vec::new();
+    for (method, path) in calls {
+        let reply = http
+            .request(method.clone(), format!("{base}{path}"))
+            .bearer_auth("canary-test-api-key-000")
+            .send()
+            .await
+            .unwrap();
+        bodies.push(reply.text().await.unwrap());
+    }
+    server.abort();
+    bodies
 }
 
 /// Drives the HTTP API with canary credentials; returns every response body

@@ -11,7 +11,7 @@ mod extract;
 mod health;
 mod params;
 pub mod server;
-mod views;
+pub mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -143,6 +143,34 @@ pub fn document_json() -> serde_json::Value {
         credentials.insert(
             "not".to_owned(),
             serde_json::json!({"required": ["expires_in", "token_expires_at"]}),
+        );
+    }
+    // The platforms' own expiry rules: a Mastodon token has no expiry; a
+    // Bluesky session needs one (or, beyond what a schema can say, an
+    // access token that is a JWT with an exp claim).
+    if let Some(spec) = doc
+        .pointer_mut("/components/schemas/AccountSpec")
+        .and_then(|s| s.as_object_mut())
+    {
+        let provider_is = |name: &str| serde_json::json!({"properties": {"provider": {"const": name}}, "required": ["provider"]});
+        spec.insert(
+            "allOf".to_owned(),
+            serde_json::json!([
+                {
+                    "if": provider_is("MASTODON"),
+                    "then": {"properties": {"credentials": {"properties": {
+                        "expires_in": {"type": "null"},
+                        "token_expires_at": {"type": "null"}
+                    }}}}
+                },
+                {
+                    "if": provider_is("BLUESKY"),
+                    "then": {"properties": {"credentials": {"anyOf": [
+                        {"required": ["expires_in"], "properties": {"expires_in": {"type": "integer"}}},
+                        {"required": ["token_expires_at"], "properties": {"token_expires_at": {"type": "string"}}}
+                    ]}}}
+                }
+            ]),
         );
     }
     // `meta`: any JSON object whose strings (keys too) hold no NUL, as

@@ -26,10 +26,16 @@ pub enum HealthWord {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub word: HealthWord,
-    /// Whether a post made now can be expected to authenticate.
+    /// Whether a post made now can be expected to succeed: false when the
+    /// status or token rules it out, a publish scope is missing, or the
+    /// platform reports the account inactive.
     pub can_post: bool,
-    /// Why, when not healthy.
+    /// Why, when not healthy or unable to post.
     pub reason: Option<String>,
+    /// Facts about the account beside its status: `account_inactive` (the
+    /// platform says the account cannot act), `missing_scopes`,
+    /// `unrecognised_answer` (the latest answer matched no known shape).
+    pub flags: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -88,10 +94,38 @@ pub fn health(row: &AccountRow, now: DateTime<Utc>) -> Health {
             }
         }
     };
-    Health {
+    let mut health = Health {
         word,
         can_post,
         reason,
+        flags: Vec::new(),
+    };
+    if row.status == AccountStatus::Active {
+        if let Some(inactive) = &row.account_inactive_reason {
+            health.flags.push("account_inactive");
+            health.can_post = false;
+            health.reason = Some(join(health.reason.take(), inactive));
+        }
+        if !row.missing_scopes.is_empty() {
+            health.flags.push("missing_scopes");
+            health.can_post = false;
+            let missing = format!(
+                "missing publish scopes: {}; the user must reconnect and grant them",
+                row.missing_scopes.join(", ")
+            );
+            health.reason = Some(join(health.reason.take(), &missing));
+        }
+        if row.unrecognised_answer {
+            health.flags.push("unrecognised_answer");
+        }
+    }
+    health
+}
+
+fn join(first: Option<String>, then: &str) -> String {
+    match first {
+        Some(first) => format!("{first}; {then}"),
+        None => then.to_owned(),
     }
 }
 

@@ -25,8 +25,10 @@ use crate::domain::{
 };
 use crate::policy::{RefreshPolicy, delta, retry_delay};
 use crate::providers::{
-    DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest, TokenGrant,
+    AccountState, Checked, DpopKey, FailureKind, ProviderError, ProviderRegistry, RefreshRequest,
+    TokenGrant,
 };
+use crate::scrub::scrub;
 use crate::store::accounts::{self, AccountRow};
 use crate::store::attempts::{self, AttemptRow, NewAttempt};
 use crate::store::refresh::{
@@ -260,7 +262,11 @@ impl Engine {
                         Ok(()) => Revocation::Revoked,
                         Err(e) => Revocation::Failed(scrub(
                             &e.to_string(),
-                            &[credentials.access.expose(), token],
+                            &[
+                                credentials.access.expose(),
+                                token,
+                                self.inner.providers.client_secret(row.provider),
+                            ],
                         )),
                     }
                 }
@@ -501,7 +507,9 @@ impl Engine {
         let credentials = match self.decrypt(&leased) {
             Ok(credentials) => credentials,
             Err(error) => {
-                let failure = ProviderError::new(FailureKind::Config, error.to_string());
+                // One row's credentials, not the app: never pauses the platform.
+                let failure =
+                    ProviderError::new(FailureKind::Config, error.to_string()).account_scoped();
                 self.finish_failure(&leased, trigger, started_at, failure, None)
                     .await?;
                 return Err(error);
@@ -659,6 +667,16 @@ impl Engine {
                     key.to_private_jwk().expose_secret(),
                 )
             }),
+            account: grant.account.clone(),
+        };
+        // A change of the account's own state needs its event: the general
+        // path writes both in one transaction.
+        let account_state_changes = match &grant.account {
+            AccountState::Unreported => false,
+            AccountState::Active => leased.account_inactive_reason.is_some(),
+            AccountState::Inactive(reason) => {
+                leased.account_inactive_reason.as_deref() != Some(reason.as_str())
+            }
         };
         let note = grant.expires_in.is_none().then(|| {
             format!(
@@ -675,10 +693,13 @@ impl Engine {
             provider_error_code: None,
             message: note.clone(),
         };
-        let committed = match self
-            .commit_refreshed_with_retry(leased, &attempt, &credentials)
-            .await?
-        {
+        let fast = if account_state_changes {
+            None
+        } else {
+            self.commit_refreshed_with_retry(leased, &attempt, &credentials)
+                .await?
+        };
+        let committed = match fast {
             Some(from) => Committed::Applied {
                 from,
                 to: AccountStatus::Active,
@@ -722,7 +743,7 @@ impl Engine {
         let dpop_scalar = credentials
             .and_then(|c| c.dpop.as_ref())
             .map(DpopKey::private_scalar_b64);
-        let secrets: Vec<&str> = credentials
+        let mut secrets: Vec<&str> = credentials
             .map(|c| {
                 std::iter::once(c.access.expose())
                     .chain(c.refresh.as_ref().map(|r| r.expose()))
@@ -730,6 +751,7 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        secrets.push(self.inner.providers.client_secret(leased.provider));
         let mut text = scrub(&error.to_string(), &secrets);
         let code = error.code.as_deref().map(|c| scrub(c, &secrets));
         let (new_status, count_failure, retry_in) = match error.kind {
@@ -790,13 +812,23 @@ impl Engine {
             count_failure,
             next_attempt_at,
             new_status,
+            unrecognised: error.unrecognised,
+            account: if error.account_inactive {
+                AccountState::Inactive(scrub(&error.message, &secrets))
+            } else {
+                AccountState::Unreported
+            },
         });
+        if error.unrecognised {
+            crate::metrics::record_unrecognised_answer(leased.provider, error.http_status);
+        }
         let committed = self.commit_with_retry(leased, &attempt, &change).await?;
         let mut report = self.report(leased, trigger, error.kind.outcome(), Some(text.clone()));
         report.http_status = error.http_status;
         report.provider_error_code = code;
         report.retry_at = next_attempt_at;
         report.account_only = error.account_only;
+        report.unrecognised = error.unrecognised;
         report.status = match committed {
             Committed::Applied { to, .. } => to,
             Committed::Fenced { status } => {
@@ -856,6 +888,8 @@ impl Engine {
                         )
                     })),
                     new_status: None,
+                    unrecognised: false,
+                    account: AccountState::Unreported,
                 });
                 self.commit_with_retry(leased, &attempt, &change).await?;
                 Ok(self.report(leased, trigger, Outcome::Skipped, Some(message)))
@@ -926,12 +960,16 @@ impl Engine {
         leased: &AccountRow,
         trigger: Trigger,
         started_at: DateTime<Utc>,
-        check: futures::future::BoxFuture<'_, Result<(), ProviderError>>,
+        check: futures::future::BoxFuture<'_, Result<Checked, ProviderError>>,
         credentials: &Credentials,
         note: Option<String>,
     ) -> Result<RefreshReport, EngineError> {
         match check.await {
-            Ok(()) => {
+            Ok(checked) => {
+                let note = match (note, checked.note) {
+                    (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                    (a, b) => a.or(b),
+                };
                 let now = Utc::now();
                 let policy = self.inner.config.policy(leased.provider);
                 let mut next = now + delta(policy.health_check_interval);
@@ -952,6 +990,7 @@ impl Engine {
                     &attempt,
                     &Change::Healthy {
                         next_attempt_at: next,
+                        account: checked.account,
                     },
                 )
                 .await?;
@@ -1068,6 +1107,7 @@ impl Engine {
             token_expires_at: row.token_expires_at,
             joined: false,
             account_only: false,
+            unrecognised: false,
         }
     }
 }
@@ -1102,46 +1142,6 @@ fn joined_report(current: &AccountRow, attempt: AttemptRow) -> RefreshReport {
         token_expires_at: current.token_expires_at,
         joined: true,
         account_only: false,
-    }
-}
-
-/// Replaces any credential that a provider echoed back in its error text.
-/// Also catches the form-encoded copy of a token, and the start of one cut
-/// off where provider text was shortened.
-fn scrub(text: &str, secrets: &[&str]) -> String {
-    const MIN_FRAGMENT: usize = 8;
-    let mut out = text.to_owned();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        out = out
-            .replace(*secret, "[redacted]")
-            .replace(&encoded, "[redacted]");
-        let body = out.trim_end_matches('…');
-        let cut = (MIN_FRAGMENT..secret.len())
-            .rev()
-            .find(|&n| secret.is_char_boundary(n) && body.ends_with(&secret[..n]));
-        if let Some(n) = cut {
-            let keep = body.len() - n;
-            out = format!("{}[redacted]…", &body[..keep]);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::scrub;
-
-    #[test]
-    fn scrub_removes_echoed_tokens() {
-        assert_eq!(
-            scrub("bad token abcd1234 given", &["abcd1234"]),
-            "bad token [redacted] given"
-        );
-        assert_eq!(scrub("t=a%2Bb%2F%3Dcc!", &["a+b/=cc"]), "t=[redacted]!");
-        assert_eq!(
-            scrub("token rt_0123456789ab…", &["rt_0123456789abcdef"]),
-            "token [redacted]…"
-        );
+        unrecognised: false,
     }
 }

@@ -27,6 +27,9 @@ pub struct RefreshReport {
     /// The failure was this account's own (its instance, its throttle, its
     /// disabled login): it says nothing about the platform's health.
     pub account_only: bool,
+    /// The platform's answer matched no row of its table: recorded
+    /// verbatim, counted, never a status change or a platform pause.
+    pub unrecognised: bool,
 }
 
 impl RefreshReport {

@@ -6,8 +6,9 @@
 //! `{accessJwt, refreshJwt, handle, did, active}`; errors as XRPC
 //! `{error, message}`: 400 `ExpiredToken` ("Token has expired" / "Token has
 //! been revoked"), 400 `InvalidToken`, 401 `AccountTakedown`, 502
-//! `UpstreamFailure`. A deactivated account answers 400 `AccountDeactivated`
-//! (an assumption: the reference notes do not cover it). Refresh JWTs
+//! `UpstreamFailure`. A deactivated account's session still refreshes, with
+//! `"active": false, "status": "deactivated"` in the answer, as the reference
+//! PDS does. Refresh JWTs
 //! rotate; by default a spent one presented again revokes the session
 //! (strict, so a client that replays is caught), or, with a reuse grace, it
 //! yields the same next session, as the reference PDS does for 2 hours.
@@ -404,15 +405,20 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn session_body(inner: &Inner, index: usize, access: &str, refresh: &str) -> Response {
-    let did = &inner.sessions[index].did;
-    axum::Json(json!({
+    let session = &inner.sessions[index];
+    let did = &session.did;
+    let mut body = json!({
         "accessJwt": access,
         "refreshJwt": refresh,
         "handle": format!("{}.fake.test", &did[8..]),
         "did": did,
         "active": true,
-    }))
-    .into_response()
+    });
+    if session.state == BlueskyAccountState::Deactivated {
+        body["active"] = json!(false);
+        body["status"] = json!("deactivated");
+    }
+    axum::Json(body).into_response()
 }
 
 async fn refresh_session(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -457,14 +463,10 @@ async fn refresh_session(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
                 "Account has been taken down",
             );
         }
-        BlueskyAccountState::Deactivated => {
-            return xrpc_error(
-                StatusCode::BAD_REQUEST,
-                "AccountDeactivated",
-                "Account is deactivated",
-            );
-        }
-        BlueskyAccountState::Active => {}
+        // The reference PDS still refreshes a deactivated account's session
+        // and says so in the answer (posting is what fails, 401
+        // `AccountDeactivated`).
+        BlueskyAccountState::Deactivated | BlueskyAccountState::Active => {}
     }
     if let Some((spent_at, next)) = spent {
         inner.reuse_detected += 1;

@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use url::Url;
 
-use super::server::{Running, token};
+use super::ScriptedResponse;
+use super::server::{Running, Script, token};
 
 pub const LINKEDIN_REFRESH_LIFETIME: u64 = 365 * 86_400;
 
@@ -45,6 +46,8 @@ struct Shared {
     refreshes: Mutex<u64>,
     /// Access-token lifetime handed out (60 days; the demo shortens it).
     access_lifetime: Mutex<u64>,
+    /// Canned answers for either endpoint, served first.
+    script: Script,
 }
 
 pub struct FakeLinkedin {
@@ -62,6 +65,7 @@ impl FakeLinkedin {
             introspections: Mutex::new(0),
             refreshes: Mutex::new(0),
             access_lifetime: Mutex::new(ACCESS_LIFETIME),
+            script: Script::default(),
         });
         let app = Router::new()
             .route("/oauth/v2/accessToken", axum::routing::post(token_endpoint))
@@ -74,6 +78,11 @@ impl FakeLinkedin {
             server: Running::start(app).await?,
             shared,
         })
+    }
+
+    /// The next call to either endpoint is answered with exactly this.
+    pub fn script_next(&self, response: ScriptedResponse) {
+        self.shared.script.push(response);
     }
 
     pub fn token_url(&self) -> Url {
@@ -149,6 +158,9 @@ impl Shared {
 }
 
 async fn introspect_endpoint(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    if let Some(response) = shared.script.next() {
+        return response;
+    }
     *shared.introspections.lock().unwrap() += 1;
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     if form.get("client_id") != Some(&shared.client_id)
@@ -197,6 +209,9 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
 }
 
 async fn token_endpoint(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    if let Some(response) = shared.script.next() {
+        return response;
+    }
     *shared.refreshes.lock().unwrap() += 1;
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     if form.get("client_id") != Some(&shared.client_id)

@@ -68,6 +68,11 @@ impl FakeMastodon {
         *self.shared.calls.lock().unwrap()
     }
 
+    /// The next call is answered with exactly this.
+    pub fn script_next(&self, response: ScriptedResponse) {
+        self.shared.script.push(response);
+    }
+
     pub fn rate_limit_next(&self, reset: DateTime<Utc>) {
         self.shared.script.push(
             ScriptedResponse::json(429, json!({"error": "Too many requests"}))

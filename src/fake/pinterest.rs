@@ -58,6 +58,9 @@ struct FakeState {
     reuse_detected: u64,
     calls: u64,
     continuous_refresh_seen: Vec<Option<String>>,
+    /// refresh token -> the answer its every refresh gets (one account's own
+    /// trouble, whatever order concurrent calls arrive in).
+    answers: HashMap<String, ScriptedResponse>,
 }
 
 struct Shared {
@@ -142,6 +145,16 @@ impl FakePinterest {
             .clone()
     }
 
+    /// Every refresh presenting `refresh_token` is answered with `answer`.
+    pub fn answer_for(&self, refresh_token: &str, answer: ScriptedResponse) {
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .answers
+            .insert(refresh_token.to_owned(), answer);
+    }
+
     pub fn script_next(&self, response: ScriptedResponse) {
         self.shared.script.push(response);
     }
@@ -168,6 +181,10 @@ async fn token_endpoint(
         .push(form.get("continuous_refresh").cloned());
     if let Some(response) = shared.script.next() {
         return response;
+    }
+    let presented = form.get("refresh_token").map(String::as_str).unwrap_or("");
+    if let Some(answer) = state.answers.get(presented) {
+        return answer.clone().into_response();
     }
     let expected = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", shared.client_id, shared.client_secret));

@@ -62,6 +62,11 @@ impl FakeX {
         self.shared.live.lock().unwrap().contains(refresh_token)
     }
 
+    /// The next call is answered with exactly this.
+    pub fn script_next(&self, response: ScriptedResponse) {
+        self.shared.script.push(response);
+    }
+
     /// The next call is refused with X's 429 and its rate-limit headers.
     pub fn rate_limit_next(&self, reset_epoch: i64) {
         self.shared.script.push(

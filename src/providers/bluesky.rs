@@ -13,20 +13,25 @@
 //!
 //! | answer | kind |
 //! |---|---|
-//! | 2xx with two readable JWTs | refreshed |
-//! | `ExpiredToken` "Token has been revoked" | rejected, revoked |
-//! | `ExpiredToken` "Token has expired" (or any other text) | rejected, expired |
+//! The full table, with sources, is docs/platform-answers.md. In short:
+//!
+//! | answer | kind |
+//! |---|---|
+//! | 2xx with two readable JWTs | refreshed; `active: false` flags the account inactive with its `status` |
+//! | `ExpiredToken` (any text, "Token has been revoked" included) | rejected, expired: the PDS says "revoked" for any refresh row it no longer holds |
 //! | `InvalidToken` | rejected, expired (the PDS does not say why) |
+//! | `InvalidRequest` "Could not find user info for account" | rejected, expired: the account is gone from its PDS |
 //! | 401 `AccountTakedown` | rejected, revoked (by the platform) |
-//! | `AccountDeactivated` | transient, code kept: the user can reactivate, so no status change (assumed; not in the reference notes) |
-//! | 502 `UpstreamFailure`, other 5xx, 3xx, unknown codes | transient |
+//! | `AccountDeactivated` | transient, the account flagged inactive: the user can reactivate |
+//! | 502 `UpstreamFailure`, other 5xx, 3xx | transient |
 //! | 429, `ratelimit-reset` in epoch seconds | rate limited until then |
+//! | any other answer | unrecognised: the account's own, kept verbatim |
 //!
 //! Health check: `GET https://<pds>/xrpc/com.atproto.server.getSession` with
 //! the access JWT. There `ExpiredToken`/`InvalidToken` speak of the access
 //! JWT, not the session, so they are transient (a refresh decides), except
-//! "revoked" text and `AccountTakedown`, which are definitive; a session
-//! whose `active` is false is flagged without a status change.
+//! `AccountTakedown`, which is definitive; a session whose `active` is false
+//! is healthy (its token works) with the account flagged inactive.
 //!
 //! **atproto OAuth sessions** (`meta.auth_server`, the authorization server's
 //! issuer origin): the token endpoint is read from
@@ -58,8 +63,8 @@ use crate::domain::{AccessToken, Provider, RefreshToken};
 use crate::providers::host_guard::HostGuard;
 use crate::providers::token_response::{json_object, short};
 use crate::providers::{
-    DpopKey, FailureKind, HttpClient, HttpReply, OAuth2Refresh, ProviderError, RefreshRequest,
-    TokenGrant, TokenProvider,
+    AccountState, Checked, DpopKey, FailureKind, HttpClient, HttpReply, OAuth2Refresh,
+    ProviderError, RefreshRequest, TokenGrant, TokenProvider,
 };
 
 const REFRESH_PATH: &str = "/xrpc/com.atproto.server.refreshSession";
@@ -148,7 +153,7 @@ impl BlueskyRefresh {
         interpret_session(&reply)
     }
 
-    async fn check_session(&self, request: RefreshRequest<'_>) -> Result<(), ProviderError> {
+    async fn check_session(&self, request: RefreshRequest<'_>) -> Result<Checked, ProviderError> {
         let url = self.pds(request.meta, SESSION_PATH)?;
         let builder = self
             .http
@@ -161,19 +166,10 @@ impl BlueskyRefresh {
             return Err(xrpc_error(&reply, Asked::Check));
         }
         let body = json_object(&reply)?;
-        if body.get("active") == Some(&Value::Bool(false)) {
-            let status = body
-                .get("status")
-                .and_then(Value::as_str)
-                .map(short)
-                .unwrap_or_else(|| "unknown".into());
-            return Err(ProviderError::transient(format!(
-                "the account is not active on its PDS (status: {status})"
-            ))
-            .with_status(reply.status)
-            .with_code("account_inactive"));
-        }
-        Ok(())
+        Ok(Checked {
+            account: session_state(&body),
+            note: None,
+        })
     }
 
     async fn refresh_oauth(
@@ -366,7 +362,27 @@ fn interpret_session(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
         expires_in: Some(expires_in),
         refresh_token_expires_in: Some(refresh_expires_in),
         scopes: None,
+        account: session_state(&body),
     })
+}
+
+/// A session's `active` and `status` (com.atproto.server.defs): `active:
+/// false` means the account cannot act (deactivated by its owner, suspended,
+/// taken down); an answer without `active` says nothing.
+fn session_state(body: &Map<String, Value>) -> AccountState {
+    match body.get("active") {
+        Some(Value::Bool(true)) => AccountState::Active,
+        Some(Value::Bool(false)) => {
+            let status = body
+                .get("status")
+                .and_then(Value::as_str)
+                .map(short)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "no status given".into());
+            AccountState::Inactive(format!("inactive on its PDS: {status}"))
+        }
+        _ => AccountState::Unreported,
+    }
 }
 
 fn jwt_field<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
@@ -444,27 +460,50 @@ fn xrpc_error(reply: &HttpReply, asked: Asked) -> ProviderError {
                 .with_retry_after(rate_limit_reset(reply).or_else(|| reply.retry_after())),
         );
     }
-    let revoked_text = message
+    let gone = message
         .as_deref()
-        .is_some_and(|m| m.to_ascii_lowercase().contains("revoked"));
+        .is_some_and(|m| m.starts_with("Could not find user info for account"));
     let (kind, default_text) = match code.as_deref() {
-        Some("ExpiredToken") if revoked_text => (FailureKind::RejectedRevoked, "token revoked"),
+        // The PDS says "Token has been revoked" for any refresh row it no
+        // longer holds (spent past its grace, app password deleted, password
+        // changed): the session is gone, not necessarily withdrawn.
         Some("ExpiredToken") if asked == Asked::Refresh => {
             (FailureKind::RejectedExpired, "token expired")
         }
         Some("InvalidToken") if asked == Asked::Refresh => {
             (FailureKind::RejectedExpired, "token invalid")
         }
-        Some("ExpiredToken" | "InvalidToken") => (
-            FailureKind::Transient,
-            "the access token was refused; a refresh decides",
-        ),
+        Some("ExpiredToken" | "InvalidToken") => {
+            // This account's access JWT, not the PDS: never the platform's.
+            let text = said.unwrap_or_else(|| "the access token was refused".into());
+            return with_code(
+                ProviderError::transient(format!("{text}; a refresh decides"))
+                    .with_status(status)
+                    .account_scoped(),
+            );
+        }
+        // The account was deleted on its PDS: nothing left to refresh.
+        Some("InvalidRequest") if gone => (FailureKind::RejectedExpired, "account not found"),
         Some("AccountTakedown") => (FailureKind::RejectedRevoked, "account taken down"),
-        Some("AccountDeactivated") => (FailureKind::Transient, "account deactivated by its owner"),
+        Some("AccountDeactivated") => {
+            let text = said.unwrap_or_else(|| "account deactivated by its owner".into());
+            return with_code(
+                ProviderError::transient(text)
+                    .with_status(status)
+                    .with_retry_after(reply.retry_after())
+                    .inactive(),
+            );
+        }
         Some("UpstreamFailure") => (FailureKind::Transient, "upstream failure"),
         _ if (300..400).contains(&status) => (FailureKind::Transient, "redirect refused"),
         _ if status >= 500 => (FailureKind::Transient, "PDS unavailable"),
-        _ => (FailureKind::Transient, "unexpected answer"),
+        _ => {
+            let error = ProviderError::unrecognised(status, &reply.body);
+            return match &code {
+                Some(code) => error.with_code(short(code)),
+                None => error,
+            };
+        }
     };
     let text = match said {
         Some(said) => said,
@@ -480,19 +519,8 @@ fn xrpc_error(reply: &HttpReply, asked: Asked) -> ProviderError {
 
 /// `ratelimit-reset`: the Unix time (seconds) at which the window resets.
 fn rate_limit_reset(reply: &HttpReply) -> Option<Duration> {
-    let reset: i64 = reply
-        .headers
-        .get("ratelimit-reset")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let now = chrono::Utc::now().timestamp();
-    // A reset already past means "now"; a second's slack covers clock skew.
-    Some(Duration::from_secs(
-        u64::try_from(reset - now).unwrap_or(0) + 1,
-    ))
+    let value = reply.headers.get("ratelimit-reset")?.to_str().ok()?;
+    crate::providers::rate_limit::epoch_reset(value, chrono::Utc::now())
 }
 
 impl TokenProvider for BlueskyRefresh {
@@ -509,7 +537,7 @@ impl TokenProvider for BlueskyRefresh {
     fn health_check<'a>(
         &'a self,
         request: RefreshRequest<'a>,
-    ) -> Option<BoxFuture<'a, Result<(), ProviderError>>> {
+    ) -> Option<BoxFuture<'a, Result<Checked, ProviderError>>> {
         if meta_str(request.meta, "auth_server").is_some() {
             return None;
         }

@@ -45,6 +45,13 @@ pub struct ProviderError {
     /// The failure is this account's own (its instance, its throttle, its
     /// disabled login), not the platform's: it must not pause the platform.
     pub account_only: bool,
+    /// The daemon does not know this answer's shape: it is recorded
+    /// verbatim, retried with backoff, counted per platform and HTTP status,
+    /// and never changes a status or pauses a platform (always `account_only`).
+    pub unrecognised: bool,
+    /// The platform said the account itself is inactive (deactivated,
+    /// disabled, pending approval): it cannot post, whatever its token.
+    pub account_inactive: bool,
 }
 
 impl ProviderError {
@@ -56,7 +63,25 @@ impl ProviderError {
             message: message.into(),
             retry_after: None,
             account_only: false,
+            unrecognised: false,
+            account_inactive: false,
         }
+    }
+
+    /// An answer whose shape no row of the platform's table describes. The
+    /// text is the platform's own, kept verbatim (shortened, control
+    /// characters flattened; the engine scrubs credentials).
+    pub fn unrecognised(status: u16, body: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(body);
+        let text = if text.trim().is_empty() {
+            "(empty body)".to_owned()
+        } else {
+            crate::providers::token_response::short(text.trim())
+        };
+        let mut error = Self::new(FailureKind::Transient, text).with_status(status);
+        error.account_only = true;
+        error.unrecognised = true;
+        error
     }
 
     pub fn transient(message: impl Into<String>) -> Self {
@@ -84,6 +109,14 @@ impl ProviderError {
         self
     }
 
+    /// Marks the answer as the platform saying the account is inactive (see
+    /// `account_inactive`); the message is the reason shown in health.
+    pub fn inactive(mut self) -> Self {
+        self.account_inactive = true;
+        self.account_only = true;
+        self
+    }
+
     /// Whether the failure says something about the platform as a whole, and
     /// so counts towards pausing it. A rejection is the platform answering
     /// properly about one account; an account-scoped failure is that
@@ -99,6 +132,9 @@ impl ProviderError {
 
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unrecognised {
+            f.write_str("unrecognised answer: ")?;
+        }
         if let Some(status) = self.http_status {
             write!(f, "HTTP {status}: ")?;
         }

@@ -40,7 +40,8 @@ use crate::config::ProviderSettings;
 use crate::providers::graph::{app_usage, error_object, graph_error};
 use crate::providers::token_response::json_object;
 use crate::providers::{
-    FailureKind, HttpClient, HttpReply, ProviderError, RefreshRequest, TokenGrant, TokenProvider,
+    Checked, FailureKind, HttpClient, HttpReply, ProviderError, RefreshRequest, TokenGrant,
+    TokenProvider,
 };
 
 pub struct FacebookFlow {
@@ -64,7 +65,7 @@ impl FacebookFlow {
         })
     }
 
-    async fn check(&self, request: RefreshRequest<'_>) -> Result<(), ProviderError> {
+    async fn check(&self, request: RefreshRequest<'_>) -> Result<Checked, ProviderError> {
         let mut url = self.debug_url.clone();
         url.query_pairs_mut()
             .append_pair("input_token", request.access_token.expose())
@@ -101,6 +102,7 @@ impl FacebookFlow {
                     ProviderError {
                         kind: FailureKind::Config,
                         account_only: false,
+                        unrecognised: false,
                         ..error
                     }
                 } else {
@@ -120,7 +122,7 @@ impl FacebookFlow {
     }
 }
 
-fn interpret_debug(reply: &HttpReply) -> Result<(), ProviderError> {
+fn interpret_debug(reply: &HttpReply) -> Result<Checked, ProviderError> {
     let status = reply.status;
     if let Some(error) = graph_error(reply) {
         // A top-level error is about the request or the app token, never the
@@ -130,6 +132,7 @@ fn interpret_debug(reply: &HttpReply) -> Result<(), ProviderError> {
                 ProviderError {
                     kind: FailureKind::Config,
                     account_only: false,
+                    unrecognised: false,
                     message: format!("debug_token refused the app's request: {}", error.message),
                     ..error
                 }
@@ -144,7 +147,7 @@ fn interpret_debug(reply: &HttpReply) -> Result<(), ProviderError> {
             .and_then(|d| d.get("is_valid"))
             .and_then(Value::as_bool);
         return match (data, valid) {
-            (_, Some(true)) => Ok(()),
+            (_, Some(true)) => Ok(Checked::default()),
             (Some(data), Some(false)) => {
                 let nested = data
                     .get("error")
@@ -176,12 +179,15 @@ fn interpret_debug(reply: &HttpReply) -> Result<(), ProviderError> {
                 .with_retry_after(retry_after),
         );
     }
-    Err(ProviderError::transient(format!(
-        "unexpected answer without a Graph error ({} bytes)",
-        reply.body.len()
-    ))
-    .with_status(status)
-    .with_retry_after(retry_after))
+    if status >= 500 {
+        return Err(ProviderError::transient(format!(
+            "debug_token unavailable ({} bytes)",
+            reply.body.len()
+        ))
+        .with_status(status)
+        .with_retry_after(retry_after));
+    }
+    Err(ProviderError::unrecognised(status, &reply.body))
 }
 
 impl TokenProvider for FacebookFlow {
@@ -199,7 +205,7 @@ impl TokenProvider for FacebookFlow {
     fn health_check<'a>(
         &'a self,
         request: RefreshRequest<'a>,
-    ) -> Option<BoxFuture<'a, Result<(), ProviderError>>> {
+    ) -> Option<BoxFuture<'a, Result<Checked, ProviderError>>> {
         Some(self.check(request).boxed())
     }
 }

@@ -10,7 +10,8 @@
 //! | 4 (app), 613 | rate limited, the whole platform; reset from `X-Business-Use-Case-Usage` (minutes) |
 //! | 17 (user), 32 (page), 80001-80014 (business use case) | rate limited, this account only |
 //! | 368 (temporary policy block) | transient, this account only |
-//! | 1, 2, unknown codes | transient |
+//! | 1, 2 | transient |
+//! | any other code | unrecognised: the account's own, kept verbatim |
 //! | 10, 200-299 (permissions), 100 (invalid parameter: our request) | config |
 //!
 //! `X-App-Usage` (`{call_count,total_cputime,total_time}`, percentages) is
@@ -40,10 +41,12 @@ pub fn error_object(error: &Map<String, Value>, reply: &HttpReply) -> Option<Pro
         .or_else(|| error.get("subcode"))
         .and_then(as_integer);
     let message = error.get("message").and_then(Value::as_str).unwrap_or("");
-    let (kind, account_only) = classify(code, subcode);
     let code_text = match subcode {
         Some(sub) => format!("{code}/{sub}"),
         None => code.to_string(),
+    };
+    let Some((kind, account_only)) = classify(code, subcode) else {
+        return Some(ProviderError::unrecognised(reply.status, &reply.body).with_code(code_text));
     };
     let (retry_after, message) = match kind {
         FailureKind::RateLimited => (
@@ -66,9 +69,10 @@ pub fn error_object(error: &Map<String, Value>, reply: &HttpReply) -> Option<Pro
     })
 }
 
-/// The kind of a Graph code/subcode, and whether it concerns one account only.
-pub fn classify(code: i64, subcode: Option<i64>) -> (FailureKind, bool) {
-    match (code, subcode) {
+/// The kind of a Graph code/subcode, and whether it concerns one account
+/// only; None for a code the table does not know.
+pub fn classify(code: i64, subcode: Option<i64>) -> Option<(FailureKind, bool)> {
+    Some(match (code, subcode) {
         (190, Some(458)) => (FailureKind::RejectedRevoked, false),
         (190, Some(459)) => (FailureKind::Transient, true),
         (190, _) => (FailureKind::RejectedExpired, false),
@@ -76,19 +80,15 @@ pub fn classify(code: i64, subcode: Option<i64>) -> (FailureKind, bool) {
         (17 | 32 | 80001..=80014, _) => (FailureKind::RateLimited, true),
         (368, _) => (FailureKind::Transient, true),
         (10 | 100 | 200..=299, _) => (FailureKind::Config, false),
-        _ => (FailureKind::Transient, false),
-    }
+        (1 | 2, _) => (FailureKind::Transient, false),
+        _ => return None,
+    })
 }
 
 /// The highest percentage in `X-App-Usage: {"call_count":..,"total_cputime":..,"total_time":..}`.
 pub fn app_usage(reply: &HttpReply) -> Option<u64> {
     let header = reply.headers.get("x-app-usage")?.to_str().ok()?;
-    let usage: Value = serde_json::from_str(header).ok()?;
-    usage
-        .as_object()?
-        .values()
-        .filter_map(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.ceil() as u64)))
-        .max()
+    crate::providers::rate_limit::app_usage_percent(header)
 }
 
 /// Graph sends codes as numbers; tolerate numeric strings.
@@ -108,15 +108,7 @@ fn usage_reset(reply: &HttpReply) -> Option<Duration> {
         .get("x-business-use-case-usage")?
         .to_str()
         .ok()?;
-    let usage: Value = serde_json::from_str(header).ok()?;
-    let minutes = usage
-        .as_object()?
-        .values()
-        .filter_map(Value::as_array)
-        .flatten()
-        .filter_map(|entry| entry.get("estimated_time_to_regain_access")?.as_u64())
-        .max()?;
-    (minutes > 0).then(|| Duration::from_secs(minutes * 60))
+    crate::providers::rate_limit::business_use_case_wait(header)
 }
 
 #[cfg(test)]
@@ -169,6 +161,10 @@ mod tests {
             Some(FailureKind::Transient)
         );
         assert_eq!(kind(r#"{"error":"invalid_grant"}"#), None);
+        let unknown =
+            graph_error(&reply(r#"{"error":{"code":12345,"message":"new"}}"#, None)).unwrap();
+        assert!(unknown.unrecognised && unknown.account_only);
+        assert_eq!(unknown.code.as_deref(), Some("12345"));
         assert_eq!(kind("<html>"), None);
     }
 

@@ -36,27 +36,77 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a == 0 // "this network"
         || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT; Alibaba metadata)
         || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast (deprecated)
         || (a == 198 && (b == 18 || b == 19)) // benchmarking
         || a >= 240) // reserved
 }
 
+/// An IPv6 address is public only inside global unicast (2000::/3) and
+/// outside the special-purpose ranges there; the forms through which IPv6
+/// reaches an IPv4 host today are judged by the IPv4 address they carry.
 fn is_public_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = reaches_ipv4(ip) {
+        return is_public_v4(v4);
+    }
     let s = ip.segments();
-    // IPv4-mapped (::ffff:a.b.c.d) and -compatible (::a.b.c.d) addresses
-    // reach IPv4 hosts through the IPv6 stack: refused outright.
-    if s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) {
+    // Outside 2000::/3: unspecified, loopback, IPv4-compatible (::a.b.c.d,
+    // deprecated), discard-only 100::/64, NAT64 local-use 64:ff9b:1::/48
+    // (its embedding depends on a prefix length only its network knows),
+    // segment-routing SIDs 5f00::/16, unique local fc00::/7 (including
+    // fd00:ec2::254, AWS metadata), link-local fe80::/10, site-local
+    // fec0::/10, multicast ff00::/8.
+    if s[0] & 0xe000 != 0x2000 {
         return false;
     }
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local, incl. fd00:ec2::254 (AWS metadata)
-        || (s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64, well-known and local-use prefixes
-        || s[0] == 0x2002 // 6to4: embeds an IPv4 address
-        || (s[0] == 0x2001 && s[1] == 0) // Teredo
-        || (s[0] == 0x2001 && s[1] == 0xdb8)) // documentation
+    let ietf_or_documentation = s[0] == 0x2001
+        && (s[1] < 0x0200 // IETF protocol assignments 2001::/23, incl. Teredo 2001::/32
+            || s[1] == 0x0db8); // documentation
+    !(ietf_or_documentation
+        || s[0] == 0x2002 // 6to4 (deprecated): embeds an IPv4 address
+        || (s[0] & 0xfff0) == 0x3ff0) // documentation 3fff::/20
+}
+
+/// The IPv4 address an IPv6 address delivers to, for the forms in use:
+/// IPv4-mapped `::ffff:a.b.c.d`, IPv4-translated `::ffff:0:a.b.c.d` (SIIT)
+/// and the NAT64 well-known prefix `64:ff9b::/96`.
+fn reaches_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let mapped = s[..5] == [0; 5] && s[5] == 0xffff;
+    let translated = s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0;
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    (mapped || translated || nat64).then(|| {
+        let [.., a, b, c, d] = ip.octets();
+        Ipv4Addr::new(a, b, c, d)
+    })
+}
+
+/// Every IPv4 address an IPv6 address embeds, in any of the transition
+/// forms (refused or not by `is_public_v6`): tests check that none that
+/// carries a private address gets through.
+#[cfg(test)]
+fn embedded_ipv4(ip: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let o = ip.octets();
+    let s = ip.segments();
+    let last = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    let mut found = Vec::new();
+    if let Some(v4) = reaches_ipv4(ip) {
+        found.push(v4);
+    }
+    if s[..6] == [0; 6] {
+        found.push(last); // IPv4-compatible
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        found.push(last); // NAT64 local-use, /96 embedding
+    }
+    if s[0] == 0x2002 {
+        found.push(Ipv4Addr::new(o[2], o[3], o[4], o[5])); // 6to4
+    }
+    if s[0] == 0x2001 && s[1] == 0 {
+        // Teredo: server in bits 32-63, client obfuscated (inverted) at the end.
+        found.push(Ipv4Addr::new(o[4], o[5], o[6], o[7]));
+        found.push(Ipv4Addr::from(!u32::from(last)));
+    }
+    found
 }
 
 /// Parses and checks users' hosts against the allowlist.
@@ -72,11 +122,24 @@ impl HostGuard {
         }
     }
 
+    /// An origin is scheme, host and port, all three exact (the URL parser
+    /// has lower-cased the host and dropped a default port already).
     fn is_allowed(&self, origin: &Url) -> bool {
         self.allowed.iter().any(|a| {
             a.scheme() == origin.scheme()
                 && a.host() == origin.host()
                 && a.port_or_known_default() == origin.port_or_known_default()
+        })
+    }
+
+    /// Whether a host name belongs to an allowlisted origin. The resolver
+    /// sees names only, so it trusts every address of such a name; every
+    /// other origin on that name is therefore refused by `origin`.
+    fn names_allowlisted_host(&self, url: &Url) -> bool {
+        url.host_str().is_some_and(|host| {
+            self.allowed
+                .iter()
+                .any(|a| a.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host)))
         })
     }
 
@@ -102,6 +165,11 @@ impl HostGuard {
         }
         if self.is_allowed(&url) {
             return Ok(url);
+        }
+        if self.names_allowlisted_host(&url) {
+            return Err(
+                "this host is trusted only at the exact origins listed in allowed_origins".into(),
+            );
         }
         if url.scheme() != "https" {
             return Err("only https is allowed".into());
@@ -236,6 +304,199 @@ mod tests {
             "data:text/plain,x",
         ] {
             assert!(guard.endpoint(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    /// Issue 9, defect 6: an allowlisted origin trusts that origin only,
+    /// never its host name on another port or scheme.
+    #[tokio::test]
+    async fn an_allowlisted_origin_is_scheme_host_and_port_exactly() {
+        let guard = HostGuard::new(&[Url::parse("http://localhost:18735").unwrap()]);
+        for same in [
+            "http://localhost:18735",
+            "http://LOCALHOST:18735",
+            "http://LocalHost:18735/",
+        ] {
+            assert!(guard.origin(same).is_ok(), "{same} was refused");
+        }
+        for other in [
+            "localhost:18736",
+            "https://localhost",
+            "LOCALHOST:18736",
+            "https://localhost:18735",
+            "http://localhost:18736",
+            "http://localhost",
+            "http://LOCALHOST:18736",
+            "localhost",
+        ] {
+            assert!(guard.origin(other).is_err(), "{other} was accepted");
+        }
+        assert!(guard.endpoint("http://localhost:18735/oauth/token").is_ok());
+        assert!(
+            guard
+                .endpoint("https://localhost:18736/oauth/token")
+                .is_err()
+        );
+        // A spelling of the name the allowlist does not hold is untrusted,
+        // so its loopback addresses are refused at resolution.
+        let dotted = guard.origin("localhost.:18736").unwrap();
+        assert!(guard.resolve(dotted.host_str().unwrap()).await.is_err());
+
+        // Default ports are the same origin as the port written out.
+        let guard = HostGuard::new(&[Url::parse("https://pds.example.test").unwrap()]);
+        assert!(guard.origin("pds.example.test:443").is_ok());
+        assert!(guard.origin("https://PDS.example.test:443").is_ok());
+        assert!(guard.origin("pds.example.test:8443").is_err());
+        let guard = HostGuard::new(&[Url::parse("http://pds.example.test:80").unwrap()]);
+        assert!(guard.origin("http://pds.example.test").is_ok());
+        assert!(guard.origin("http://pds.example.test:8080").is_err());
+    }
+
+    /// Every IPv6 form that embeds a private IPv4 address, and the
+    /// special-purpose IPv6 ranges.
+    #[test]
+    fn ipv4_embedded_in_ipv6_and_special_ranges_are_refused() {
+        let guard = HostGuard::default();
+        for host in [
+            "[::ffff:127.0.0.1]",         // IPv4-mapped
+            "[::ffff:10.0.0.1]",          // IPv4-mapped
+            "[::ffff:0:127.0.0.1]",       // IPv4-translated
+            "[::ffff:0:169.254.169.254]", // IPv4-translated, metadata
+            "[::ffff:0:a9fe:a9fe]",
+            "[::127.0.0.1]", // IPv4-compatible
+            "[::10.0.0.1]",
+            "[::8.8.8.8]", // IPv4-compatible is deprecated: refused whatever it holds
+            "[64:ff9b::127.0.0.1]", // NAT64 well-known
+            "[64:ff9b::a9fe:a9fe]",
+            "[64:ff9b::192.168.0.1]",
+            "[64:ff9b:1::a00:1]", // NAT64 local-use
+            "[64:ff9b:1:7f00:1::]",
+            "[2002:a00:1::]",                         // 6to4 of 10.0.0.1
+            "[2002:c0a8:101::1]",                     // 6to4 of 192.168.1.1
+            "[2002:a9fe:a9fe::]",                     // 6to4 of 169.254.169.254
+            "[2001:0:4136:e378:8000:63bf:80ff:fffe]", // Teredo, client 127.0.0.1 inverted
+            "[2001:0:a00:1::1]",                      // Teredo, server 10.0.0.1
+            "[2001::f5ff:fffe]",                      // Teredo, client 10.0.0.1 inverted
+            "[fc00::1]",
+            "[fdff:ffff::1]",
+            "[fe80::1]",
+            "[febf::1]",
+            "[fec0::1]",
+            "[feff::1]",
+            "[ff02::1]",
+            "[ff0e::1]",
+            "[2001:db8::1]",
+            "[2001:db8:ffff::1]",
+            "[3fff::1]",
+            "[100::1]",
+            "[5f00::1]",
+            "[2001:2::1]",  // benchmarking
+            "[2001:10::1]", // ORCHID
+            "[::]",
+            "[::1]",
+            "[0:0:0:0:0:0:0:1]",
+            "[::ffff:c000:0201]", // mapped documentation address
+            "192.88.99.1",
+        ] {
+            assert!(guard.origin(host).is_err(), "{host} was accepted");
+        }
+        for host in [
+            "[2606:4700::1111]",
+            "[2a00:1450:4001::200e]",
+            // Forms in use today reach a public IPv4 host: allowed.
+            "[::ffff:93.184.216.34]",
+            "[::ffff:0:93.184.216.34]",
+            "[64:ff9b::93.184.216.34]",
+        ] {
+            assert!(guard.origin(host).is_ok(), "{host} was refused");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// IPv4 addresses that must never be reached.
+        fn forbidden_v4() -> impl Strategy<Value = Ipv4Addr> {
+            let in_net = |net: [u8; 4], prefix: u32| {
+                any::<u32>().prop_map(move |host| {
+                    let mask = if prefix == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - prefix)
+                    };
+                    Ipv4Addr::from((u32::from(Ipv4Addr::from(net)) & mask) | (host & !mask))
+                })
+            };
+            prop_oneof![
+                in_net([0, 0, 0, 0], 8),
+                in_net([10, 0, 0, 0], 8),
+                in_net([100, 64, 0, 0], 10),
+                in_net([127, 0, 0, 0], 8),
+                in_net([169, 254, 0, 0], 16),
+                in_net([172, 16, 0, 0], 12),
+                in_net([192, 0, 0, 0], 24),
+                in_net([192, 0, 2, 0], 24),
+                in_net([192, 88, 99, 0], 24),
+                in_net([192, 168, 0, 0], 16),
+                in_net([198, 18, 0, 0], 15),
+                in_net([198, 51, 100, 0], 24),
+                in_net([203, 0, 113, 0], 24),
+                in_net([224, 0, 0, 0], 4),
+                in_net([240, 0, 0, 0], 4),
+            ]
+        }
+
+        /// `v4` embedded in IPv6 in one of the transition forms, with
+        /// random bits wherever the form leaves them free.
+        fn embed(v4: Ipv4Addr, form: u8, free: u128) -> Ipv6Addr {
+            let v4 = u128::from(u32::from(v4));
+            let bits = match form % 8 {
+                0 => (0xffff << 32) | v4,      // ::ffff:a.b.c.d
+                1 => (0xffff << 48) | v4,      // ::ffff:0:a.b.c.d
+                2 => v4,                       // ::a.b.c.d
+                3 => (0x0064_ff9b << 96) | v4, // 64:ff9b::/96
+                4 => (0x0064_ff9b_0001 << 80) | (free & (0xffff_ffff << 32)) | v4, // 64:ff9b:1::/48
+                5 => (0x2002 << 112) | (v4 << 80) | (free & ((1 << 80) - 1)), // 6to4
+                6 => (0x2001_0000 << 96) | (v4 << 64) | (free & ((1 << 64) - 1)), // Teredo server
+                _ => {
+                    (0x2001_0000 << 96)                                // Teredo client
+                    | (free & (((1 << 64) - 1) << 32))
+                    | u128::from(!(v4 as u32))
+                }
+            };
+            Ipv6Addr::from(bits)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+            #[test]
+            fn an_ipv6_address_embedding_a_forbidden_ipv4_is_refused(
+                v4 in forbidden_v4(),
+                form in any::<u8>(),
+                free in any::<u128>(),
+            ) {
+                prop_assert!(!is_public_v4(v4), "the generator gave a public {v4}");
+                let v6 = embed(v4, form, free);
+                prop_assert!(embedded_ipv4(v6).contains(&v4), "{v6} does not embed {v4}");
+                prop_assert!(!is_public(IpAddr::V6(v6)), "{v6} (embedding {v4}) counts as public");
+                let guard = HostGuard::default();
+                let host = format!("[{v6}]");
+                prop_assert!(guard.origin(&host).is_err(), "{host} was accepted");
+            }
+
+            /// Whatever it embeds, an address that is public reaches no
+            /// forbidden IPv4 host.
+            #[test]
+            fn a_public_ipv6_address_embeds_no_forbidden_ipv4(bits in any::<u128>()) {
+                let v6 = Ipv6Addr::from(bits);
+                if is_public(IpAddr::V6(v6)) {
+                    for v4 in embedded_ipv4(v6) {
+                        prop_assert!(is_public_v4(v4), "{v6} is public but embeds {v4}");
+                    }
+                }
+            }
         }
     }
 

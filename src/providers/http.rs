@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use crate::config::HttpSettings;
@@ -32,16 +32,11 @@ impl HttpReply {
             .unwrap_or("")
     }
 
-    /// `Retry-After` as delta-seconds or an HTTP date.
+    /// `Retry-After` as delta-seconds or an HTTP date, capped (see
+    /// `rate_limit::retry_after`).
     pub fn retry_after(&self) -> Option<Duration> {
-        let value = self.headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-        if let Ok(seconds) = value.parse::<u64>() {
-            return Some(Duration::from_secs(seconds));
-        }
-        let at = DateTime::parse_from_rfc2822(value)
-            .ok()?
-            .with_timezone(&Utc);
-        Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+        let value = self.headers.get(RETRY_AFTER)?.to_str().ok()?;
+        crate::providers::rate_limit::retry_after(value, Utc::now())
     }
 }
 

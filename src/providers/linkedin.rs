@@ -35,8 +35,8 @@ use url::Url;
 use crate::config::{ClientAuth, ProviderSettings};
 use crate::providers::token_response::{json_object, oauth_error, short};
 use crate::providers::{
-    FailureKind, HttpClient, HttpReply, OAuth2Refresh, ProviderError, RefreshRequest, TokenGrant,
-    TokenProvider,
+    Checked, FailureKind, HttpClient, HttpReply, OAuth2Refresh, ProviderError, RefreshRequest,
+    TokenGrant, TokenProvider,
 };
 
 const DEAD_GRANT: &str = "authorization grant or refresh token is invalid, expired or revoked";
@@ -73,7 +73,7 @@ impl LinkedinRefresh {
 }
 
 impl Introspection {
-    async fn check(&self, request: RefreshRequest<'_>) -> Result<(), ProviderError> {
+    async fn check(&self, request: RefreshRequest<'_>) -> Result<Checked, ProviderError> {
         let form = [
             ("client_id", self.client_id.as_str()),
             (
@@ -96,7 +96,7 @@ impl Introspection {
     }
 }
 
-fn interpret_introspection(reply: &HttpReply) -> Result<(), ProviderError> {
+fn interpret_introspection(reply: &HttpReply) -> Result<Checked, ProviderError> {
     let status = reply.status;
     if !(200..300).contains(&status) {
         // Errors are RFC 6749 shaped (invalid_client, 429, 5xx, ...).
@@ -115,7 +115,7 @@ fn interpret_introspection(reply: &HttpReply) -> Result<(), ProviderError> {
         );
     };
     if active {
-        return Ok(());
+        return Ok(Checked::default());
     }
     let said = body.get("status").and_then(Value::as_str).unwrap_or("");
     let (kind, message) = match said {
@@ -159,7 +159,7 @@ impl TokenProvider for LinkedinRefresh {
     fn health_check<'a>(
         &'a self,
         request: RefreshRequest<'a>,
-    ) -> Option<BoxFuture<'a, Result<(), ProviderError>>> {
+    ) -> Option<BoxFuture<'a, Result<Checked, ProviderError>>> {
         let introspection = self.introspection.as_ref()?;
         Some(introspection.check(request).boxed())
     }

@@ -10,7 +10,8 @@
 //! errors built here never mention one.
 //!
 //! Error table: Graph error bodies as read by `graph::graph_error`; without
-//! one, 429 is rate limited, and anything else unexpected is transient.
+//! one, 429 is rate limited, 5xx transient, and anything else unrecognised
+//! (the account's own). Rows: docs/platform-answers.md.
 
 use std::time::Duration;
 
@@ -108,12 +109,15 @@ pub(crate) fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> 
         .with_status(status)
         .with_retry_after(retry_after));
     }
-    Err(ProviderError::transient(format!(
-        "unexpected answer without a Graph error ({} bytes)",
-        reply.body.len()
-    ))
-    .with_status(status)
-    .with_retry_after(retry_after))
+    if status >= 500 {
+        return Err(ProviderError::transient(format!(
+            "refresh endpoint unavailable ({} bytes)",
+            reply.body.len()
+        ))
+        .with_status(status)
+        .with_retry_after(retry_after));
+    }
+    Err(ProviderError::unrecognised(status, &reply.body))
 }
 
 impl TokenProvider for LongLivedRefresh {

@@ -3,20 +3,25 @@
 //! on the account's own instance (`meta.instance_host`). That host is the
 //! user's choice: it goes through `HostGuard` (https, public addresses).
 //!
+//! The full table, with sources, is docs/platform-answers.md. In short:
+//!
 //! | answer | kind |
 //! |---|---|
-//! | 200 with a JSON object | healthy |
-//! | 401 ("The access token is invalid" / "was revoked") | rejected, revoked |
-//! | 403 ("Your login is currently disabled") | transient, code `account_disabled`: no status change, but flagged |
+//! | 200 with a JSON object | healthy, login active |
+//! | 401 "The access token was revoked" | rejected, revoked |
+//! | 401 with any other `error` ("The access token is invalid", "... expired") | rejected, expired: the instance no longer knows the grant |
+//! | 403 "This action is outside the authorized scopes" | healthy: the token authenticated; the check needs a `read` scope the user did not grant, so the login state is unknown |
+//! | 403 "Your login is currently disabled" / "... pending approval" / "... missing a confirmed e-mail address" | transient, code `account_disabled`, account flagged inactive: no status change |
 //! | 429, `X-RateLimit-Reset` as an ISO 8601 timestamp | rate limited until then |
-//! | 3xx, 5xx, anything else | transient |
+//! | 3xx, 5xx | transient |
+//! | anything else (another 403 text, a 401 without a JSON error) | unrecognised: kept verbatim |
 //!
 //! Every failure is this account's own (`account_scoped`): instances are
 //! separate servers, so one's trouble never pauses Mastodon as a whole.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -25,7 +30,8 @@ use crate::config::{HttpSettings, ProviderSettings};
 use crate::providers::host_guard::HostGuard;
 use crate::providers::token_response::{json_object, short};
 use crate::providers::{
-    FailureKind, HttpClient, HttpReply, ProviderError, RefreshRequest, TokenGrant, TokenProvider,
+    AccountState, Checked, FailureKind, HttpClient, HttpReply, ProviderError, RefreshRequest,
+    TokenGrant, TokenProvider,
 };
 
 const VERIFY_PATH: &str = "/api/v1/accounts/verify_credentials";
@@ -51,13 +57,13 @@ impl MastodonCheck {
     /// Every failure here is the account's own: an instance is one user's
     /// choice, and its outage, throttle or refusal says nothing about the
     /// others.
-    async fn check(&self, request: RefreshRequest<'_>) -> Result<(), ProviderError> {
+    async fn check(&self, request: RefreshRequest<'_>) -> Result<Checked, ProviderError> {
         self.check_instance(request)
             .await
             .map_err(ProviderError::account_scoped)
     }
 
-    async fn check_instance(&self, request: RefreshRequest<'_>) -> Result<(), ProviderError> {
+    async fn check_instance(&self, request: RefreshRequest<'_>) -> Result<Checked, ProviderError> {
         let host = request
             .meta
             .get("instance_host")
@@ -92,7 +98,16 @@ impl MastodonCheck {
     }
 }
 
-fn interpret(reply: &HttpReply) -> Result<(), ProviderError> {
+/// Doorkeeper's answer when the token is valid but lacks the scope asked for.
+const OUTSIDE_SCOPES: &str = "This action is outside the authorized scopes";
+/// `Api::BaseController#require_user!`: the login itself cannot act.
+const LOGIN_REFUSED: [&str; 3] = [
+    "Your login is currently disabled",
+    "Your login is currently pending approval",
+    "Your login is missing a confirmed e-mail address",
+];
+
+fn interpret(reply: &HttpReply) -> Result<Checked, ProviderError> {
     let status = reply.status;
     let said = || {
         json_object(reply)
@@ -100,40 +115,54 @@ fn interpret(reply: &HttpReply) -> Result<(), ProviderError> {
             .and_then(|b| b.get("error").and_then(Value::as_str).map(short))
     };
     match status {
-        200..=299 => json_object(reply).map(|_| ()),
-        401 => Err(ProviderError::new(
-            FailureKind::RejectedRevoked,
-            said().unwrap_or_else(|| "the access token is invalid or revoked".into()),
-        )
-        .with_status(status)),
-        403 => Err(ProviderError::transient(format!(
-            "account disabled on its instance: {}",
-            said().unwrap_or_else(|| "forbidden".into())
-        ))
-        .with_status(status)
-        .with_code("account_disabled")),
+        200..=299 => json_object(reply).map(|_| Checked::active()),
+        401 => match said() {
+            Some(text) if text.to_ascii_lowercase().contains("revoked") => {
+                Err(ProviderError::new(FailureKind::RejectedRevoked, text).with_status(status))
+            }
+            Some(text) => {
+                Err(ProviderError::new(FailureKind::RejectedExpired, text).with_status(status))
+            }
+            None => Err(ProviderError::unrecognised(status, &reply.body)),
+        },
+        403 => match said() {
+            // Doorkeeper checks the token before its scopes: it works.
+            Some(text) if text == OUTSIDE_SCOPES => Ok(Checked {
+                account: AccountState::Unreported,
+                note: Some(
+                    "token valid; the login's state is unknown: verify_credentials needs a read \
+                     scope the user did not grant"
+                        .into(),
+                ),
+            }),
+            Some(text) if LOGIN_REFUSED.contains(&text.as_str()) => Err(ProviderError::transient(
+                format!("account disabled on its instance: {text}"),
+            )
+            .with_status(status)
+            .with_code("account_disabled")
+            .inactive()),
+            _ => Err(ProviderError::unrecognised(status, &reply.body)),
+        },
         429 => Err(
             ProviderError::new(FailureKind::RateLimited, "rate limited by the instance")
                 .with_status(status)
                 .with_retry_after(rate_limit_reset(reply).or_else(|| reply.retry_after())),
         ),
         300..=399 => Err(ProviderError::transient("redirect refused").with_status(status)),
-        _ => Err(ProviderError::transient(format!(
-            "unexpected answer ({} bytes)",
+        500..=599 => Err(ProviderError::transient(format!(
+            "instance unavailable ({} bytes)",
             reply.body.len()
         ))
         .with_status(status)
         .with_retry_after(reply.retry_after())),
+        _ => Err(ProviderError::unrecognised(status, &reply.body)),
     }
 }
 
 /// `X-RateLimit-Reset`: an ISO 8601 timestamp, not epoch seconds.
 fn rate_limit_reset(reply: &HttpReply) -> Option<Duration> {
     let value = reply.headers.get("x-ratelimit-reset")?.to_str().ok()?;
-    let at = DateTime::parse_from_rfc3339(value.trim())
-        .ok()?
-        .with_timezone(&Utc);
-    Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1))
+    crate::providers::rate_limit::iso_reset(value, Utc::now())
 }
 
 impl TokenProvider for MastodonCheck {
@@ -141,24 +170,26 @@ impl TokenProvider for MastodonCheck {
         false
     }
 
-    /// Reached only for an account registered with an expiry, which a
-    /// Mastodon token does not have (Pleroma-style expiring tokens are not
-    /// supported by this flow).
+    /// Reached only for an account registered with an expiry before
+    /// registration refused one (Mastodon tokens do not expire;
+    /// Pleroma-style expiring tokens are not supported by this flow). It is
+    /// that account's data, never the app's: no pause.
     fn refresh<'a>(
         &'a self,
         _request: RefreshRequest<'a>,
     ) -> BoxFuture<'a, Result<TokenGrant, ProviderError>> {
-        futures::future::ready(Err(ProviderError::new(
-            FailureKind::Config,
-            "Mastodon tokens do not expire and cannot be refreshed; register the account without an expiry",
-        )))
+        futures::future::ready(Err(ProviderError::transient(
+            "Mastodon tokens do not expire and cannot be refreshed; register the account again without an expiry",
+        )
+        .with_code("expiry_not_supported")
+        .account_scoped()))
         .boxed()
     }
 
     fn health_check<'a>(
         &'a self,
         request: RefreshRequest<'a>,
-    ) -> Option<BoxFuture<'a, Result<(), ProviderError>>> {
+    ) -> Option<BoxFuture<'a, Result<Checked, ProviderError>>> {
         Some(self.check(request).boxed())
     }
 }

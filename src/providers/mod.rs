@@ -15,6 +15,7 @@ mod long_lived;
 mod mastodon;
 mod oauth2_refresh;
 mod pinterest;
+pub mod rate_limit;
 mod revoke;
 mod threads;
 mod tiktok;
@@ -26,7 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
 
+pub(crate) use bluesky::jwt_exp;
 pub use bluesky::{BlueskyRefresh, needs_dpop_key};
 pub use dpop::{DpopKey, InvalidDpopKey};
 pub use error::{FailureKind, ProviderError};
@@ -70,6 +73,38 @@ pub struct TokenGrant {
     pub expires_in: Option<Duration>,
     pub refresh_token_expires_in: Option<Duration>,
     pub scopes: Option<Vec<String>>,
+    /// What the platform said about the account itself in this answer.
+    pub account: AccountState,
+}
+
+/// Whether the platform reports the account itself as able to act, apart
+/// from its token (Bluesky's `active`/`status`, Mastodon's disabled login).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AccountState {
+    /// The answer says nothing about it: whatever was known stays.
+    #[default]
+    Unreported,
+    Active,
+    /// Inactive, with the platform's reason (`deactivated`, ...).
+    Inactive(String),
+}
+
+/// A health check that found the token working.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    pub account: AccountState,
+    /// What the check could not tell, for the attempt's record.
+    pub note: Option<String>,
+}
+
+impl Checked {
+    /// The token works and the platform says the account is active.
+    pub fn active() -> Self {
+        Self {
+            account: AccountState::Active,
+            note: None,
+        }
+    }
 }
 
 pub trait TokenProvider: Send + Sync {
@@ -88,7 +123,7 @@ pub trait TokenProvider: Send + Sync {
     fn health_check<'a>(
         &'a self,
         _request: RefreshRequest<'a>,
-    ) -> Option<BoxFuture<'a, Result<(), ProviderError>>> {
+    ) -> Option<BoxFuture<'a, Result<Checked, ProviderError>>> {
         None
     }
 }
@@ -99,6 +134,9 @@ pub struct ProviderRegistry {
     flows: HashMap<Provider, Arc<dyn TokenProvider>>,
     missing: HashMap<Provider, String>,
     revokers: HashMap<Provider, Arc<Revoker>>,
+    /// Each platform's client secret, only so that an echo of it can be
+    /// scrubbed from the platform's error text.
+    client_secrets: HashMap<Provider, SecretString>,
 }
 
 impl ProviderRegistry {
@@ -111,6 +149,9 @@ impl ProviderRegistry {
         for provider in Provider::ALL {
             let section = settings.get(*provider);
             let key = provider.config_key();
+            if let Some(secret) = &section.client_secret {
+                registry.client_secrets.insert(*provider, secret.clone());
+            }
             if let Some(revoker) = Revoker::from_settings(section, client.clone()) {
                 registry.revokers.insert(*provider, Arc::new(revoker));
             }
@@ -172,6 +213,14 @@ impl ProviderRegistry {
     pub fn insert(&mut self, provider: Provider, flow: Arc<dyn TokenProvider>) {
         self.missing.remove(&provider);
         self.flows.insert(provider, flow);
+    }
+
+    /// The platform's client secret, empty when none is configured; for
+    /// scrubbing error text only.
+    pub fn client_secret(&self, provider: Provider) -> &str {
+        self.client_secrets
+            .get(&provider)
+            .map_or("", |s| s.expose_secret())
     }
 
     /// The platform's revocation endpoint, where one is configured.

@@ -97,15 +97,10 @@ impl OAuth2Refresh {
 
         if (200..300).contains(&status) {
             let body = json_object(reply)?;
-            if let Some((code, description)) = oauth_error(&body) {
-                // An error object in a 2xx answer is not a definitive answer
-                // from this flow: retry rather than act on it.
-                return Err(ProviderError::transient(format!(
-                    "2xx response carried an error: {}",
-                    short(&description)
-                ))
-                .with_status(status)
-                .with_code(short(&code)));
+            if oauth_error(&body).is_some() {
+                // An error object in a 2xx answer is no shape RFC 6749
+                // defines: the account's own oddity, kept verbatim.
+                return Err(ProviderError::unrecognised(status, &reply.body));
             }
             return parse_grant(&body, status);
         }
@@ -125,32 +120,23 @@ impl OAuth2Refresh {
                 .with_retry_after(retry_after));
         }
         let parsed = json_object(reply).ok().and_then(|body| oauth_error(&body));
-        match parsed {
-            Some((code, description)) => {
-                let kind = classify_oauth_error(&code, &description);
-                let message = if description.is_empty() {
-                    code.clone()
-                } else {
-                    short(&description)
-                };
-                Err(ProviderError::new(kind, message)
-                    .with_status(status)
-                    .with_code(short(&code))
-                    .with_retry_after(retry_after))
-            }
-            // A 401 without an OAuth body is the token endpoint refusing the
-            // client itself.
-            None if status == 401 => Err(ProviderError::new(
-                FailureKind::Config,
-                "client authentication refused",
-            )
-            .with_status(status)),
-            None => Err(ProviderError::transient(format!(
-                "unexpected answer without an OAuth error ({} bytes)",
-                reply.body.len()
-            ))
-            .with_status(status)),
-        }
+        let Some((code, description)) = parsed else {
+            // A 4xx without an OAuth error body (a bare 401 included) names
+            // no cause: it is this account's until several say otherwise.
+            return Err(ProviderError::unrecognised(status, &reply.body));
+        };
+        let Some(kind) = classify_oauth_error(&code) else {
+            return Err(ProviderError::unrecognised(status, &reply.body).with_code(short(&code)));
+        };
+        let message = if description.is_empty() {
+            code.clone()
+        } else {
+            short(&description)
+        };
+        Err(ProviderError::new(kind, message)
+            .with_status(status)
+            .with_code(short(&code))
+            .with_retry_after(retry_after))
     }
 }
 

@@ -9,12 +9,15 @@
 //! are read: RFC 6749's `{error, error_description}` (assumed for refused
 //! grants) and Pinterest's API shape `{code, message}`:
 //!
+//! The full table, with sources, is docs/platform-answers.md. In short:
+//!
 //! | answer | kind |
 //! |---|---|
-//! | `invalid_grant` | rejected, expired (revoked when its text says so) |
-//! | `invalid_client`, `unauthorized_client`, `invalid_request`, 401 without a body | config |
-//! | 401, or `{"code":2,"message":"Authentication failed."}` at any status | config: this endpoint authenticates only the app |
-//! | any other `{code, message}` | transient, code recorded: its meaning is unconfirmed, so it never changes status |
+//! | `invalid_grant` | rejected, expired |
+//! | `invalid_client`, `unauthorized_client`, `invalid_request` | config |
+//! | `{"code":283,"message":"The authorization grant is invalid"}` (seen with 401) | rejected, expired: a dead refresh token, the account's own |
+//! | `{"code":2,"message":"Authentication failed."}` at any status | config: Pinterest's refused-client answer |
+//! | any other `{code, message}`, a 4xx without a body | unrecognised: the account's own, kept verbatim, never a status change |
 //! | 429 | rate limited; 5xx transient |
 //!
 //! A refresh token that dies without a definitive answer still ends: its
@@ -50,6 +53,11 @@ impl PinterestRefresh {
     }
 }
 
+/// Pinterest's code for a refresh token it will not accept.
+const INVALID_GRANT: i64 = 283;
+/// Pinterest's code for a refused app ("Authentication failed.").
+const AUTHENTICATION_FAILED: i64 = 2;
+
 fn classify(reply: &HttpReply) -> Option<ProviderError> {
     if reply.status == 429 || reply.status >= 500 {
         return None;
@@ -60,10 +68,14 @@ fn classify(reply: &HttpReply) -> Option<ProviderError> {
     }
     let code = body.get("code").and_then(as_integer)?;
     let message = short(body.get("message").and_then(Value::as_str).unwrap_or(""));
-    let kind = if code == 2 || reply.status == 401 {
-        FailureKind::Config
-    } else {
-        FailureKind::Transient
+    let kind = match code {
+        INVALID_GRANT => FailureKind::RejectedExpired,
+        AUTHENTICATION_FAILED => FailureKind::Config,
+        _ => {
+            return Some(
+                ProviderError::unrecognised(reply.status, &reply.body).with_code(code.to_string()),
+            );
+        }
     };
     Some(
         ProviderError::new(kind, message)

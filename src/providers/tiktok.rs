@@ -11,7 +11,8 @@
 //! | `error: access_denied` | rejected, revoked (assumption: the user withdrew the grant) |
 //! | `error: invalid_client`, `invalid_request`, `invalid_scope`, `unauthorized_client`, `unsupported_grant_type` | config |
 //! | 429, or an API-style `{"error":{"code":"rate_limit_exceeded"}}` | rate limited (`Retry-After` if given) |
-//! | 5xx, `internal_error`, any other code | transient |
+//! | 5xx, `internal_error` | transient |
+//! | any other code, a 4xx without one | unrecognised: the account's own, kept verbatim |
 //!
 //! A success carries `refresh_expires_in` (read by the generic parser) and a
 //! new refresh token, always persisted: the newer docs say the old one dies.
@@ -92,7 +93,9 @@ fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
     }
     let body = json_object(reply)?;
     if let Some((code, description)) = tiktok_error(&body) {
-        let kind = classify(&code);
+        let Some(kind) = classify(&code) else {
+            return Err(ProviderError::unrecognised(status, &reply.body).with_code(short(&code)));
+        };
         let message = if description.is_empty() {
             code.clone()
         } else {
@@ -104,11 +107,7 @@ fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
             .with_retry_after(retry_after));
     }
     if !(200..300).contains(&status) {
-        return Err(ProviderError::transient(format!(
-            "unexpected answer without an error code ({} bytes)",
-            reply.body.len()
-        ))
-        .with_status(status));
+        return Err(ProviderError::unrecognised(status, &reply.body));
     }
     parse_grant(&body, status)
 }
@@ -136,8 +135,8 @@ fn tiktok_error(body: &Map<String, Value>) -> Option<(String, String)> {
     }
 }
 
-fn classify(code: &str) -> FailureKind {
-    match code {
+fn classify(code: &str) -> Option<FailureKind> {
+    Some(match code {
         "invalid_grant" => FailureKind::RejectedExpired,
         "access_denied" => FailureKind::RejectedRevoked,
         "invalid_client"
@@ -146,8 +145,9 @@ fn classify(code: &str) -> FailureKind {
         | "unauthorized_client"
         | "unsupported_grant_type" => FailureKind::Config,
         "rate_limit_exceeded" => FailureKind::RateLimited,
-        _ => FailureKind::Transient,
-    }
+        "internal_error" | "server_error" | "temporarily_unavailable" => FailureKind::Transient,
+        _ => return None,
+    })
 }
 
 impl TokenProvider for TiktokRefresh {

@@ -77,6 +77,7 @@ pub fn parse_grant(body: &Map<String, Value>, status: u16) -> Result<TokenGrant,
         expires_in,
         refresh_token_expires_in,
         scopes,
+        account: Default::default(),
     })
 }
 
@@ -110,16 +111,15 @@ pub fn oauth_error(body: &Map<String, Value>) -> Option<(String, String)> {
     Some((code, description))
 }
 
-/// Classifies a standard OAuth error code from a token endpoint.
-pub fn classify_oauth_error(code: &str, description: &str) -> FailureKind {
-    match code {
-        "invalid_grant" => {
-            if description.to_ascii_lowercase().contains("revoked") {
-                FailureKind::RejectedRevoked
-            } else {
-                FailureKind::RejectedExpired
-            }
-        }
+/// Classifies a standard OAuth error code from a token endpoint; None for a
+/// code RFC 6749 does not define (an unrecognised answer).
+///
+/// `invalid_grant` is TOKEN_EXPIRED whatever its text: RFC 6749 uses it for
+/// a grant that is "invalid, expired, revoked" alike, so the word "revoked"
+/// in a description does not say the user withdrew access.
+pub fn classify_oauth_error(code: &str) -> Option<FailureKind> {
+    Some(match code {
+        "invalid_grant" => FailureKind::RejectedExpired,
         "invalid_client"
         | "unauthorized_client"
         | "unsupported_grant_type"
@@ -127,8 +127,8 @@ pub fn classify_oauth_error(code: &str, description: &str) -> FailureKind {
         | "invalid_request" => FailureKind::Config,
         "temporarily_unavailable" | "server_error" => FailureKind::Transient,
         "slow_down" => FailureKind::RateLimited,
-        _ => FailureKind::Transient,
-    }
+        _ => return None,
+    })
 }
 
 /// Trims provider text to something fit for a log line and a database column.

@@ -78,19 +78,8 @@ fn classify(reply: &HttpReply) -> Option<ProviderError> {
 
 /// `x-rate-limit-reset`: the Unix time (seconds) at which the window resets.
 fn rate_limit_reset(reply: &HttpReply) -> Option<Duration> {
-    let reset: i64 = reply
-        .headers
-        .get("x-rate-limit-reset")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let now = chrono::Utc::now().timestamp();
-    // A reset already past means "now"; a second's slack covers clock skew.
-    Some(Duration::from_secs(
-        u64::try_from(reset - now).unwrap_or(0) + 1,
-    ))
+    let value = reply.headers.get("x-rate-limit-reset")?.to_str().ok()?;
+    crate::providers::rate_limit::epoch_reset(value, chrono::Utc::now())
 }
 
 impl TokenProvider for XRefresh {

@@ -59,6 +59,12 @@ pub struct AccountRow {
     pub claimed_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The platform reports the account itself inactive, with its reason:
+    /// ACTIVE still, but unable to post.
+    pub account_inactive_reason: Option<String>,
+    pub account_inactive_since: Option<DateTime<Utc>>,
+    /// The latest answer was unrecognised (kept in `last_refresh_error`).
+    pub unrecognised_answer: bool,
 }
 
 impl AccountRow {
@@ -213,6 +219,9 @@ async fn register_once(
              dpop_key_ciphertext = EXCLUDED.dpop_key_ciphertext,
              credentials_version = social_accounts.credentials_version + 1,
              interrupted_refresh_at = NULL,
+             account_inactive_reason = NULL,
+             account_inactive_since = NULL,
+             unrecognised_answer = false,
              claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
          RETURNING *",

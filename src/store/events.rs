@@ -20,6 +20,9 @@ pub struct EventRow {
     /// The reading order; None until assigned (see `assign_sequence`).
     pub seq: Option<i64>,
     pub delivery_attempts: i32,
+    /// `status`, or a change of the account's own state with the status
+    /// unchanged (`account_inactive`, `account_active`).
+    pub kind: String,
 }
 
 /// Must run in the transaction that changed the status.
@@ -30,9 +33,22 @@ pub async fn insert(
     to: AccountStatus,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
+    insert_kind(conn, account, "status", from, to, reason).await
+}
+
+/// An event of another kind than a status change (see `EventRow::kind`);
+/// must run in the transaction that made the change.
+pub async fn insert_kind(
+    conn: &mut PgConnection,
+    account: &AccountRow,
+    kind: &str,
+    from: Option<AccountStatus>,
+    to: AccountStatus,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason, kind)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(uuid::Uuid::now_v7())
     .bind(account.id.as_str())
@@ -41,6 +57,7 @@ pub async fn insert(
     .bind(from.map(|s| s.as_str()))
     .bind(to.as_str())
     .bind(reason)
+    .bind(kind)
     .execute(conn)
     .await?;
     Ok(())

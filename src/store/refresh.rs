@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::domain::{AccountId, AccountStatus};
+use crate::providers::AccountState;
 use crate::store::accounts::AccountRow;
 use crate::store::attempts::{self, NewAttempt};
 use crate::store::events;
@@ -61,6 +62,8 @@ pub struct NewCredentials {
     /// The account's DPoP key re-encrypted under `key_id` (it must follow
     /// the key id of the row); None where the account has none.
     pub dpop_key_ciphertext: Option<Vec<u8>>,
+    /// What the platform's answer said about the account itself.
+    pub account: AccountState,
 }
 
 /// What a failed attempt does to the account.
@@ -73,6 +76,10 @@ pub struct FailureChange {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// A definitive rejection: the status it moves the account to.
     pub new_status: Option<AccountStatus>,
+    /// The answer was unrecognised (flagged in health until the next answer).
+    pub unrecognised: bool,
+    /// What the answer said about the account itself.
+    pub account: AccountState,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +96,7 @@ pub enum Change {
     /// A health check passed: errors cleared, next check planned.
     Healthy {
         next_attempt_at: DateTime<Utc>,
+        account: AccountState,
     },
 }
 
@@ -140,6 +148,7 @@ pub async fn commit(
         Change::Refreshed(creds) if fenced_ok => {
             to = AccountStatus::Active;
             write_credentials(&mut tx, &leased.id, creds, attempt.finished_at).await?;
+            record_account_state(&mut tx, leased, to, &creds.account).await?;
         }
         Change::Refreshed(_) => {
             recorded.outcome = crate::domain::Outcome::TransientError;
@@ -174,6 +183,9 @@ pub async fn commit(
                 attempt.finished_at,
             )
             .await?;
+            if fenced_ok {
+                record_account_state(&mut tx, leased, to, &failure.account).await?;
+            }
         }
         Change::Skipped {
             next_attempt_at,
@@ -181,7 +193,10 @@ pub async fn commit(
         } => {
             release(&mut tx, &leased.id, holds_lease, *next_attempt_at, *claim).await?;
         }
-        Change::Healthy { next_attempt_at } => {
+        Change::Healthy {
+            next_attempt_at,
+            account,
+        } => {
             write_healthy(
                 &mut tx,
                 &leased.id,
@@ -190,6 +205,9 @@ pub async fn commit(
                 attempt.finished_at,
             )
             .await?;
+            if fenced_ok {
+                record_account_state(&mut tx, leased, to, account).await?;
+            }
         }
     }
     attempts::insert(&mut tx, &leased.id, leased.provider, &recorded).await?;
@@ -213,6 +231,42 @@ pub async fn commit(
     } else {
         Committed::Fenced { status: from }
     })
+}
+
+/// Records what the platform said about the account itself; a change (and
+/// only a change) writes an event of its own, the status unchanged.
+async fn record_account_state(
+    tx: &mut sqlx::PgConnection,
+    leased: &AccountRow,
+    status: AccountStatus,
+    state: &AccountState,
+) -> Result<(), sqlx::Error> {
+    let reason = match state {
+        AccountState::Unreported => return Ok(()),
+        AccountState::Active => None,
+        AccountState::Inactive(reason) => Some(reason.as_str()),
+    };
+    // Reads the row under the commit's lock: the flag as it stands now.
+    let changed: Option<(String,)> = sqlx::query_as(
+        "UPDATE social_accounts SET
+             account_inactive_reason = $2,
+             account_inactive_since = CASE WHEN $2 IS NULL THEN NULL
+                                           ELSE COALESCE(account_inactive_since, now()) END
+         WHERE id = $1 AND account_inactive_reason IS DISTINCT FROM $2
+         RETURNING id",
+    )
+    .bind(leased.id.as_str())
+    .bind(reason)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if changed.is_some() {
+        let (kind, text) = match reason {
+            Some(reason) => ("account_inactive", format!("account inactive: {reason}")),
+            None => ("account_active", "account active again".to_owned()),
+        };
+        events::insert_kind(tx, leased, kind, Some(status), status, &text).await?;
+    }
+    Ok(())
 }
 
 fn fenced_message(holds_lease: bool) -> String {
@@ -243,6 +297,7 @@ macro_rules! credentials_set {
          next_attempt_at = $9,
          last_refresh_attempt_at = $10,
          dpop_key_ciphertext = $12,
+         unrecognised_answer = false,
          last_refresh_error = NULL,
          last_refresh_error_status = NULL,
          consecutive_failures = 0,
@@ -364,6 +419,7 @@ async fn write_failure(
              next_attempt_at = COALESCE($6, next_attempt_at),
              status = COALESCE($7, status),
              status_reason = CASE WHEN $7 IS NULL THEN status_reason ELSE $3 END,
+             unrecognised_answer = $9,
              lease_owner = CASE WHEN $8 THEN NULL ELSE lease_owner END,
              lease_until = CASE WHEN $8 THEN NULL ELSE lease_until END,
              lease_started_at = CASE WHEN $8 THEN NULL ELSE lease_started_at END,
@@ -379,6 +435,7 @@ async fn write_failure(
     .bind(failure.next_attempt_at)
     .bind(failure.new_status.map(|s| s.as_str()))
     .bind(release_lease)
+    .bind(failure.unrecognised)
     .execute(tx)
     .await?;
     Ok(())
@@ -447,6 +504,7 @@ async fn write_healthy(
              last_refresh_attempt_at = $4,
              last_refresh_error = NULL,
              last_refresh_error_status = NULL,
+             unrecognised_answer = false,
              consecutive_failures = 0,
              lease_owner = CASE WHEN $2 THEN NULL ELSE lease_owner END,
              lease_until = CASE WHEN $2 THEN NULL ELSE lease_until END,
