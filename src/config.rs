@@ -1210,10 +1210,17 @@ impl Settings {
                 ));
             }
         }
-        if self.api.max_body_bytes < 1024 {
+        if !(1024..=64 * 1024 * 1024).contains(&self.api.max_body_bytes) {
             return Err(ConfigError::invalid(
                 "api.max_body_bytes",
-                "must be at least 1024",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        // Beyond a day the limit is a typo, and its Retry-After absurd.
+        if self.api.force_refresh_min_interval > Duration::from_secs(86_400) {
+            return Err(ConfigError::invalid(
+                "api.force_refresh_min_interval",
+                "must be at most 1 day",
             ));
         }
         for (key, value) in [

@@ -816,6 +816,21 @@ fn api_connection_limits_are_validated_naming_the_key() {
         ),
         ("TOKENWARDEN__API__IDLE_TIMEOUT", "1ms", "api.idle_timeout"),
         (
+            "TOKENWARDEN__API__MAX_BODY_BYTES",
+            "18446744073709551615",
+            "api.max_body_bytes",
+        ),
+        (
+            "TOKENWARDEN__API__FORCE_REFRESH_MIN_INTERVAL",
+            "18446744073709551615s",
+            "api.force_refresh_min_interval",
+        ),
+        (
+            "TOKENWARDEN__API__FORCE_REFRESH_MIN_INTERVAL",
+            "2days",
+            "api.force_refresh_min_interval",
+        ),
+        (
             "TOKENWARDEN__API__MAX_CONNECTIONS",
             "0",
             "api.max_connections",

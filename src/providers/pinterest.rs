@@ -67,6 +67,13 @@ pub(super) fn classify(reply: &HttpReply) -> Option<ProviderError> {
         return None;
     }
     let code = body.get("code").and_then(as_integer)?;
+    // Pinterest's codes come with refusals; one inside a success is no
+    // documented shape.
+    if (200..300).contains(&reply.status) {
+        return Some(
+            ProviderError::unrecognised(reply.status, &reply.body).with_code(code.to_string()),
+        );
+    }
     let message = short(body.get("message").and_then(Value::as_str).unwrap_or(""));
     let kind = match code {
         INVALID_GRANT => FailureKind::RejectedExpired,
