@@ -612,6 +612,18 @@ async fn sigterm_during_an_outage_reports_each_grant_in_hand_and_exits_non_zero(
 /// `scheduler.claim_timeout` (here 2 minutes).
 #[tokio::test]
 async fn jobs_lost_with_redis_data_are_requeued_within_seconds() {
+    jobs_lost_are_requeued_within_seconds(false).await;
+}
+
+/// As above, but only the jobs go (eviction under `maxmemory`): the queue's
+/// marker survives, and the scheduler sees a queue holding no job while
+/// claims wait.
+#[tokio::test]
+async fn jobs_evicted_from_redis_are_requeued_within_seconds() {
+    jobs_lost_are_requeued_within_seconds(true).await;
+}
+
+async fn jobs_lost_are_requeued_within_seconds(keep_marker: bool) {
     let (world, ids) = World::new(40, TimeDelta::zero()).await;
     let url = world.db.url();
     let long_claims = [
@@ -636,7 +648,27 @@ async fn jobs_lost_with_redis_data_are_requeued_within_seconds() {
     // Redis loses everything of this queue (a FLUSHALL limited to the
     // test's own keys, so parallel tests keep theirs) while the scheduler
     // runs; workers come up after it.
-    world.purge().await;
+    if keep_marker {
+        let client = redis::Client::open(common::redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!(
+                "{}*",
+                world.queue.replace('{', "\\{").replace('}', "\\}")
+            ))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let jobs: Vec<&String> = keys.iter().filter(|k| !k.ends_with(":marker")).collect();
+        assert!(keys.iter().any(|k| k.ends_with(":marker")), "{keys:?}");
+        let _: () = redis::cmd("DEL")
+            .arg(&jobs)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    } else {
+        world.purge().await;
+    }
     let workers = world
         .command(&url, &long_claims)
         .args(["--role", "worker"])

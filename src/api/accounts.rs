@@ -196,7 +196,9 @@ pub async fn refresh(
     let min_interval = crate::policy::delta(state.inner.force_refresh_min_interval);
     if let Some(last) = attempts::last_forced(&state.inner.pool, &id).await? {
         let since = Utc::now() - last;
-        if since < min_interval {
+        // A forced refresh that finished after this request arrived is
+        // this request's answer (the engine joins it), never a 429.
+        if since < min_interval && last < requested_at {
             let wait = (min_interval - since).num_seconds().max(1) as u64;
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
