@@ -6,10 +6,11 @@
 
 use proptest::prelude::*;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::lifetime;
 use super::{HttpReply, TokenGrant};
+use crate::json_strategy;
 
 const FIELDS: &[&str] = &[
     "access_token",
@@ -47,17 +48,10 @@ const HEADERS: &[&str] = &[
     "content-type",
 ];
 
-fn scalar() -> impl Strategy<Value = Value> {
+/// Any scalar, or a JWT-shaped string whose payload carries any `exp`.
+fn scalar_or_jwt() -> impl Strategy<Value = Value> {
     prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-        ".{0,40}".prop_map(Value::from),
-        "[-+]?[0-9]{1,25}(\\.[0-9]{1,3})?(e[-+]?[0-9]{1,3})?".prop_map(Value::from),
-        // A JWT-shaped string whose payload carries any `exp`.
+        json_strategy::scalar(),
         (any::<i64>(), any::<f64>()).prop_map(|(a, b)| {
             use base64::Engine as _;
             let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -73,19 +67,10 @@ fn scalar() -> impl Strategy<Value = Value> {
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
-    scalar().prop_recursive(3, 24, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            prop::collection::vec((prop::sample::select(FIELDS), inner), 0..6).prop_map(|pairs| {
-                Value::Object(
-                    pairs
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v))
-                        .collect::<Map<_, _>>(),
-                )
-            }),
-        ]
-    })
+    json_strategy::any_json(
+        scalar_or_jwt(),
+        prop::sample::select(FIELDS).prop_map(str::to_owned),
+    )
 }
 
 fn body() -> impl Strategy<Value = Vec<u8>> {
