@@ -165,7 +165,16 @@ fn parse_connection_type(s: &str) -> Result<ConnectionType, String> {
 
 /// Exit codes: 0 success, 1 error, 2 configuration error, 3 refresh failed.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match usage_error_without_values(&e) {
+            Some(message) => {
+                eprintln!("{message}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -183,6 +192,43 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// clap repeats a value it could not use; a secret pasted into the wrong
+/// argument must not be printed back. These errors are rewritten to name
+/// the argument only (None: clap's own message repeats nothing given).
+fn usage_error_without_values(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ErrorKind};
+    let arg = e
+        .get(ContextKind::InvalidArg)
+        .map(|a| a.to_string())
+        .filter(|a| a.starts_with('-') || a.starts_with('<'));
+    match e.kind() {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidUtf8 => {
+            let hint = std::error::Error::source(e)
+                .map(|s| crate::registration::redact_values(&s.to_string()))
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            Some(format!(
+                "error: invalid value for {}{hint} (the value is not repeated)\n\nFor more information, try '--help'.",
+                arg.as_deref().unwrap_or("an argument")
+            ))
+        }
+        ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand | ErrorKind::NoEquals => {
+            let named = arg
+                .filter(|a| {
+                    a.len() <= 40
+                        && a.starts_with("--")
+                        && a[2..].bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+                })
+                .map(|a| format!(" '{a}'"))
+                .unwrap_or_else(|| " (not repeated: it may be a secret)".to_owned());
+            Some(format!(
+                "error: unexpected argument{named}\n\nFor more information, try '--help'."
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -457,8 +503,9 @@ fn account_spec(args: AddArgs) -> anyhow::Result<AccountSpec> {
             text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
         }
-        // serde_json's message names the field and position, never the value.
-        return serde_json::from_str(&text).context("the account JSON is invalid");
+        // The same parser as the API: names the field, never the value.
+        return crate::registration::parse_spec(text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("the account JSON is invalid: {e}"));
     }
     let read_token = |path: &PathBuf| -> anyhow::Result<String> {
         let text =

@@ -136,6 +136,16 @@ pub struct ApiSettings {
     /// Forced refreshes of one account closer together than this get 429.
     #[serde(with = "humantime_serde")]
     pub force_refresh_min_interval: Duration,
+    /// A new connection, or one that started sending a request, must have
+    /// sent the whole request head within this; otherwise it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections served at once per listener; further ones wait to be
+    /// accepted until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ApiSettings {
@@ -147,6 +157,9 @@ impl Default for ApiSettings {
             keys_file: None,
             max_body_bytes: 64 * 1024,
             force_refresh_min_interval: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
         }
     }
 }
@@ -1197,10 +1210,31 @@ impl Settings {
                 ));
             }
         }
-        if self.api.max_body_bytes < 1024 {
+        if !(1024..=64 * 1024 * 1024).contains(&self.api.max_body_bytes) {
             return Err(ConfigError::invalid(
                 "api.max_body_bytes",
-                "must be at least 1024",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        // Beyond a day the limit is a typo, and its Retry-After absurd.
+        if self.api.force_refresh_min_interval > Duration::from_secs(86_400) {
+            return Err(ConfigError::invalid(
+                "api.force_refresh_min_interval",
+                "must be at most 1 day",
+            ));
+        }
+        for (key, value) in [
+            ("api.header_read_timeout", self.api.header_read_timeout),
+            ("api.idle_timeout", self.api.idle_timeout),
+        ] {
+            if value < Duration::from_millis(100) || value > Duration::from_secs(3600) {
+                return Err(ConfigError::invalid(key, "must be between 100ms and 1h"));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.api.max_connections) {
+            return Err(ConfigError::invalid(
+                "api.max_connections",
+                "must be between 1 and 1000000",
             ));
         }
         if let Some(url) = &self.webhooks.url {

@@ -17,6 +17,8 @@ pub mod domain;
 pub mod engine;
 pub mod fake;
 pub mod gate;
+#[cfg(test)]
+mod json_strategy;
 pub mod metrics;
 pub mod policy;
 pub mod providers;

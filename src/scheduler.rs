@@ -67,12 +67,23 @@ impl Scheduler {
         // Redis only carries work: if it lost the queue's data, the jobs of
         // outstanding claims are gone, and waiting out the claim timeout
         // would leave short-lived tokens to expire.
-        if queue::mark_queue_data(&mut self.storage).await? {
-            let released = scheduling::release_lost_claims(&self.pool).await?;
+        // Two signs: the queue's marker key is gone (FLUSHALL, a restart
+        // without persistence), or it holds no job at all while claims older
+        // than a few scans wait (their jobs were evicted). A claim released
+        // by mistake costs one skipped job ("claim superseded"), nothing more.
+        let lost = if queue::mark_queue_data(&mut self.storage).await? {
+            Some(Duration::ZERO)
+        } else if queue::holds_no_jobs(&mut self.storage).await? {
+            Some((self.interval * 10).max(Duration::from_secs(5)))
+        } else {
+            None
+        };
+        if let Some(older_than) = lost {
+            let released = scheduling::release_lost_claims(&self.pool, older_than).await?;
             if released > 0 {
                 tracing::warn!(
                     released,
-                    "Redis lost the queue's data (emptied or restarted without persistence); re-queueing the claimed accounts"
+                    "Redis lost queued jobs (emptied, restarted without persistence, or evicted); re-queueing their accounts"
                 );
             }
         }

@@ -58,9 +58,9 @@ impl Api {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
+        let limits = api::server::ConnectionLimits::from(&env.settings.api);
         tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped.cancelled_owned())
+            api::server::serve(listener, app, limits, stopped)
                 .await
                 .unwrap();
         });
@@ -1028,4 +1028,563 @@ async fn metrics_show_account_state_and_attempts_without_account_ids() {
     }
     assert!(!text.contains(id.as_str()), "no account id in metrics");
     assert!(!text.contains(&tokens.access_token));
+}
+
+// ---- untrusted input (issue 9) ----
+
+/// A change to a registration body.
+type Edit<'a> = Box<dyn Fn(&mut Value) + 'a>;
+
+async fn count_accounts(api: &Api) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM social_accounts")
+        .fetch_one(api.env.pool())
+        .await
+        .unwrap()
+}
+
+/// Defect 2: lifetimes far beyond any date, negative, fractional or not a
+/// number are 422 on `credentials.expires_in`, never a dropped connection.
+#[tokio::test]
+async fn absurd_lifetimes_get_422_naming_the_field_never_a_panic() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let absurd: Vec<Value> = vec![
+        json!(8_200_000_000_000_i64),
+        json!(8_300_000_000_000_i64),
+        json!(i64::MAX),
+        json!(i64::MIN),
+        json!(u64::MAX),
+        json!(1e300),
+        json!(-1),
+        json!(0),
+        json!(3.5),
+        json!(315_576_001),
+        json!("NaN"),
+        json!("Infinity"),
+        json!(null),
+    ];
+    for value in absurd {
+        let mut body = spec("e", &tokens, 60);
+        body["credentials"]["expires_in"] = value.clone();
+        let reply = api.post("/v1/accounts").json(&body).send().await;
+        let reply = reply.unwrap_or_else(|e| panic!("{value}: no answer: {e}"));
+        if value.is_null() {
+            // Absent: no expiry stated, a valid registration.
+            assert_eq!(reply.status(), StatusCode::CREATED);
+            continue;
+        }
+        let (status, error) = error_of(reply).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{value}: {error}");
+        assert_eq!(
+            error["error"]["field"], "credentials.expires_in",
+            "{value}: {error}"
+        );
+    }
+    // The edges of the documented range are accepted.
+    for (i, seconds) in [1_i64, 315_576_000].into_iter().enumerate() {
+        let reply = api
+            .post("/v1/accounts")
+            .json(&spec(&format!("edge{i}"), &tokens, seconds))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::CREATED, "{seconds}");
+    }
+    // Dates beyond ten years either way are taken as ten years away.
+    let mut body = spec("far", &tokens, 60);
+    body["credentials"]["expires_in"] = Value::Null;
+    body["credentials"]["token_expires_at"] = json!("9999-12-31T23:59:59Z");
+    body["credentials"]["refresh_token_expires_at"] = json!("0001-01-01T00:00:00Z");
+    let reply = api.post("/v1/accounts").json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::CREATED);
+    let view: Value = reply.json().await.unwrap();
+    let at = |key: &str| {
+        chrono::DateTime::parse_from_rfc3339(view[key].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let ten_years = TimeDelta::seconds(315_576_000);
+    assert!(at("token_expires_at") <= Utc::now() + ten_years);
+    assert!(at("refresh_token_expires_at") >= Utc::now() - ten_years - TimeDelta::minutes(1));
+    // The server is still serving.
+    assert_eq!(api.fetch("/v1/accounts").await.status(), StatusCode::OK);
+}
+
+/// Defect 3: a NUL byte in any string of a request is 422 naming the field,
+/// never 503 "database not reachable".
+#[tokio::test]
+async fn nul_bytes_anywhere_get_422_naming_the_field() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let nul = "a\u{0}b";
+    let cases: Vec<(&str, Edit)> = vec![
+        ("workspace_id", Box::new(|s| s["workspace_id"] = json!(nul))),
+        ("external_id", Box::new(|s| s["external_id"] = json!(nul))),
+        ("handle", Box::new(|s| s["handle"] = json!(nul))),
+        ("display_name", Box::new(|s| s["display_name"] = json!(nul))),
+        (
+            "avatar_url",
+            Box::new(|s| s["avatar_url"] = json!(format!("https://x/{nul}"))),
+        ),
+        (
+            "default_board_id",
+            Box::new(|s| s["default_board_id"] = json!(nul)),
+        ),
+        ("scopes[1]", Box::new(|s| s["scopes"][1] = json!(nul))),
+        (
+            "meta.page_id",
+            Box::new(|s| s["meta"] = json!({"page_id": nul})),
+        ),
+        (
+            "meta.deep.list[1]",
+            Box::new(|s| s["meta"] = json!({"deep": {"list": ["ok", nul]}})),
+        ),
+        ("meta", Box::new(|s| s["meta"] = json!({ nul: 1 }))),
+        (
+            "credentials.access_token",
+            Box::new(|s| s["credentials"]["access_token"] = json!(nul)),
+        ),
+        (
+            "credentials.refresh_token",
+            Box::new(|s| s["credentials"]["refresh_token"] = json!(nul)),
+        ),
+    ];
+    for (field, edit) in cases {
+        let mut body = spec("e", &tokens, 60);
+        edit(&mut body);
+        let reply = api.post("/v1/accounts").json(&body).send().await.unwrap();
+        assert!(!reply.headers().contains_key("retry-after"), "{field}");
+        let (status, error) = error_of(reply).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {error}");
+        assert_eq!(error["error"]["field"], field, "{error}");
+    }
+    assert_eq!(count_accounts(&api).await, 0);
+
+    let id = AccountId::generate();
+    let queries = [
+        ("/v1/accounts?q=a%00b".to_owned(), "q"),
+        ("/v1/accounts?workspace_id=%00".to_owned(), "workspace_id"),
+        ("/v1/accounts?cursor=1-acc_%00".to_owned(), "cursor"),
+        (format!("/v1/accounts?cursor=1-{id}%00"), "cursor"),
+        (
+            "/v1/accounts?cursor=1-%27%20OR%201%3D1%20--".to_owned(),
+            "cursor",
+        ),
+        ("/v1/accounts/a%00b".to_owned(), "id"),
+        ("/v1/accounts/a%00b/attempts".to_owned(), "id"),
+        (format!("/v1/accounts/{id}/attempts?cursor=1%00"), "cursor"),
+        ("/v1/events?after=1%00".to_owned(), "after"),
+    ];
+    for (path, field) in queries {
+        let reply = api.fetch(&path).await;
+        let (status, error) = error_of(reply).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {error}");
+        assert_eq!(error["error"]["field"], field, "{path}: {error}");
+    }
+}
+
+/// Defect 3, the backstop: whatever a value the database refuses (SQLSTATE
+/// classes 22 and 23), the answer is 422 without the value, never an outage.
+#[tokio::test]
+async fn values_the_database_refuses_are_not_outages() {
+    let db = common::TestDb::new().await;
+    let secret = "tok-9f8e7d6c5b4a3210";
+    sqlx::raw_sql("CREATE TABLE short (v varchar(2), n int4 CHECK (n > 0))")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let refused = [
+        sqlx::query("SELECT $1::text")
+            .bind(format!("{secret}\u{0}"))
+            .execute(&db.pool)
+            .await,
+        sqlx::query("SELECT $1::text::int")
+            .bind(secret)
+            .execute(&db.pool)
+            .await,
+        sqlx::query("INSERT INTO short (v) VALUES ($1)")
+            .bind(secret)
+            .execute(&db.pool)
+            .await,
+        sqlx::query("SELECT $1::int8::int4")
+            .bind(i64::MAX)
+            .execute(&db.pool)
+            .await,
+        sqlx::query("INSERT INTO short (n) VALUES (-1)")
+            .execute(&db.pool)
+            .await,
+    ];
+    for result in refused {
+        let error = api::ApiError::from(result.unwrap_err());
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{error:?}");
+        assert_eq!(error.body.error.code, "invalid_input");
+        assert!(error.retry_after.is_none());
+        assert!(!error.body.error.message.contains(secret), "{error:?}");
+    }
+    // A database that cannot be reached is the outage.
+    db.pool.close().await;
+    let error = api::ApiError::from(sqlx::query("SELECT 1").execute(&db.pool).await.unwrap_err());
+    assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(error.retry_after.is_some());
+}
+
+/// Defects 8 and 10: every error is `{"error": {...}}` with its own code,
+/// `Allow` stays on 405, serde-level errors name the field, and a value in
+/// the wrong place is never repeated.
+#[tokio::test]
+async fn every_error_is_json_with_its_own_code_and_never_repeats_the_value() {
+    let api = Api::start().await;
+    let tokens = api.env.fake.issue(rotating());
+    let secret = "ya29.A0ARrdaM-9f8e7d6c5b4a3210ZYXWVU";
+
+    let reply = api.delete("/v1/events").send().await.unwrap();
+    let allow = reply.headers().get("allow").cloned();
+    let (status, error) = error_of(reply).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error["error"]["code"], "method_not_allowed");
+    assert!(allow.unwrap().to_str().unwrap().contains("GET"));
+
+    let reply = api
+        .http
+        .put(format!("{}/healthz", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.headers().contains_key("allow"));
+    assert_eq!(error_of(reply).await.0, StatusCode::METHOD_NOT_ALLOWED);
+
+    let (status, error) = error_of(api.fetch("/nothing/here").await).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+
+    let (status, error) = error_of(api.fetch("/v1/accounts/%ff").await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"]["field"], "id");
+
+    // Body problems, each with its own code.
+    let reply = api
+        .post("/v1/accounts")
+        .header("content-type", "text/plain")
+        .body(spec("e", &tokens, 60).to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = error_of(reply).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(error["error"]["code"], "unsupported_media_type");
+    let mut big = spec("e", &tokens, 60);
+    big["display_name"] = json!("x".repeat(100 * 1024));
+    let (status, error) = error_of(api.post("/v1/accounts").json(&big).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error["error"]["code"], "payload_too_large");
+    let reply = api
+        .post("/v1/accounts")
+        .header("content-type", "application/json")
+        .body(format!("{{\"workspace_id\": \"{secret}"))
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = error_of(reply).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
+    assert!(!error.to_string().contains(secret), "{error}");
+
+    // serde-level 422s carry error.field; misplaced values are not echoed.
+    let misplaced: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|s| s["credentials"]["expires_in"] = json!(secret)),
+            "credentials.expires_in",
+        ),
+        (Box::new(|s| s["provider"] = json!(secret)), "provider"),
+        (
+            Box::new(|s| s["connection_type"] = json!(secret)),
+            "connection_type",
+        ),
+        (Box::new(|s| s["scopes"] = json!(secret)), "scopes"),
+        (
+            Box::new(|s| s["credentials"]["token_expires_at"] = json!(secret)),
+            "credentials.token_expires_at",
+        ),
+        (
+            Box::new(|s| s["credentials"][secret] = json!(1)),
+            "credentials.(unknown key)",
+        ),
+        (Box::new(|s| s[secret] = json!(1)), "(unknown key)"),
+        (Box::new(|s| s["colour"] = json!(secret)), "colour"),
+        (
+            Box::new(|s| {
+                s.as_object_mut().unwrap().remove("workspace_id");
+            }),
+            "workspace_id",
+        ),
+        (
+            Box::new(|s| s["credentials"]["dpop_private_jwk"] = json!(secret)),
+            "credentials.dpop_private_jwk",
+        ),
+    ];
+    for (edit, field) in misplaced {
+        let mut body = spec("e", &tokens, 60);
+        edit(&mut body);
+        let (status, error) =
+            error_of(api.post("/v1/accounts").json(&body).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+        assert_eq!(error["error"]["field"], field, "{error}");
+        assert!(!error.to_string().contains(secret), "echoed: {error}");
+        assert!(!error.to_string().contains("ya29"), "echoed: {error}");
+    }
+    let encoded = secret.replace('.', "%2E");
+    for (path, field) in [
+        (format!("/v1/accounts?provider={encoded}"), "provider"),
+        (format!("/v1/accounts?status={encoded}"), "status"),
+        (format!("/v1/accounts?limit={encoded}"), "limit"),
+        (
+            format!("/v1/accounts?include_disconnected={encoded}"),
+            "include_disconnected",
+        ),
+        (format!("/v1/accounts?cursor={encoded}"), "cursor"),
+        (format!("/v1/events?after={encoded}"), "after"),
+        (format!("/v1/events?limit=1&limit={encoded}"), "limit"),
+    ] {
+        let (status, error) = error_of(api.fetch(&path).await).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {error}");
+        assert_eq!(error["error"]["field"], field, "{path}: {error}");
+        assert!(!error.to_string().contains(secret), "echoed: {error}");
+    }
+    for path in [
+        format!("/v1/accounts/{secret}"),
+        format!("/v1/accounts/{secret}/attempts"),
+        format!("/v1/accounts/acc_{secret}/access-token"),
+    ] {
+        let (status, error) = error_of(api.fetch(&path).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            !error.to_string().contains("9f8e7d6c5b4a"),
+            "echoed: {error}"
+        );
+    }
+    assert_eq!(count_accounts(&api).await, 0);
+}
+
+/// Defect 10: the auth scheme is case-insensitive.
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let api = Api::start().await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let reply = api
+            .http
+            .get(format!("{}/v1/accounts", api.base))
+            .header("authorization", format!("{scheme} {KEY}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK, "{scheme}");
+    }
+    let reply = api
+        .http
+        .get(format!("{}/v1/accounts", api.base))
+        .header("authorization", format!("Basic {KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The safety net: a handler that panics answers a JSON 500, and the
+/// server goes on serving.
+#[tokio::test]
+async fn a_panicking_handler_answers_json_500_and_the_server_goes_on() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/boom",
+            get(|| async {
+                let far = Utc::now() + TimeDelta::seconds(8_300_000_000_000);
+                far.to_rfc3339()
+            }),
+        )
+        .route("/fine", get(|| async { "fine" }))
+        .layer(axum::middleware::from_fn(api::json_errors))
+        .layer(axum::middleware::from_fn(api::catch_panic));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokenwarden::metrics::install();
+    let http = reqwest::Client::new();
+    let reply = http.get(format!("{base}/boom")).send().await.unwrap();
+    let (status, error) = error_of(reply).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(error["error"]["code"], "internal");
+    let reply = http.get(format!("{base}/fine")).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert!(
+        tokenwarden::metrics::render().contains("tokenwarden_http_panics_total"),
+        "counted"
+    );
+}
+
+// ---- connection limits (defect 4) ----
+
+async fn raw_request(stream: &mut tokio::net::TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut text = String::new();
+    // Probe answers are small: one read of head and body, then the rest.
+    while !text.contains("\r\n\r\n") || !text.ends_with('}') {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed while waiting for a response: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text
+}
+
+/// Resolves with how long it took the server to close the connection.
+async fn closed_after(stream: &mut tokio::net::TcpStream, within: Duration) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(within, stream.read(&mut buf)).await {
+            Err(_) => panic!("still open after {within:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn half_sent_request_heads_are_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let api = Api::with(|s| {
+        s.api.header_read_timeout = Duration::from_millis(500);
+        s.api.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let address = api.base.trim_start_matches("http://").to_owned();
+    // Nothing sent at all, and half a head.
+    let opened = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(&address).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        .await
+        .unwrap();
+    for stream in [&mut silent, &mut half] {
+        closed_after(stream, Duration::from_secs(5)).await;
+    }
+    let waited = opened.elapsed();
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    // A kept-alive connection that then trickles half a head is closed too.
+    let mut kept = tokio::net::TcpStream::connect(&address).await.unwrap();
+    assert!(
+        raw_request(&mut kept, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    kept.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    closed_after(&mut kept, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
+    let api = Api::with(|s| {
+        s.api.header_read_timeout = Duration::from_millis(300);
+        s.api.idle_timeout = Duration::from_millis(1500);
+    })
+    .await;
+    let address = api.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    assert!(
+        raw_request(&mut stream, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // Idle longer than the header timeout, shorter than the idle timeout:
+    // still open, and it serves the next request.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        raw_request(&mut stream, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let waited = closed_after(&mut stream, Duration::from_secs(6)).await;
+    assert!(waited >= Duration::from_millis(1200), "{waited:?}");
+}
+
+/// Connections over `api.max_connections` wait to be accepted (they are
+/// not refused) and are served once a slot frees.
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_one_closes() {
+    let api = Api::with(|s| {
+        s.api.max_connections = 2;
+        s.api.header_read_timeout = Duration::from_secs(10);
+        s.api.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let address = api.base.trim_start_matches("http://").to_owned();
+    let mut first = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(&address).await.unwrap();
+    assert!(
+        raw_request(&mut first, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        raw_request(&mut second, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let mut third = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let waiting = tokio::spawn(async move { raw_request(&mut third, "/healthz").await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection is served over a cap of two"
+    );
+    drop(first);
+    let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"));
+    assert!(
+        raw_request(&mut second, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_returns() {
+    let env = TestEnv::with(api_settings).await;
+    let state = ApiState::new(&env.settings, env.engine.clone()).unwrap();
+    let app = api::router(state, 65536, true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let limits = api::server::ConnectionLimits::from(&env.settings.api);
+    let server = tokio::spawn(api::server::serve(listener, app, limits, stop.clone()));
+    let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+    assert!(
+        raw_request(&mut idle, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .expect("serve returns with an idle connection open")
+        .unwrap()
+        .unwrap();
+    closed_after(&mut idle, Duration::from_secs(1)).await;
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "no longer listening"
+    );
 }

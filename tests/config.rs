@@ -793,3 +793,78 @@ mod numbers_property {
         }
     }
 }
+
+/// Issue 9, defect 4: the HTTP server's connection limits are validated,
+/// naming the key.
+#[test]
+fn api_connection_limits_are_validated_naming_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "TOKENWARDEN__API__HEADER_READ_TIMEOUT",
+            "0s",
+            "api.header_read_timeout",
+        ),
+        (
+            "TOKENWARDEN__API__HEADER_READ_TIMEOUT",
+            "2h",
+            "api.header_read_timeout",
+        ),
+        (
+            "TOKENWARDEN__API__HEADER_READ_TIMEOUT",
+            "soon",
+            "api.header_read_timeout",
+        ),
+        ("TOKENWARDEN__API__IDLE_TIMEOUT", "1ms", "api.idle_timeout"),
+        (
+            "TOKENWARDEN__API__MAX_BODY_BYTES",
+            "18446744073709551615",
+            "api.max_body_bytes",
+        ),
+        (
+            "TOKENWARDEN__API__FORCE_REFRESH_MIN_INTERVAL",
+            "18446744073709551615s",
+            "api.force_refresh_min_interval",
+        ),
+        (
+            "TOKENWARDEN__API__FORCE_REFRESH_MIN_INTERVAL",
+            "2days",
+            "api.force_refresh_min_interval",
+        ),
+        (
+            "TOKENWARDEN__API__MAX_CONNECTIONS",
+            "0",
+            "api.max_connections",
+        ),
+        (
+            "TOKENWARDEN__API__MAX_CONNECTIONS",
+            "-1",
+            "api.max_connections",
+        ),
+        (
+            "TOKENWARDEN__API__MAX_CONNECTIONS",
+            "2000000",
+            "api.max_connections",
+        ),
+    ];
+    for (key, value, named) in cases {
+        Jail::expect_with(|jail| {
+            jail.set_env(key, value);
+            let err = load(jail, None).unwrap_err().to_string();
+            assert!(err.contains(named), "{key}={value}: {err}");
+            Ok(())
+        });
+    }
+    Jail::expect_with(|jail| {
+        let settings = load(jail, None).unwrap();
+        assert_eq!(
+            settings.api.header_read_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        assert_eq!(
+            settings.api.idle_timeout,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(settings.api.max_connections, 1024);
+        Ok(())
+    });
+}

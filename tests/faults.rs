@@ -443,6 +443,22 @@ async fn three_daemon_processes_refresh_each_account_exactly_once() {
 }
 
 impl World {
+    /// The refresh token an account holds, decrypted.
+    async fn stored_refresh_token(&self, id: &AccountId) -> String {
+        use secrecy::ExposeSecret;
+        let row = accounts::get(&self.db.pool, id).await.unwrap().unwrap();
+        self.keyring
+            .decrypt(
+                id,
+                tokenwarden::crypto::Field::RefreshToken,
+                row.credentials_key_id.as_deref().unwrap(),
+                row.refresh_token_ciphertext.as_deref().unwrap(),
+            )
+            .unwrap()
+            .expose_secret()
+            .to_owned()
+    }
+
     /// This test's schema, reached through `proxy`.
     fn url_through(&self, proxy: &Proxy) -> String {
         let base = common::database_url();
@@ -521,20 +537,8 @@ async fn a_grant_in_hand_survives_a_database_outage_longer_than_the_lease() {
     assert_eq!(world.fake.reuse_detected(), 0, "no spent token presented");
     let row = accounts::get(&world.db.pool, &id).await.unwrap().unwrap();
     assert_eq!(row.status, AccountStatus::Active);
-    let stored = world
-        .keyring
-        .decrypt(
-            &id,
-            tokenwarden::crypto::Field::RefreshToken,
-            row.credentials_key_id.as_deref().unwrap(),
-            row.refresh_token_ciphertext.as_deref().unwrap(),
-        )
-        .unwrap();
-    use secrecy::ExposeSecret;
-    assert!(
-        world.fake.is_live(stored.expose_secret()),
-        "the live token is stored"
-    );
+    let stored = world.stored_refresh_token(&id).await;
+    assert!(world.fake.is_live(&stored), "the live token is stored");
 }
 
 /// SIGTERM while a grant in hand cannot be stored: the daemon waits out
@@ -588,21 +592,8 @@ async fn sigterm_during_an_outage_reports_each_grant_in_hand_and_exits_non_zero(
     );
     proxy.restore();
     // The stored (spent) token never reaches the log either.
-    let row = accounts::get(&world.db.pool, &ids[0])
-        .await
-        .unwrap()
-        .unwrap();
-    let stored = world
-        .keyring
-        .decrypt(
-            &ids[0],
-            tokenwarden::crypto::Field::RefreshToken,
-            row.credentials_key_id.as_deref().unwrap(),
-            row.refresh_token_ciphertext.as_deref().unwrap(),
-        )
-        .unwrap();
-    use secrecy::ExposeSecret;
-    assert!(!log.contains(stored.expose_secret()), "token in the log");
+    let stored = world.stored_refresh_token(&ids[0]).await;
+    assert!(!log.contains(&stored), "token in the log");
     world.purge().await;
 }
 
@@ -612,6 +603,18 @@ async fn sigterm_during_an_outage_reports_each_grant_in_hand_and_exits_non_zero(
 /// `scheduler.claim_timeout` (here 2 minutes).
 #[tokio::test]
 async fn jobs_lost_with_redis_data_are_requeued_within_seconds() {
+    jobs_lost_are_requeued_within_seconds(false).await;
+}
+
+/// As above, but only the jobs go (eviction under `maxmemory`): the queue's
+/// marker survives, and the scheduler sees a queue holding no job while
+/// claims wait.
+#[tokio::test]
+async fn jobs_evicted_from_redis_are_requeued_within_seconds() {
+    jobs_lost_are_requeued_within_seconds(true).await;
+}
+
+async fn jobs_lost_are_requeued_within_seconds(keep_marker: bool) {
     let (world, ids) = World::new(40, TimeDelta::zero()).await;
     let url = world.db.url();
     let long_claims = [
@@ -636,7 +639,27 @@ async fn jobs_lost_with_redis_data_are_requeued_within_seconds() {
     // Redis loses everything of this queue (a FLUSHALL limited to the
     // test's own keys, so parallel tests keep theirs) while the scheduler
     // runs; workers come up after it.
-    world.purge().await;
+    if keep_marker {
+        let client = redis::Client::open(common::redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!(
+                "{}*",
+                world.queue.replace('{', "\\{").replace('}', "\\}")
+            ))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let jobs: Vec<&String> = keys.iter().filter(|k| !k.ends_with(":marker")).collect();
+        assert!(keys.iter().any(|k| k.ends_with(":marker")), "{keys:?}");
+        let _: () = redis::cmd("DEL")
+            .arg(&jobs)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    } else {
+        world.purge().await;
+    }
     let workers = world
         .command(&url, &long_claims)
         .args(["--role", "worker"])

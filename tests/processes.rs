@@ -461,3 +461,55 @@ async fn sigterm_with_refreshes_in_flight_exits_0_within_the_grace_and_loses_not
     assert_eq!(leased, 0, "no lease left behind");
     common::purge_queue(&queue).await;
 }
+
+/// Issue 9: `accounts add --json` refuses an absurd lifetime naming the
+/// field (no panic), and no CLI error repeats a value given in the wrong
+/// place.
+#[tokio::test]
+async fn cli_refuses_absurd_input_naming_the_field_without_repeating_values() {
+    let procs = Procs::new().await;
+    let dir = std::env::temp_dir().join(format!("tw-cli-{:08x}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let canary = "canary-cli-misplaced-7c6b5a49";
+    let file = dir.join("account.json");
+    for (expires_in, field) in [
+        (
+            serde_json::json!(8_300_000_000_000_i64),
+            "credentials.expires_in",
+        ),
+        (serde_json::json!(canary), "credentials.expires_in"),
+    ] {
+        let json = serde_json::json!({
+            "workspace_id": "ws_cli", "provider": "X", "external_id": "x1",
+            "credentials": {"access_token": "tok", "expires_in": expires_in}
+        });
+        std::fs::write(&file, json.to_string()).unwrap();
+        let out = procs
+            .run(&["accounts", "add", "--json", file.to_str().unwrap()])
+            .await;
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{shown}");
+        assert!(shown.contains(field), "{shown}");
+        assert!(
+            !shown.contains("panicked") && !shown.contains(canary),
+            "{shown}"
+        );
+    }
+    for args in [
+        vec!["accounts", "show", canary],
+        vec!["accounts", "list", "--provider", canary],
+        vec!["accounts", "list", "--limit", canary],
+        vec!["accounts", "list", canary],
+        vec!["refresh", canary],
+    ] {
+        let out = procs.run(&args).await;
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {shown}");
+        assert!(!shown.contains(canary), "{args:?} repeated: {shown}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM social_accounts")
+        .fetch_one(&procs.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}

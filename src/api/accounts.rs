@@ -4,63 +4,21 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::params::{bad_cursor, limit, query};
+use super::extract::{AccountPath, Params, SpecBody, text_param};
+use super::params::{decode_attempts_cursor, decode_list_cursor, encode_list_cursor, limit};
 use super::views::{AccountView, account_view};
 use super::{ApiError, ApiState};
-use crate::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
+use crate::domain::{AccountStatus, Outcome, Provider, Trigger};
 use crate::engine::{EngineError, RefreshReport, TokenUnavailable};
 use crate::registration::AccountSpec;
 use crate::store::accounts::{self, ListCursor, ListFilter};
 use crate::store::attempts;
-
-fn parse_id(id: &str) -> Result<AccountId, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::not_found(format!("unknown account {id:?}")))
-}
-
-/// A JSON body whose problems come back as the API's own errors, naming the
-/// field serde stopped at.
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match payload {
-        Ok(Json(value)) => Ok(value),
-        Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            redact_quoted(&e.body_text()),
-        )),
-        Err(e) => Err(ApiError::new(e.status(), "invalid_json", e.body_text())),
-    }
-}
-
-/// serde quotes the offending value (`invalid type: string "..."`), and
-/// that value may be a token put in the wrong field: keep the field path
-/// and the expectation, drop the value.
-fn redact_quoted(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut inside = false;
-    for c in message.chars() {
-        if c == '"' {
-            if !inside {
-                out.push_str("\"…");
-            } else {
-                out.push('"');
-            }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// Register an account, or reconnect it (same workspace, provider and
 /// external id): a reconnect replaces the credentials, sets ACTIVE, clears
@@ -77,12 +35,11 @@ fn redact_quoted(message: &str) -> String {
     security(("bearer" = [])))]
 pub async fn register(
     State(state): State<ApiState>,
-    payload: Result<Json<AccountSpec>, JsonRejection>,
+    SpecBody(spec): SpecBody,
 ) -> Result<Response, ApiError> {
-    let spec = body(payload)?;
     let new = spec
         .into_new_account(Utc::now())
-        .map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
+        .map_err(|e| ApiError::invalid_field(&e.field, e.to_string()))?;
     let engine = &state.inner.engine;
     let policy = engine.config().policy(new.provider);
     let keyring = engine.keyring();
@@ -105,12 +62,17 @@ pub struct ListQuery {
     provider: Option<Provider>,
     /// Given DISCONNECTED, lists disconnected accounts.
     status: Option<AccountStatus>,
+    /// No control characters.
+    #[param(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     workspace_id: Option<String>,
-    /// Part of the handle or display name, any case.
+    /// Part of the handle or display name, any case; no control characters.
+    #[param(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     q: Option<String>,
     /// 1 to 100; default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, as returned; any other value is 422.
+    #[param(pattern = r"^[0-9]{1,18}-acc_[0-9a-f]{32}$")]
     cursor: Option<String>,
     /// Also list DISCONNECTED accounts.
     #[serde(default)]
@@ -124,23 +86,18 @@ pub struct AccountPage {
     pub next_cursor: Option<String>,
 }
 
-fn encode_list_cursor(cursor: &ListCursor) -> String {
-    CURSOR.encode(format!(
-        "{}|{}",
-        cursor.connected_at.timestamp_micros(),
-        cursor.id
-    ))
-}
-
-fn decode_list_cursor(text: &str) -> Result<ListCursor, ApiError> {
-    let invalid = || bad_cursor("cursor");
-    let raw = CURSOR.decode(text).map_err(|_| invalid())?;
-    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
-    let (micros, id) = raw.split_once('|').ok_or_else(invalid)?;
-    let micros: i64 = micros.parse().map_err(|_| invalid())?;
-    Ok(ListCursor {
-        connected_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
-        id: id.to_owned(),
+/// The query as a store filter, every parameter checked.
+fn list_filter(q: ListQuery) -> Result<ListFilter, ApiError> {
+    let limit = limit(q.limit, 50, 100)?;
+    Ok(ListFilter {
+        status: q.status,
+        provider: q.provider,
+        workspace_id: text_param("workspace_id", q.workspace_id, 255)?,
+        query: text_param("q", q.q, 255)?.filter(|s| !s.trim().is_empty()),
+        include_disconnected: q.include_disconnected,
+        after: q.cursor.as_deref().map(decode_list_cursor).transpose()?,
+        // One more than asked tells whether another page exists.
+        limit: limit + 1,
     })
 }
 
@@ -155,20 +112,10 @@ fn decode_list_cursor(text: &str) -> Result<ListCursor, ApiError> {
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<AccountPage>, ApiError> {
-    let q = query(q)?;
-    let limit = limit(q.limit, 50, 100)?;
-    let filter = ListFilter {
-        status: q.status,
-        provider: q.provider,
-        workspace_id: q.workspace_id,
-        query: q.q.filter(|s| !s.trim().is_empty()),
-        include_disconnected: q.include_disconnected,
-        after: q.cursor.as_deref().map(decode_list_cursor).transpose()?,
-        // One more than asked tells whether another page exists.
-        limit: limit + 1,
-    };
+    let filter = list_filter(q)?;
+    let limit = filter.limit - 1;
     let mut rows = accounts::list(&state.inner.pool, &filter).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -184,7 +131,7 @@ pub async fn list(
 
 /// One account with its health.
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (acc_...)")),
+    params(("id" = String, Path, description = "Account id: acc_ and 32 lowercase hexadecimal digits", pattern = r"^acc_[0-9a-f]{32}$")),
     responses(
         (status = 200, body = AccountView),
         (status = 401, body = super::error::ErrorBody),
@@ -193,9 +140,8 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn show(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    AccountPath(id): AccountPath,
 ) -> Result<Json<AccountView>, ApiError> {
-    let id = parse_id(&id)?;
     let row = accounts::get(&state.inner.pool, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown account {id}")))?;
@@ -229,7 +175,7 @@ fn refresh_failure(report: &RefreshReport) -> ApiError {
 /// Refresh now, through the same single-flight and lease as the scheduler:
 /// concurrent calls share one platform call.
 #[utoipa::path(post, path = "/v1/accounts/{id}/refresh", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (acc_...)")),
+    params(("id" = String, Path, description = "Account id: acc_ and 32 lowercase hexadecimal digits", pattern = r"^acc_[0-9a-f]{32}$")),
     responses(
         (status = 200, description = "Refreshed (or, for tokens that never expire, checked)", body = AccountView),
         (status = 401, body = super::error::ErrorBody),
@@ -240,9 +186,8 @@ fn refresh_failure(report: &RefreshReport) -> ApiError {
     security(("bearer" = [])))]
 pub async fn refresh(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    AccountPath(id): AccountPath,
 ) -> Result<Json<AccountView>, ApiError> {
-    let id = parse_id(&id)?;
     // Taken before the limit is checked: a refresh that finishes after this
     // moment (one this caller raced past the check) is this caller's answer.
     let requested_at = Utc::now();
@@ -251,7 +196,9 @@ pub async fn refresh(
     let min_interval = crate::policy::delta(state.inner.force_refresh_min_interval);
     if let Some(last) = attempts::last_forced(&state.inner.pool, &id).await? {
         let since = Utc::now() - last;
-        if since < min_interval {
+        // A forced refresh that finished after this request arrived is
+        // this request's answer (the engine joins it), never a 429.
+        if since < min_interval && last < requested_at {
             let wait = (min_interval - since).num_seconds().max(1) as u64;
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -298,7 +245,7 @@ pub struct AccessTokenBody {
 /// A currently valid access token; refreshed first when it is inside its
 /// refresh window or expired. Never cached (`Cache-Control: no-store`).
 #[utoipa::path(get, path = "/v1/accounts/{id}/access-token", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (acc_...)")),
+    params(("id" = String, Path, description = "Account id: acc_ and 32 lowercase hexadecimal digits", pattern = r"^acc_[0-9a-f]{32}$")),
     responses(
         (status = 200, body = AccessTokenBody),
         (status = 401, body = super::error::ErrorBody),
@@ -308,9 +255,8 @@ pub struct AccessTokenBody {
     security(("bearer" = [])))]
 pub async fn access_token(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    AccountPath(id): AccountPath,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
     let engine = &state.inner.engine;
     let token = match engine.access_token(&id).await {
         Ok(token) => token,
@@ -352,7 +298,7 @@ pub async fn access_token(
 /// Disconnect: revoke the grant at the platform where it supports that,
 /// wipe the stored credentials, mark DISCONNECTED, emit an event.
 #[utoipa::path(delete, path = "/v1/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (acc_...)")),
+    params(("id" = String, Path, description = "Account id: acc_ and 32 lowercase hexadecimal digits", pattern = r"^acc_[0-9a-f]{32}$")),
     responses(
         (status = 204, description = "Disconnected"),
         (status = 401, body = super::error::ErrorBody),
@@ -361,9 +307,8 @@ pub async fn access_token(
     security(("bearer" = [])))]
 pub async fn disconnect(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    AccountPath(id): AccountPath,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
     match state.inner.engine.disconnect(&id).await? {
         Some(done) => {
             tracing::info!(account_id = %id, revocation = ?done.revoked, "account disconnected");
@@ -379,8 +324,10 @@ pub async fn disconnect(
 #[into_params(parameter_in = Query)]
 pub struct AttemptsQuery {
     /// 1 to 100; default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, as returned.
+    #[param(pattern = r"^[1-9][0-9]{0,17}$")]
     cursor: Option<String>,
 }
 
@@ -408,7 +355,7 @@ pub struct AttemptPage {
 
 /// The account's refresh attempts, newest first, with counts by outcome.
 #[utoipa::path(get, path = "/v1/accounts/{id}/attempts", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (acc_...)"), AttemptsQuery),
+    params(("id" = String, Path, description = "Account id: acc_ and 32 lowercase hexadecimal digits", pattern = r"^acc_[0-9a-f]{32}$"), AttemptsQuery),
     responses(
         (status = 200, body = AttemptPage),
         (status = 401, body = super::error::ErrorBody),
@@ -418,16 +365,14 @@ pub struct AttemptPage {
     security(("bearer" = [])))]
 pub async fn attempts(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-    q: Result<Query<AttemptsQuery>, axum::extract::rejection::QueryRejection>,
+    AccountPath(id): AccountPath,
+    Params(q): Params<AttemptsQuery>,
 ) -> Result<Json<AttemptPage>, ApiError> {
-    let id = parse_id(&id)?;
-    let q = query(q)?;
     let limit = limit(q.limit, 50, 100)?;
     let before = q
         .cursor
         .as_deref()
-        .map(|c| c.parse::<i64>().map_err(|_| bad_cursor("cursor")))
+        .map(decode_attempts_cursor)
         .transpose()?;
     let pool = &state.inner.pool;
     if accounts::get(pool, &id).await?.is_none() {
@@ -461,4 +406,41 @@ pub async fn attempts(
         next_cursor,
         counts,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::extract::query;
+    use proptest::prelude::*;
+
+    fn parse(raw: &str) -> Result<ListFilter, ApiError> {
+        list_filter(query::<ListQuery>(Some(raw))?)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any query string: a filter whose values are within their
+        /// documented bounds, or 422 naming a field.
+        #[test]
+        fn any_listing_query(raw in prop_oneof![
+            ".{0,120}",
+            "((limit|q|workspace_id|cursor|status|provider|include_disconnected)=[%0-9a-zA-Z_|.-]{0,20}&?){0,6}",
+        ]) {
+            match parse(&raw) {
+                Ok(filter) => {
+                    prop_assert!((2..=101).contains(&filter.limit));
+                    for text in [&filter.workspace_id, &filter.query].into_iter().flatten() {
+                        prop_assert!(!text.chars().any(char::is_control));
+                        prop_assert!(text.chars().count() <= 255);
+                    }
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+                    prop_assert!(e.body.error.field.is_some(), "{:?}", e);
+                }
+            }
+        }
+    }
 }

@@ -10,6 +10,14 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiError, ApiState};
 
+/// The credential of `Authorization: Bearer <key>`; the scheme name is
+/// case-insensitive (RFC 9110 11.1).
+fn bearer_credential(value: &str) -> Option<&str> {
+    let (scheme, credential) = value.trim_start().split_once(' ')?;
+    let credential = credential.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
+}
+
 pub async fn require_api_key(
     State(state): State<ApiState>,
     request: Request,
@@ -19,11 +27,7 @@ pub async fn require_api_key(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+        .and_then(bearer_credential);
     let accepted = presented.is_some_and(|presented| {
         // Every key is compared, so timing does not tell which one matched.
         state.inner.keys.iter().fold(false, |found, key| {
@@ -50,4 +54,25 @@ pub async fn require_api_key(
         HeaderValue::from_static("Bearer realm=\"tokenwarden\""),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_credential;
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for header in [
+            "Bearer k",
+            "bearer k",
+            "BEARER k",
+            "BeArEr   k ",
+            " Bearer k",
+        ] {
+            assert_eq!(bearer_credential(header), Some("k"), "{header:?}");
+        }
+        for header in ["k", "Basic k", "Bearer", "Bearer ", "Bearerk", "Token k"] {
+            assert_eq!(bearer_credential(header), None, "{header:?}");
+        }
+    }
 }

@@ -1,10 +1,11 @@
 //! `GET /v1/events`: the status-change outbox for pull consumers.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use super::params::{bad_cursor, limit, query};
+use super::extract::Params;
+use super::params::{decode_events_cursor, limit};
 use super::{ApiError, ApiState};
 use crate::store::events;
 use crate::webhooks::EventPayload;
@@ -14,8 +15,10 @@ use crate::webhooks::EventPayload;
 pub struct EventsQuery {
     /// `next_cursor` of the previous page (an event's `sequence`); omit to
     /// read from the beginning.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     after: Option<String>,
     /// 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
@@ -40,17 +43,9 @@ pub struct EventPage {
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
-    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let q = query(q)?;
-    let after = match q.after.as_deref() {
-        None | Some("") => 0,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| bad_cursor("after"))?,
-    };
+    let after = decode_events_cursor(q.after.as_deref())?;
     let limit = limit(q.limit, 100, 500)?;
     let pool = &state.inner.pool;
     events::assign_sequence(pool).await?;

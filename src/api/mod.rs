@@ -7,8 +7,10 @@ mod accounts;
 mod auth;
 mod error;
 mod events;
+mod extract;
 mod health;
 mod params;
+pub mod server;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -18,9 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +66,7 @@ impl ApiState {
                     .collect()
             })
             .unwrap_or_default();
-        let openapi = document();
+        let openapi = document_json();
         Ok(Self {
             inner: Arc::new(Inner {
                 pool: engine.pool().clone(),
@@ -71,8 +74,7 @@ impl ApiState {
                 redis,
                 keys,
                 force_refresh_min_interval: settings.api.force_refresh_min_interval,
-                openapi: openapi
-                    .to_json()
+                openapi: serde_json::to_string(&openapi)
                     .context("rendering the OpenAPI document")?,
             }),
         })
@@ -117,6 +119,176 @@ pub fn document() -> OpenApi {
         .into_openapi()
 }
 
+/// The document as served: [`document`] plus the error answers every
+/// route shares, written once here instead of on every operation.
+pub fn document_json() -> serde_json::Value {
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    let error = |description: &str| {
+        serde_json::json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        })
+    };
+    let retry_after = serde_json::json!({
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "schema": {"type": "integer", "minimum": 1}
+        }
+    });
+    // Said in prose on the fields; said here so that clients and fuzzers
+    // know it too.
+    if let Some(credentials) = doc.pointer_mut("/components/schemas/CredentialsSpec")
+        && let Some(credentials) = credentials.as_object_mut()
+    {
+        credentials.insert(
+            "not".to_owned(),
+            serde_json::json!({"required": ["expires_in", "token_expires_at"]}),
+        );
+    }
+    // The platforms' own expiry rules: a Mastodon token has no expiry; a
+    // Bluesky session needs one (or, beyond what a schema can say, an
+    // access token that is a JWT with an exp claim).
+    if let Some(spec) = doc
+        .pointer_mut("/components/schemas/AccountSpec")
+        .and_then(|s| s.as_object_mut())
+    {
+        let provider_is = |name: &str| serde_json::json!({"properties": {"provider": {"const": name}}, "required": ["provider"]});
+        spec.insert(
+            "allOf".to_owned(),
+            serde_json::json!([
+                {
+                    "if": provider_is("MASTODON"),
+                    "then": {"properties": {"credentials": {"properties": {
+                        "expires_in": {"type": "null"},
+                        "token_expires_at": {"type": "null"}
+                    }}}}
+                },
+                {
+                    "if": provider_is("BLUESKY"),
+                    "then": {"properties": {"credentials": {"anyOf": [
+                        {"required": ["expires_in"], "properties": {"expires_in": {"type": "integer"}}},
+                        {"required": ["token_expires_at"], "properties": {"token_expires_at": {"type": "string"}}}
+                    ]}}}
+                }
+            ]),
+        );
+    }
+    // `meta`: any JSON object whose strings (keys too) hold no NUL, as
+    // deep as the server accepts; spelled out level by level, as the
+    // document's consumers do not all follow recursive references.
+    if let Some(meta) = doc.pointer_mut("/components/schemas/AccountSpec/properties/meta")
+        && let Some(meta) = meta.as_object_mut()
+    {
+        let object = meta_schema(1);
+        meta.insert("propertyNames".to_owned(), object["propertyNames"].clone());
+        meta.insert(
+            "additionalProperties".to_owned(),
+            object["additionalProperties"].clone(),
+        );
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return doc;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(|r| r.as_object_mut())
+            else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description));
+            };
+            if path.starts_with("/v1/") {
+                add("401", "No or an unknown API key");
+                add("422", "A parameter is invalid; `error.field` names it");
+                add(
+                    "503",
+                    "The database is unreachable, or a refresh in flight did not finish in time; see Retry-After",
+                );
+                if path.contains("{id}") {
+                    add("404", "No such account");
+                }
+                if method == "post" && path == "/v1/accounts" {
+                    add("400", "The body is not JSON (`invalid_json`)");
+                    add(
+                        "413",
+                        "The body is larger than api.max_body_bytes (`payload_too_large`)",
+                    );
+                    add(
+                        "415",
+                        "The body is not sent as application/json (`unsupported_media_type`)",
+                    );
+                }
+            }
+            if method == "post" && path == "/v1/accounts" {
+                // Stateful clients (and fuzzers) follow a registration to
+                // the routes of the account it created.
+                let links: serde_json::Map<String, serde_json::Value> = [
+                    ("GetAccount", "show"),
+                    ("RefreshAccount", "refresh"),
+                    ("GetAccessToken", "access_token"),
+                    ("GetAttempts", "attempts"),
+                    ("DisconnectAccount", "disconnect"),
+                ]
+                .into_iter()
+                .map(|(name, operation)| {
+                    (
+                        name.to_owned(),
+                        serde_json::json!({
+                            "operationId": operation,
+                            "parameters": {"id": "$response.body#/id"}
+                        }),
+                    )
+                })
+                .collect();
+                for status in ["200", "201"] {
+                    if let Some(response) =
+                        responses.get_mut(status).and_then(|r| r.as_object_mut())
+                    {
+                        response.insert("links".to_owned(), links.clone().into());
+                    }
+                }
+            }
+            for status in ["429", "503"] {
+                if let Some(response) = responses.get_mut(status).and_then(|r| r.as_object_mut()) {
+                    response.insert("headers".to_owned(), retry_after.clone());
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The schema of a `meta` container at `depth` (the object itself is 1):
+/// strings without NUL, containers down to
+/// [`crate::registration::MAX_META_DEPTH`].
+fn meta_schema(depth: usize) -> serde_json::Value {
+    let no_nul = serde_json::json!({"type": "string", "pattern": "^[^\\x00]*$"});
+    let value = if depth >= crate::registration::MAX_META_DEPTH {
+        serde_json::json!({"anyOf": [no_nul, {"type": ["number", "boolean", "null"]}]})
+    } else {
+        let inner = meta_schema(depth + 1);
+        serde_json::json!({"anyOf": [
+            no_nul,
+            {"type": ["number", "boolean", "null"]},
+            {"type": "array", "items": inner["additionalProperties"].clone()},
+            inner,
+        ]})
+    };
+    serde_json::json!({
+        "type": "object",
+        "propertyNames": {"pattern": "^[^\\x00]*$"},
+        "additionalProperties": value,
+    })
+}
+
 /// The whole application: authenticated `/v1`, probes, the OpenAPI
 /// document, and `/metrics` unless it has a listener of its own; request
 /// ids, logging and counting around all of it.
@@ -132,6 +304,8 @@ pub fn router(state: ApiState, max_body_bytes: usize, with_metrics: bool) -> Rou
     let (app, _) = app.split_for_parts();
     app.fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(catch_panic))
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }
@@ -141,7 +315,91 @@ pub fn metrics_router(state: ApiState) -> Router {
     let (app, _) = health::probe_routes()
         .merge(health::metrics_routes())
         .split_for_parts();
-    app.layer(middleware::from_fn(observe)).with_state(state)
+    app.fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(catch_panic))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// Every error is `{"error": {...}}`: answers made below the handlers (405
+/// from the router, rejections of extractors this API does not wrap) are
+/// rewritten, keeping their status and headers (such as `Allow`) and never
+/// their text, which may quote the request.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::BAD_REQUEST => ("bad_request", "the request is malformed"),
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this route does not answer this method; see the Allow header",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is larger than api.max_body_bytes allows",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => ("invalid_field", "the request is invalid"),
+        s if s.is_server_error() => ("internal", "internal error; see the daemon's log"),
+        _ => ("error", "the request was refused"),
+    };
+    let (mut parts, _) = response.into_parts();
+    let body = ApiError::new(status, code, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let (body_parts, body) = body.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        body_parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("application/json")),
+    );
+    Response::from_parts(parts, body)
+}
+
+/// A panic in a handler is a defect, but the caller still gets a JSON 500
+/// (not a dropped connection), and the defect is logged and counted.
+pub async fn catch_panic(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            tracing::error!(%route, panic = %what, "a request handler panicked");
+            metrics::counter!("tokenwarden_http_panics_total", "route" => route).increment(1);
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the daemon's log",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// A request id (the caller's `x-request-id`, or a new one) on the span of
@@ -198,11 +456,11 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
     tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+    let limits = server::ConnectionLimits::from(&settings.api);
     let mut servers = tokio::task::JoinSet::new();
     let stopped = stop.clone();
     servers.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stopped.cancelled_owned())
+        server::serve(listener, app, limits, stopped)
             .await
             .context("HTTP API server")
     });
@@ -219,8 +477,7 @@ pub async fn serve(
         let metrics = metrics_router(state);
         let stopped = stop.clone();
         servers.spawn(async move {
-            axum::serve(listener, metrics)
-                .with_graceful_shutdown(stopped.cancelled_owned())
+            server::serve(listener, metrics, limits, stopped)
                 .await
                 .context("metrics server")
         });

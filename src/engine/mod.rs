@@ -37,11 +37,6 @@ use crate::store::refresh::{
     self as refresh_store, Change, Committed, FailureChange, NewCredentials,
 };
 
-/// How long a process that took over an expired lease waits for the
-/// previous holder's pending write before it calls the platform: longer
-/// than that holder's pause between write attempts.
-const TAKEOVER_SETTLE: Duration = Duration::from_secs(3);
-
 /// A provider's `Retry-After` is honoured up to this; beyond it the answer is
 /// more likely a bug than a plan.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -51,6 +46,11 @@ pub struct EngineConfig {
     /// This process's name in leases; unique per start.
     pub owner: String,
     pub lease_duration: Duration,
+    /// How long a process that took over an expired lease waits for the
+    /// previous holder's pending write before it calls the platform: longer
+    /// than one write attempt (`database.acquire_timeout`) plus the pause
+    /// between attempts.
+    pub takeover_settle: Duration,
     pub single_flight_wait: Duration,
     pub retry_base: Duration,
     pub retry_cap: Duration,
@@ -93,6 +93,10 @@ impl EngineConfig {
         Self {
             owner,
             lease_duration: settings.lease_duration(),
+            takeover_settle: settings
+                .database
+                .acquire_timeout
+                .saturating_add(Duration::from_secs(1)),
             single_flight_wait: settings.engine.single_flight_wait,
             retry_base: settings.engine.retry_base,
             retry_cap: settings.engine.retry_cap,
@@ -641,7 +645,7 @@ impl Engine {
             interrupted_at = ?row.interrupted_refresh_at,
             "took over an expired refresh lease; waiting for its holder's result first"
         );
-        tokio::time::sleep(TAKEOVER_SETTLE).await;
+        tokio::time::sleep(self.inner.config.takeover_settle).await;
         let current = accounts::get(&self.inner.pool, &row.id)
             .await?
             .ok_or_else(|| EngineError::NotFound(row.id.clone()))?;
@@ -1014,7 +1018,7 @@ impl Engine {
                     }
                     tokio::time::sleep(pause).await;
                     // Short: a process that takes the lease over waits
-                    // `TAKEOVER_SETTLE` for this write once the database is back.
+                    // `takeover_settle` for this write once the database is back.
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 Err(e) => {
@@ -1099,10 +1103,18 @@ impl Engine {
         // A rotating refresh token sent in a request that may have reached
         // the platform may be spent: say so if the platform later refuses
         // the stored one.
-        let interrupted = error
-            .failed_after_sending
-            .filter(|_| sent_rotating_refresh_token && new_status.is_none())
-            .map(|how| (started_at, format!("{how} after the request was sent")));
+        // So may a success the daemon could not read: the platform rotated.
+        let unreadable_success = error.kind == FailureKind::Transient
+            && error.http_status.is_some_and(|s| (200..300).contains(&s));
+        let interrupted = match error.failed_after_sending {
+            Some(how) => Some(format!("{how} after the request was sent")),
+            None if unreadable_success => {
+                Some("answered with a success that could not be read".to_owned())
+            }
+            None => None,
+        }
+        .filter(|_| sent_rotating_refresh_token && new_status.is_none())
+        .map(|how| (started_at, how));
         let next_attempt_at = retry_in.map(|d| after(now, d));
         let attempt = NewAttempt {
             trigger,

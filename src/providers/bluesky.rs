@@ -329,7 +329,7 @@ fn use_dpop_nonce(reply: &HttpReply) -> bool {
             .is_some_and(|b| b.get("error").and_then(Value::as_str) == Some("use_dpop_nonce"))
 }
 
-fn interpret_oauth(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
+pub(super) fn interpret_oauth(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
     if reply.status == 429 {
         return Err(ProviderError::new(
             FailureKind::RateLimited,
@@ -342,7 +342,7 @@ fn interpret_oauth(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
 }
 
 /// A refreshSession answer.
-fn interpret_session(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
+pub(super) fn interpret_session(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
     if !(200..300).contains(&reply.status) {
         return Err(xrpc_error(reply, Asked::Refresh));
     }

@@ -122,7 +122,7 @@ impl FacebookFlow {
     }
 }
 
-fn interpret_debug(reply: &HttpReply) -> Result<Checked, ProviderError> {
+pub(super) fn interpret_debug(reply: &HttpReply) -> Result<Checked, ProviderError> {
     let status = reply.status;
     if let Some(error) = graph_error(reply) {
         // A top-level error is about the request or the app token, never the

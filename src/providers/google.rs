@@ -46,7 +46,12 @@ impl GoogleRefresh {
     }
 }
 
-fn classify(reply: &HttpReply) -> Option<ProviderError> {
+pub(super) fn classify(reply: &HttpReply) -> Option<ProviderError> {
+    // An error inside a success is no shape Google documents: the generic
+    // reading records it as unrecognised.
+    if (200..300).contains(&reply.status) {
+        return None;
+    }
     let body = json_object(reply).ok()?;
     if let Some(error) = body.get("error").and_then(Value::as_object) {
         return api_error(error, reply);

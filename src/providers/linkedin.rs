@@ -96,7 +96,7 @@ impl Introspection {
     }
 }
 
-fn interpret_introspection(reply: &HttpReply) -> Result<Checked, ProviderError> {
+pub(super) fn interpret_introspection(reply: &HttpReply) -> Result<Checked, ProviderError> {
     let status = reply.status;
     if !(200..300).contains(&status) {
         // Errors are RFC 6749 shaped (invalid_client, 429, 5xx, ...).
@@ -134,7 +134,7 @@ fn interpret_introspection(reply: &HttpReply) -> Result<Checked, ProviderError> 
     })
 }
 
-fn classify(reply: &HttpReply) -> Option<ProviderError> {
+pub(super) fn classify(reply: &HttpReply) -> Option<ProviderError> {
     if reply.status != 400 {
         return None;
     }

@@ -9,12 +9,12 @@
 //! |---|---|
 //! | 200 with a JSON object | healthy, login active |
 //! | 401 "The access token was revoked" | rejected, revoked |
-//! | 401 with any other `error` ("The access token is invalid", "... expired") | rejected, expired: the instance no longer knows the grant |
+//! | 401 "The access token is invalid", "... expired", "... is invalid, expired or revoked" | rejected, expired: the instance no longer knows the grant |
 //! | 403 "This action is outside the authorized scopes" | healthy: the token authenticated; the check needs a `read` scope the user did not grant, so the login state is unknown |
 //! | 403 "Your login is currently disabled" / "... pending approval" / "... missing a confirmed e-mail address" | transient, code `account_disabled`, account flagged inactive: no status change |
 //! | 429, `X-RateLimit-Reset` as an ISO 8601 timestamp | rate limited until then |
 //! | 3xx, 5xx | transient |
-//! | anything else (another 403 text, a 401 without a JSON error) | unrecognised: kept verbatim |
+//! | anything else (another 401 or 403 text, an error inside a 200) | unrecognised: kept verbatim |
 //!
 //! Every failure is this account's own (`account_scoped`): instances are
 //! separate servers, so one's trouble never pauses Mastodon as a whole.
@@ -98,6 +98,15 @@ impl MastodonCheck {
     }
 }
 
+/// Doorkeeper's `invalid_token` texts: the user withdrew the app, and the
+/// ones for a grant the instance no longer knows (status rule 2a: those are
+/// TOKEN_EXPIRED, whatever else they mention).
+const TOKEN_REVOKED: &str = "The access token was revoked";
+const TOKEN_DEAD: [&str; 3] = [
+    "The access token is invalid",
+    "The access token expired",
+    "The access token is invalid, expired or revoked",
+];
 /// Doorkeeper's answer when the token is valid but lacks the scope asked for.
 const OUTSIDE_SCOPES: &str = "This action is outside the authorized scopes";
 /// `Api::BaseController#require_user!`: the login itself cannot act.
@@ -107,7 +116,7 @@ const LOGIN_REFUSED: [&str; 3] = [
     "Your login is missing a confirmed e-mail address",
 ];
 
-fn interpret(reply: &HttpReply) -> Result<Checked, ProviderError> {
+pub(super) fn interpret(reply: &HttpReply) -> Result<Checked, ProviderError> {
     let status = reply.status;
     let said = || {
         json_object(reply)
@@ -115,15 +124,23 @@ fn interpret(reply: &HttpReply) -> Result<Checked, ProviderError> {
             .and_then(|b| b.get("error").and_then(Value::as_str).map(short))
     };
     match status {
-        200..=299 => json_object(reply).map(|_| Checked::active()),
+        200..=299 => match json_object(reply) {
+            // An error inside a success is no shape Mastodon documents.
+            Ok(body) if body.contains_key("error") => {
+                Err(ProviderError::unrecognised(status, &reply.body))
+            }
+            Ok(_) => Ok(Checked::active()),
+            Err(malformed) => Err(malformed),
+        },
+        // Only Doorkeeper's own texts are read; any other is unrecognised.
         401 => match said() {
-            Some(text) if text.to_ascii_lowercase().contains("revoked") => {
+            Some(text) if text == TOKEN_REVOKED => {
                 Err(ProviderError::new(FailureKind::RejectedRevoked, text).with_status(status))
             }
-            Some(text) => {
+            Some(text) if TOKEN_DEAD.contains(&text.as_str()) => {
                 Err(ProviderError::new(FailureKind::RejectedExpired, text).with_status(status))
             }
-            None => Err(ProviderError::unrecognised(status, &reply.body)),
+            _ => Err(ProviderError::unrecognised(status, &reply.body)),
         },
         403 => match said() {
             // Doorkeeper checks the token before its scopes: it works.

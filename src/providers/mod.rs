@@ -1,6 +1,8 @@
 //! Talking to the platforms. The engine sees one trait; each flow lives in a
 //! file of its own and classifies every answer into a `ProviderError` kind.
 
+#[cfg(test)]
+mod answers_proptest;
 mod bluesky;
 mod dpop;
 mod error;

@@ -58,7 +58,7 @@ const INVALID_GRANT: i64 = 283;
 /// Pinterest's code for a refused app ("Authentication failed.").
 const AUTHENTICATION_FAILED: i64 = 2;
 
-fn classify(reply: &HttpReply) -> Option<ProviderError> {
+pub(super) fn classify(reply: &HttpReply) -> Option<ProviderError> {
     if reply.status == 429 || reply.status >= 500 {
         return None;
     }
@@ -67,6 +67,13 @@ fn classify(reply: &HttpReply) -> Option<ProviderError> {
         return None;
     }
     let code = body.get("code").and_then(as_integer)?;
+    // Pinterest's codes come with refusals; one inside a success is no
+    // documented shape.
+    if (200..300).contains(&reply.status) {
+        return Some(
+            ProviderError::unrecognised(reply.status, &reply.body).with_code(code.to_string()),
+        );
+    }
     let message = short(body.get("message").and_then(Value::as_str).unwrap_or(""));
     let kind = match code {
         INVALID_GRANT => FailureKind::RejectedExpired,

@@ -74,7 +74,7 @@ impl TiktokRefresh {
     }
 }
 
-fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
+pub(super) fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
     let status = reply.status;
     let retry_after = reply.retry_after();
     if status == 429 {
@@ -91,7 +91,15 @@ fn interpret(reply: &HttpReply) -> Result<TokenGrant, ProviderError> {
                 .with_retry_after(retry_after),
         );
     }
-    let body = json_object(reply)?;
+    let body = match json_object(reply) {
+        Ok(body) => body,
+        // A refusal that is not JSON (an edge proxy's HTML page) is no shape
+        // TikTok documents: the account's own until several say otherwise.
+        Err(_) if !(200..300).contains(&status) => {
+            return Err(ProviderError::unrecognised(status, &reply.body));
+        }
+        Err(malformed) => return Err(malformed),
+    };
     if let Some((code, description)) = tiktok_error(&body) {
         let Some(kind) = classify(&code) else {
             return Err(ProviderError::unrecognised(status, &reply.body).with_code(short(&code)));

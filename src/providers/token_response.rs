@@ -33,8 +33,31 @@ pub fn json_object(reply: &HttpReply) -> Result<Map<String, Value>, ProviderErro
     };
     match serde_json::from_slice::<Value>(&reply.body) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ProviderError::transient(describe()).with_status(reply.status)),
+        // Valid JSON that serde_json will not hold (a number such as 1e400)
+        // must not cost the tokens beside it.
+        Err(_) => tolerant_object(&reply.body)
+            .ok_or_else(|| ProviderError::transient(describe()).with_status(reply.status)),
+        Ok(_) => Err(ProviderError::transient(describe()).with_status(reply.status)),
     }
+}
+
+/// A JSON object read field by field: a field whose value serde_json
+/// refuses (an out-of-range number, at any depth) is kept as its raw text,
+/// which readers then treat as the odd value it is. None if the body is not
+/// a JSON object at all.
+fn tolerant_object(body: &[u8]) -> Option<Map<String, Value>> {
+    use serde_json::value::RawValue;
+    let fields: Map<String, Value> =
+        serde_json::from_slice::<std::collections::BTreeMap<String, Box<RawValue>>>(body)
+            .ok()?
+            .into_iter()
+            .map(|(key, raw)| {
+                let value = serde_json::from_str(raw.get())
+                    .unwrap_or_else(|_| Value::String(raw.get().to_owned()));
+                (key, value)
+            })
+            .collect();
+    Some(fields)
 }
 
 /// The grant in a 2xx token response.
@@ -158,6 +181,37 @@ mod tests {
             Some(Duration::from_secs(86400))
         );
         assert_eq!(grant.scopes.unwrap(), vec!["a", "b"]);
+    }
+
+    /// serde_json refuses numbers beyond f64 (1e400) even though they are
+    /// valid JSON: such an answer still yields its tokens.
+    #[test]
+    fn numbers_beyond_f64_do_not_refuse_the_answer() {
+        for body in [
+            r#"{"access_token":"a","refresh_token":"r","expires_in":1e400}"#,
+            r#"{"access_token":"a","refresh_token":"r","expires_in":-1e400,"refresh_token_expires_in":1e400}"#,
+            r#"{"access_token":"a","refresh_token":"r","expires_in":3600,"junk":{"deep":[1e400]}}"#,
+        ] {
+            let reply = HttpReply {
+                status: 200,
+                headers: Default::default(),
+                body: body.as_bytes().to_vec(),
+            };
+            let grant = parse_grant(&json_object(&reply).unwrap(), 200).unwrap();
+            assert_eq!(grant.refresh_token.unwrap().expose(), "r", "{body}");
+            assert!(
+                grant
+                    .expires_in
+                    .is_none_or(|d| d == Duration::from_secs(3600)),
+                "{body}"
+            );
+        }
+        let garbage = HttpReply {
+            status: 200,
+            headers: Default::default(),
+            body: br#"{"access_token":"a", 1e400"#.to_vec(),
+        };
+        assert!(json_object(&garbage).is_err());
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl XRefresh {
 }
 
 /// X's own rows; None leaves the answer to the generic reading.
-fn classify(reply: &HttpReply) -> Option<ProviderError> {
+pub(super) fn classify(reply: &HttpReply) -> Option<ProviderError> {
     let status = reply.status;
     if status == 429 {
         let code = json_object(reply).ok().and_then(|body| {

@@ -174,6 +174,18 @@ pub async fn mark_queue_data(storage: &mut JobStorage) -> anyhow::Result<bool> {
     Ok(set.is_some())
 }
 
+/// Whether Redis holds no job of this queue at all, queued or in flight
+/// (every job's data lives in one hash until it is trimmed after it ends).
+pub async fn holds_no_jobs(storage: &mut JobStorage) -> anyhow::Result<bool> {
+    let queue = storage.get_config().queue.as_ref().to_owned();
+    let conn = storage.get_connection();
+    let jobs: i64 = redis::cmd("HLEN")
+        .arg(format!("{queue}:data"))
+        .query_async(conn)
+        .await?;
+    Ok(jobs == 0)
+}
+
 pub async fn depth(storage: &mut JobStorage) -> anyhow::Result<i64> {
     let queue = storage.get_config().queue.as_ref().to_owned();
     let conn = storage.get_connection();

@@ -112,12 +112,16 @@ pub async fn release_claims(pool: &PgPool, claims: &[Uuid]) -> Result<u64, sqlx:
 /// the next scan queues those accounts at once instead of after the claim
 /// timeout. Accounts with a refresh in flight keep their claim: the refresh
 /// ends it.
-pub async fn release_lost_claims(pool: &PgPool) -> Result<u64, sqlx::Error> {
+/// `older_than`: only claims at least that old (a claim just made may not
+/// have its job pushed yet).
+pub async fn release_lost_claims(pool: &PgPool, older_than: Duration) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE social_accounts SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
                                     next_attempt_at = now()
-         WHERE claim_id IS NOT NULL AND (lease_owner IS NULL OR lease_until < now())",
+         WHERE claim_id IS NOT NULL AND (lease_owner IS NULL OR lease_until < now())
+           AND claimed_at <= now() - make_interval(secs => $1)",
     )
+    .bind(older_than.as_secs_f64())
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
