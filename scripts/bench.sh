@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end daemon benchmark (see benches/daemon.rs for the options), and the
-# refresh-engine micro benchmark.
+# refresh-engine micro benchmark. The custody soak under faults is scripts/soak.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
