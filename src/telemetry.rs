@@ -19,7 +19,12 @@ where
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        // A log line that cannot be written (a full disk under stderr) is
+        // lost, never a panic: the default reports it with eprintln!, which
+        // panics on that same stderr, possibly between a platform's answer
+        // and the write of its tokens.
+        .log_internal_errors(false);
     // A second init (tests, or a command that re-initialises) is harmless.
     let _ = match settings.format {
         LogFormat::Text => builder.try_init(),

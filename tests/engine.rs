@@ -1219,3 +1219,83 @@ async fn every_forced_burst_makes_exactly_one_platform_call() {
     let stored = env.stored_refresh_token(&id).await.unwrap();
     assert!(env.fake.is_live(&stored));
 }
+
+// ---- the database refusing the write of new tokens ------------------------
+
+/// Makes every write of new credentials in this test's schema fail with
+/// `sqlstate` while the `refuse_credentials` table holds a row.
+async fn refuse_credential_writes(env: &TestEnv, sqlstate: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE refuse_credentials (on_ boolean);
+         INSERT INTO refuse_credentials VALUES (true);
+         CREATE FUNCTION refuse_credentials() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.credentials_version <> OLD.credentials_version
+                AND EXISTS (SELECT 1 FROM refuse_credentials) THEN
+                 RAISE EXCEPTION 'refused by the test' USING ERRCODE = '{sqlstate}';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_credentials BEFORE UPDATE ON social_accounts
+             FOR EACH ROW EXECUTE FUNCTION refuse_credentials();"
+    )))
+    .execute(env.pool())
+    .await
+    .unwrap();
+}
+
+/// A disk-full (53100) refusal passes: the new tokens are kept in hand and
+/// land once the database takes writes again.
+#[tokio::test]
+async fn a_full_disk_is_waited_out_with_the_grant_in_hand() {
+    let env = TestEnv::new().await;
+    let (id, _) = env.connect(Provider::X, rotating()).await;
+    refuse_credential_writes(&env, "53100").await;
+    let engine = env.engine.clone();
+    let refresh_id = id.clone();
+    let refresh = tokio::spawn(async move { engine.refresh(&refresh_id, Trigger::Forced).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.engine.grants_in_hand(), vec![id.clone()]);
+    sqlx::query("DELETE FROM refuse_credentials")
+        .execute(env.pool())
+        .await
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(10), refresh)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Refreshed);
+    assert!(env.engine.grants_in_hand().is_empty());
+    let stored = env.stored_refresh_token(&id).await.unwrap();
+    assert!(env.fake.is_live(&stored));
+}
+
+/// A refusal the database will repeat (an integrity violation) loses the
+/// grant; the record says so, and a later rejection names it.
+#[tokio::test]
+async fn a_grant_the_database_refuses_for_good_is_recorded_as_lost() {
+    let env = TestEnv::new().await;
+    let (id, _) = env.connect(Provider::X, rotating()).await;
+    refuse_credential_writes(&env, "23514").await;
+    let err = env.engine.refresh(&id, Trigger::Forced).await.unwrap_err();
+    assert!(matches!(err, EngineError::Database(_)), "{err}");
+    let row = env.row(&id).await;
+    assert!(row.lease_owner.is_none());
+    assert_eq!(row.status, AccountStatus::Active);
+    assert_eq!(
+        row.last_refresh_error.as_deref(),
+        Some("the platform answered, but the database refused the new tokens (SQLSTATE 23514)")
+    );
+    assert!(row.interrupted_refresh_at.is_some());
+    sqlx::query("DELETE FROM refuse_credentials")
+        .execute(env.pool())
+        .await
+        .unwrap();
+    let report = env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    let message = report.message.unwrap();
+    assert!(
+        message.contains("was answered, but the database refused its new tokens"),
+        "{message}"
+    );
+}

@@ -936,7 +936,14 @@ impl Engine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&leased.id);
-        let committed = committed?;
+        let committed = match committed {
+            Ok(committed) => committed,
+            Err(refused) => {
+                self.record_refused_grant(leased, trigger, started_at, old, &refused)
+                    .await;
+                return Err(refused);
+            }
+        };
         self.fault(Phase::Written);
         let mut report = self.report(leased, trigger, Outcome::Refreshed, note);
         match committed {
@@ -1011,7 +1018,7 @@ impl Engine {
                     }
                     return Ok(done);
                 }
-                Err(e) if is_retryable(&e) => {
+                Err(e) if grant_write_may_land_later(&e) => {
                     failures += 1;
                     if failures == 1 || failures.is_multiple_of(30) {
                         tracing::warn!(error = %e, tries = failures, "storing new tokens failed; retrying until the database answers");
@@ -1026,6 +1033,59 @@ impl Engine {
                     return Err(e.into());
                 }
             }
+        }
+    }
+
+    /// The database refused new tokens for good: the grant is lost. Say so
+    /// in the account's record (best effort), and mark the refresh
+    /// interrupted so a later rejection names why.
+    async fn record_refused_grant(
+        &self,
+        leased: &AccountRow,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        old: &Credentials,
+        refused: &EngineError,
+    ) {
+        let config = &self.inner.config;
+        let rotating =
+            old.refresh.is_some() && config.policy(leased.provider).rotates_refresh_token;
+        let code = match refused {
+            EngineError::Database(e) => e
+                .as_database_error()
+                .and_then(|db| db.code())
+                .map(|c| format!(" (SQLSTATE {c})"))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let text = format!("the platform answered, but the database refused the new tokens{code}");
+        let now = Utc::now();
+        let attempt = NewAttempt {
+            trigger,
+            started_at,
+            finished_at: now,
+            outcome: Outcome::TransientError,
+            http_status: None,
+            provider_error_code: None,
+            message: Some(text.clone()),
+        };
+        let change = Change::Failed(FailureChange {
+            error: text,
+            http_status: None,
+            count_failure: true,
+            next_attempt_at: Some(after(now, config.retry_base)),
+            new_status: None,
+            interrupted: rotating.then(|| {
+                (
+                    started_at,
+                    "was answered, but the database refused its new tokens".to_owned(),
+                )
+            }),
+            unrecognised: false,
+            account: AccountState::Unreported,
+        });
+        if let Err(e) = self.commit_with_retry(leased, &attempt, &change).await {
+            tracing::error!(error = %e, "recording the refused grant failed too");
         }
     }
 
@@ -1425,14 +1485,37 @@ fn is_due(row: &AccountRow, now: DateTime<Utc>) -> bool {
     row.status == AccountStatus::Active && row.next_attempt_at.is_some_and(|at| at <= now)
 }
 
+/// Errors the same write may not meet again: the connection or the pool,
+/// and the server's passing states (SQLSTATE 08 connection, 40 conflicts,
+/// 53 resources such as a full disk, 55P03 lock timeout, 57 shutdown and
+/// recovery, 57014 statement timeout, 58 system errors, 25006 a read-only
+/// standby after a failover).
 fn is_retryable(e: &sqlx::Error) -> bool {
+    const PASSING: [&str; 6] = ["08", "40", "53", "57", "58", "25006"];
     matches!(
         e,
         sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Protocol(_)
-    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "40001" || c == "40P01"))
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| {
+        PASSING.iter().any(|p| c.starts_with(p)) || c == "55P03"
+    }))
+}
+
+/// New tokens are the only copy of a grant: every database error is
+/// waited out except one that says the database will never take this row
+/// (SQLSTATE 22 data exceptions, 23 integrity violations).
+fn grant_write_may_land_later(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => !db
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+        sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::TypeNotFound { .. } => false,
+        _ => true,
+    }
 }
 
 fn joined_report(current: &AccountRow, attempt: AttemptRow) -> RefreshReport {
