@@ -36,9 +36,12 @@ use sqlx::PgPool;
 use tokenwarden::crypto::{Field, Keyring};
 use tokenwarden::domain::AccountId;
 use tokenwarden::fake::{FakeOAuthServer, FamilySpec};
-use tokio::io::copy_bidirectional;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+#[path = "../tests/common/proxy.rs"]
+mod proxy;
+use proxy::Proxy;
 
 const API_KEY: &str = "soak-bench-api-key-0123456789";
 const KEY_ID: &str = "s1";
@@ -151,58 +154,6 @@ impl Front {
         });
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
         (status, [(header::CONTENT_TYPE, "application/json")], answer).into_response()
-    }
-}
-
-/// A TCP proxy in front of PostgreSQL whose link can be cut: open
-/// connections are dropped and new ones refused until it is restored.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    generation: Arc<Mutex<CancellationToken>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let up = Arc::new(AtomicBool::new(true));
-        let generation = Arc::new(Mutex::new(CancellationToken::new()));
-        let (up2, gen2) = (up.clone(), generation.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let cut = gen2.lock().unwrap().clone();
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.cancelled() => {}
-                    }
-                });
-            }
-        });
-        Ok(Self {
-            port,
-            up,
-            generation,
-        })
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        let mut generation = self.generation.lock().unwrap();
-        generation.cancel();
-        *generation = CancellationToken::new();
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
     }
 }
 
@@ -437,7 +388,7 @@ async fn soak(
         direct.host_str().unwrap_or("127.0.0.1"),
         direct.port().unwrap_or(5432)
     ))
-    .await?;
+    .await;
     let mut proxied = direct.clone();
     proxied
         .set_port(Some(proxy.port))

@@ -334,15 +334,7 @@ fn required(field: &str, value: &str) -> Result<String, InvalidField> {
 
 /// An identifier-like string: bounded, no control characters at all.
 fn identifier(field: &str, value: &str, max_chars: usize) -> Result<(), InvalidField> {
-    if value.chars().count() > max_chars {
-        return Err(invalid(
-            field,
-            format!("must be at most {max_chars} characters"),
-        ));
-    }
-    if value.contains('\0') {
-        return Err(invalid(field, "must not contain a NUL character"));
-    }
+    free_text(field, value, max_chars)?;
     if value.chars().any(char::is_control) {
         return Err(invalid(field, "must not contain control characters"));
     }

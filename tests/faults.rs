@@ -6,11 +6,11 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use chrono::{TimeDelta, Utc};
+use common::proxy::Proxy;
 use common::{CLIENT_ID, CLIENT_SECRET, TestDb, new_account, redis_url, rotating};
 use secrecy::SecretString;
 use tokenwarden::crypto::Keyring;
@@ -18,63 +18,8 @@ use tokenwarden::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
 use tokenwarden::fake::FakeOAuthServer;
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::store::accounts;
-use tokio::io::copy_bidirectional;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
-
-/// A TCP proxy whose link can be cut: while cut, open connections are
-/// dropped and new ones are refused.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    generation: Arc<std::sync::Mutex<CancellationToken>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let generation = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
-        let (up2, gen2) = (up.clone(), generation.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: refused
-                }
-                let cut = gen2.lock().unwrap().clone();
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.cancelled() => {}
-                    }
-                });
-            }
-        });
-        Self {
-            port,
-            up,
-            generation,
-        }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        let mut generation = self.generation.lock().unwrap();
-        generation.cancel();
-        *generation = CancellationToken::new();
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
 
 struct World {
     db: TestDb,

@@ -81,17 +81,7 @@ impl Engine {
             };
         }
 
-        let result = flow
-            .refresh(RefreshRequest {
-                account_id: &leased.id,
-                provider: leased.provider,
-                access_token: &credentials.access,
-                refresh_token: credentials.refresh.as_ref(),
-                dpop_key: credentials.dpop.as_ref(),
-                meta: &leased.meta,
-                token_issued_at: leased.token_issued_at,
-            })
-            .await;
+        let result = flow.refresh(self.request(&leased, &credentials)).await;
         match result {
             Ok(grant) => {
                 self.finish_success(&leased, trigger, started_at, &credentials, grant)

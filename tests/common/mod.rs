@@ -2,6 +2,8 @@
 //! fake platform per test on loopback, and an engine wired to both.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::sync::Arc;
 use std::time::Duration;
 
