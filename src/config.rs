@@ -1252,7 +1252,7 @@ impl Settings {
                     ));
                 }
                 Some(secret) => {
-                    crate::webhooks::SigningKey::parse(secret.expose_secret())
+                    crate::crypto::SigningKey::parse(secret.expose_secret())
                         .map_err(|problem| ConfigError::invalid("webhooks.secret", problem))?;
                 }
             }

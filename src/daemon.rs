@@ -68,7 +68,7 @@ pub async fn run(
         );
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            crate::metrics::collect_state(
+            crate::store::census::collect_state(
                 pool,
                 metrics.state_interval,
                 metrics.overdue_after,
@@ -99,7 +99,7 @@ pub async fn run(
     if roles.contains(&Role::Worker) {
         let gates = Arc::new(ProviderGates::from_settings(&app.settings));
         let stop = shutdown.clone();
-        tasks.spawn(crate::metrics::watch_gates(gates.clone(), stop).map(Ok));
+        tasks.spawn(crate::gate::publish_gauges(gates.clone(), stop).map(Ok));
         let ctx = Arc::new(worker::JobContext {
             engine: app.engine.clone(),
             gates,

@@ -17,14 +17,34 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{CircuitSettings, Settings};
-use crate::domain::{AccountId, Outcome, Provider};
-use crate::engine::RefreshReport;
+use crate::domain::{AccountId, Outcome, Provider, RefreshReport};
+use crate::metrics;
 
 /// No pause, wait or window reaches further than this: a platform's absurd
 /// reset, or a setting, cannot overflow the clock.
 const MAX_SPAN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Publishes every platform's gate state as gauges every few seconds until
+/// `stop` (a pause ends by time, not by an event, so it is sampled).
+pub async fn publish_gauges(gates: Arc<ProviderGates>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for provider in Provider::ALL {
+            metrics::record_gate_state(
+                *provider,
+                gates.is_paused(*provider),
+                gates.has_config_error(*provider),
+            );
+        }
+    }
+}
 
 pub struct ProviderGates {
     gates: HashMap<Provider, Gate>,

@@ -1,19 +1,16 @@
 //! Prometheus metrics (names and meaning: docs/metrics.md). Events are
 //! counted where they happen; account-state gauges are computed from
-//! PostgreSQL on an interval, never on scrape. Labels stay bounded: provider,
+//! PostgreSQL on an interval by `store::census`, never on scrape. Labels stay bounded: provider,
 //! status, trigger, outcome; never an account.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::Utc;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::domain::{AccountStatus, Outcome, Provider, Trigger};
-use crate::gate::ProviderGates;
 
 pub const REFRESH_DURATION_BUCKETS: &[f64] =
     &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0];
@@ -134,7 +131,7 @@ fn describe() {
     );
 }
 
-fn provider_label(provider: Provider) -> String {
+pub fn provider_label(provider: Provider) -> String {
     provider.config_key()
 }
 
@@ -193,136 +190,12 @@ pub fn record_http_request(route: &str, status: u16) {
     .increment(1);
 }
 
-/// Mirrors the worker's gates into gauges every few seconds (a pause ends
-/// by time, not by an event, so it is sampled rather than pushed).
-pub async fn watch_gates(gates: Arc<ProviderGates>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        for provider in Provider::ALL {
-            let label = provider_label(*provider);
-            gauge!("tokenwarden_provider_paused", "provider" => label.clone())
-                .set(f64::from(u8::from(gates.is_paused(*provider))));
-            gauge!("tokenwarden_provider_config_error", "provider" => label)
-                .set(f64::from(u8::from(gates.has_config_error(*provider))));
-        }
-    }
-}
-
-/// Computes the account-state gauges from PostgreSQL every `interval` until
-/// `stop`. A failed computation leaves the previous values (and their
-/// timestamp, which an alert watches).
-pub async fn collect_state(
-    pool: PgPool,
-    interval: Duration,
-    overdue_after: Duration,
-    webhooks_enabled: bool,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = compute_state(&pool, overdue_after, webhooks_enabled).await {
-            tracing::warn!(error = %e, "account-state metrics not computed");
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct StateRow {
-    provider: String,
-    status: String,
-    accounts: i64,
-    expiring_1h: i64,
-    expiring_24h: i64,
-    expiring_7d: i64,
-    expired: i64,
-    overdue: i64,
-    rt_expiring_7d: i64,
-    rt_expiring_30d: i64,
-}
-
-/// One pass over the accounts; every provider × status series is written,
-/// zeros included, so that alert expressions never see a series vanish.
-pub async fn compute_state(
-    pool: &PgPool,
-    overdue_after: Duration,
-    webhooks_enabled: bool,
-) -> Result<(), sqlx::Error> {
-    let rows: Vec<StateRow> = sqlx::query_as(
-        "SELECT provider, status, count(*) AS accounts,
-            count(*) FILTER (WHERE status = 'ACTIVE' AND token_expires_at > now()
-                             AND token_expires_at <= now() + interval '1 hour') AS expiring_1h,
-            count(*) FILTER (WHERE status = 'ACTIVE' AND token_expires_at > now()
-                             AND token_expires_at <= now() + interval '24 hours') AS expiring_24h,
-            count(*) FILTER (WHERE status = 'ACTIVE' AND token_expires_at > now()
-                             AND token_expires_at <= now() + interval '7 days') AS expiring_7d,
-            count(*) FILTER (WHERE status = 'ACTIVE' AND token_expires_at <= now()) AS expired,
-            count(*) FILTER (WHERE status = 'ACTIVE' AND next_attempt_at < now() - $1) AS overdue,
-            count(*) FILTER (WHERE status = 'ACTIVE' AND refresh_token_expires_at > now()
-                             AND refresh_token_expires_at <= now() + interval '7 days') AS rt_expiring_7d,
-            count(*) FILTER (WHERE status = 'ACTIVE' AND refresh_token_expires_at > now()
-                             AND refresh_token_expires_at <= now() + interval '30 days') AS rt_expiring_30d
-         FROM social_accounts GROUP BY provider, status",
-    )
-    .bind(overdue_after)
-    .fetch_all(pool)
-    .await?;
-    let (outstanding, oldest): (i64, f64) = sqlx::query_as(
-        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(claimed_at))::float8, 0)
-         FROM social_accounts WHERE claim_id IS NOT NULL",
-    )
-    .fetch_one(pool)
-    .await?;
-    let undelivered = if webhooks_enabled {
-        Some(crate::store::events::undelivered(pool).await?)
-    } else {
-        None
-    };
-
-    for provider in Provider::ALL {
-        let mine = || rows.iter().filter(|r| r.provider == provider.as_str());
-        let sum = |f: fn(&StateRow) -> i64| mine().map(f).sum::<i64>() as f64;
-        let label = provider_label(*provider);
-        for status in AccountStatus::ALL {
-            let count = mine()
-                .filter(|r| r.status == status.as_str())
-                .map(|r| r.accounts)
-                .sum::<i64>();
-            gauge!("tokenwarden_accounts", "provider" => label.clone(), "status" => status.as_str())
-                .set(count as f64);
-        }
-        for (within, value) in [
-            ("1h", sum(|r| r.expiring_1h)),
-            ("24h", sum(|r| r.expiring_24h)),
-            ("7d", sum(|r| r.expiring_7d)),
-        ] {
-            gauge!("tokenwarden_accounts_token_expiring", "provider" => label.clone(), "within" => within)
-                .set(value);
-        }
-        gauge!("tokenwarden_accounts_token_expired", "provider" => label.clone())
-            .set(sum(|r| r.expired));
-        gauge!("tokenwarden_accounts_overdue", "provider" => label.clone()).set(sum(|r| r.overdue));
-        for (within, value) in [
-            ("7d", sum(|r| r.rt_expiring_7d)),
-            ("30d", sum(|r| r.rt_expiring_30d)),
-        ] {
-            gauge!("tokenwarden_accounts_refresh_token_expiring", "provider" => label.clone(), "within" => within)
-                .set(value);
-        }
-    }
-    gauge!("tokenwarden_jobs_outstanding").set(outstanding as f64);
-    gauge!("tokenwarden_jobs_oldest_age_seconds").set(oldest);
-    let (count, age) = undelivered.unwrap_or((0, 0.0));
-    gauge!("tokenwarden_events_undelivered").set(count as f64);
-    gauge!("tokenwarden_events_oldest_undelivered_age_seconds").set(age);
-    gauge!("tokenwarden_state_computed_timestamp_seconds").set(Utc::now().timestamp() as f64);
-    Ok(())
+/// The gate's state for one platform, sampled (a pause ends by time, not by
+/// an event, so the gate publishes it periodically rather than on change).
+pub fn record_gate_state(provider: Provider, paused: bool, config_error: bool) {
+    let label = provider_label(provider);
+    gauge!("tokenwarden_provider_paused", "provider" => label.clone())
+        .set(f64::from(u8::from(paused)));
+    gauge!("tokenwarden_provider_config_error", "provider" => label)
+        .set(f64::from(u8::from(config_error)));
 }

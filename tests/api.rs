@@ -998,7 +998,7 @@ async fn metrics_show_account_state_and_attempts_without_account_ids() {
     let tokens = api.env.fake.issue(rotating());
     let id = id_of(&api.register_x("m1", &tokens, 1800).await);
     api.force_refresh(&id).await;
-    tokenwarden::metrics::compute_state(api.env.pool(), Duration::from_secs(300), false)
+    tokenwarden::store::census::compute_state(api.env.pool(), Duration::from_secs(300), false)
         .await
         .unwrap();
     let text = api

@@ -16,8 +16,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tokenwarden::config::Flow;
 use tokenwarden::crypto::{Field, Keyring};
+use tokenwarden::domain::RefreshReport;
 use tokenwarden::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
-use tokenwarden::engine::RefreshReport;
 use tokenwarden::fake::{
     BlueskyAccountState, FakeBluesky, IssuedOAuth, IssuedSession, IssuedTokens, OAuthSessionSpec,
     ScriptedResponse, SessionSpec,

@@ -724,7 +724,7 @@ async fn an_accounts_own_answers_never_pause_the_platform_but_several_accounts_a
     assert!(gates.is_paused(Provider::Pinterest));
     assert!(gates.has_config_error(Provider::Pinterest));
     let stop = CancellationToken::new();
-    let watcher = tokio::spawn(tokenwarden::metrics::watch_gates(
+    let watcher = tokio::spawn(tokenwarden::gate::publish_gauges(
         gates.clone(),
         stop.clone(),
     ));

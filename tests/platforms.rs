@@ -11,10 +11,10 @@ use common::{CLIENT_ID, CLIENT_SECRET, TestEnv};
 use secrecy::SecretString;
 use serde_json::json;
 use tokenwarden::config::{Flow, Settings};
+use tokenwarden::domain::RefreshReport;
 use tokenwarden::domain::{
     AccessToken, AccountId, AccountStatus, Outcome, Provider, RefreshToken, Trigger,
 };
-use tokenwarden::engine::RefreshReport;
 use tokenwarden::fake::IssuedTokens;
 use tokenwarden::fake::{
     FakeGoogle, FakeGraph, FakeLinkedin, FakeMastodon, FakePinterest, FakeTiktok, FakeX,

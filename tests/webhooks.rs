@@ -12,8 +12,9 @@ use base64::Engine as _;
 use common::{TestEnv, rotating};
 use secrecy::SecretString;
 use tokenwarden::config::WebhookSettings;
+use tokenwarden::crypto::SigningKey;
 use tokenwarden::domain::Provider;
-use tokenwarden::webhooks::{Dispatcher, SigningKey};
+use tokenwarden::webhooks::Dispatcher;
 
 #[derive(Clone, Debug)]
 struct Delivery {

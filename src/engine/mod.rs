@@ -15,10 +15,10 @@
 //! 6. `health`, `write`: health verdicts, skips, and the report.
 
 mod call;
+mod error;
 mod failure;
 mod health;
 mod lease;
-mod report;
 mod single_flight;
 mod success;
 mod write;
@@ -35,14 +35,14 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub use error::EngineError;
 use lease::{is_due, joined_report};
-pub use report::{EngineError, RefreshReport};
 use single_flight::{Flight, SingleFlight};
 
 use crate::config::Settings;
 use crate::crypto::{Field, Keyring};
 use crate::domain::{
-    AccessToken, AccountId, AccountStatus, Outcome, Provider, RefreshToken, Trigger,
+    AccessToken, AccountId, AccountStatus, Outcome, Provider, RefreshReport, RefreshToken, Trigger,
 };
 use crate::policy::{RefreshPolicy, after, retry_delay};
 use crate::providers::{

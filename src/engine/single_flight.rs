@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::domain::AccountId;
-use crate::engine::{EngineError, RefreshReport};
+use crate::domain::RefreshReport;
+use crate::engine::EngineError;
 
 pub type FlightResult = Result<RefreshReport, EngineError>;
 type Slot = watch::Receiver<Option<FlightResult>>;

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod attempts;
+pub mod census;
 pub mod events;
 pub mod keys;
 pub mod refresh;

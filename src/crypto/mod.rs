@@ -12,6 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::AccountId;
 
+mod signing;
+pub use signing::SigningKey;
+
 const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]

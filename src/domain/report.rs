@@ -1,10 +1,10 @@
-use std::sync::Arc;
+//! What one refresh (or health check) came to. The engine produces it; the
+//! gate, the API and the workers read it, so it lives below all of them.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::crypto::CryptoError;
-use crate::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
+use super::{AccountId, AccountStatus, Outcome, Provider, Trigger};
 
 /// The result of one refresh call, as callers (CLI, API, workers) see it.
 #[derive(Clone, Debug, Serialize)]
@@ -35,36 +35,5 @@ pub struct RefreshReport {
 impl RefreshReport {
     pub fn succeeded(&self) -> bool {
         self.outcome.is_success()
-    }
-}
-
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("unknown account {0}")]
-    NotFound(AccountId),
-    #[error("account {0} is disconnected")]
-    Disconnected(AccountId),
-    #[error("account {account}: {source}")]
-    Credentials {
-        account: AccountId,
-        #[source]
-        source: Arc<CryptoError>,
-    },
-    #[error(
-        "account {account}: a refresh is still in flight elsewhere after waiting {waited_secs}s"
-    )]
-    InFlightTimeout {
-        account: AccountId,
-        waited_secs: u64,
-    },
-    #[error("database: {0}")]
-    Database(#[source] Arc<sqlx::Error>),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<sqlx::Error> for EngineError {
-    fn from(e: sqlx::Error) -> Self {
-        EngineError::Database(Arc::new(e))
     }
 }
