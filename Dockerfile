@@ -15,10 +15,13 @@ ARG DEBIAN_RELEASE=bookworm
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
 WORKDIR /src
 # Everything the build reads: the manifest and lock file, the sources, the
-# migrations and default configuration embedded at compile time, and the
-# benches the manifest declares (cargo refuses a manifest whose targets are
-# missing). .dockerignore keeps everything else out of the context.
+# migrations and default configuration embedded at compile time, the benches
+# the manifest declares and the fakes crate of the workspace (cargo refuses a
+# manifest whose targets or members are missing). .dockerignore keeps
+# everything else out of the context. The image is built without the `demo`
+# feature: no fake platform ships in it.
 COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
 COPY src ./src
 COPY migrations ./migrations
 COPY config ./config
@@ -26,7 +29,7 @@ COPY benches ./benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin tokenwarden \
+    cargo build --release --locked --no-default-features --bin tokenwarden \
  && install -D -m 0755 target/release/tokenwarden /out/tokenwarden
 
 FROM debian:${DEBIAN_RELEASE}-slim

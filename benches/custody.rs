@@ -35,7 +35,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokenwarden::crypto::{Field, Keyring};
 use tokenwarden::domain::AccountId;
-use tokenwarden::fake::{FakeOAuthServer, FamilySpec};
+use tokenwarden_fakes::{FakeOAuthServer, FamilySpec};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

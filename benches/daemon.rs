@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 use tokenwarden::crypto::{Field, Keyring};
 use tokenwarden::domain::AccountId;
-use tokenwarden::fake::{FakeOAuthServer, FamilySpec};
+use tokenwarden_fakes::{FakeOAuthServer, FamilySpec};
 
 struct Args {
     accounts: usize,

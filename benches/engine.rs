@@ -15,10 +15,10 @@ use tokenwarden::config::{DEFAULT_TOML, Flow, Settings};
 use tokenwarden::crypto::Keyring;
 use tokenwarden::domain::{AccessToken, ConnectionType, Outcome, Provider, RefreshToken, Trigger};
 use tokenwarden::engine::{Engine, EngineConfig};
-use tokenwarden::fake::{FakeOAuthServer, FamilySpec};
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::providers::ProviderRegistry;
 use tokenwarden::store::{self, accounts};
+use tokenwarden_fakes::{FakeOAuthServer, FamilySpec};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.94 or newer (https://rustup.rs)" >&2; exit 1; }
 scripts/services.sh
 . scripts/env.sh
-cargo test --locked "$@"
+cargo test --workspace --locked "$@"

@@ -8,14 +8,11 @@
 
 pub mod api;
 pub mod app;
-pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
-pub mod demo;
 pub mod domain;
 pub mod engine;
-pub mod fake;
 pub mod gate;
 #[cfg(test)]
 mod json_strategy;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokenwarden::api::{self, ApiState};
 use tokenwarden::config::Settings;
 use tokenwarden::domain::{AccountId, Provider, Trigger};
-use tokenwarden::fake::{IssuedTokens, ScriptedResponse};
+use tokenwarden_fakes::{IssuedTokens, ScriptedResponse};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "test-api-key-0123456789";

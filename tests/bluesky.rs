@@ -18,13 +18,13 @@ use tokenwarden::config::Flow;
 use tokenwarden::crypto::{Field, Keyring};
 use tokenwarden::domain::RefreshReport;
 use tokenwarden::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
-use tokenwarden::fake::{
-    BlueskyAccountState, FakeBluesky, IssuedOAuth, IssuedSession, IssuedTokens, OAuthSessionSpec,
-    ScriptedResponse, SessionSpec,
-};
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::providers::DpopKey;
 use tokenwarden::store::{accounts, keys};
+use tokenwarden_fakes::{
+    BlueskyAccountState, FakeBluesky, IssuedOAuth, IssuedSession, IssuedTokens, OAuthSessionSpec,
+    ScriptedResponse, SessionSpec,
+};
 
 const CLIENT_METADATA: &str = "https://app.example/oauth-client-metadata.json";
 

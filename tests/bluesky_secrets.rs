@@ -14,10 +14,10 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use tokenwarden::config::Flow;
 use tokenwarden::domain::{Outcome, Provider, Trigger};
-use tokenwarden::fake::{FakeBluesky, IssuedTokens, ScriptedResponse};
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::providers::DpopKey;
 use tokenwarden::store::accounts;
+use tokenwarden_fakes::{FakeBluesky, IssuedTokens, ScriptedResponse};
 
 const CLIENT_METADATA: &str = "https://app.example/oauth-client-metadata.json";
 

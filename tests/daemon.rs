@@ -15,10 +15,10 @@ use tokenwarden::app::App;
 use tokenwarden::config::Settings;
 use tokenwarden::daemon::{self, Role};
 use tokenwarden::domain::{AccountId, AccountStatus, Provider};
-use tokenwarden::fake::IssuedTokens;
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::scheduler::Scheduler;
 use tokenwarden::store::accounts;
+use tokenwarden_fakes::IssuedTokens;
 use tokio_util::sync::CancellationToken;
 
 fn unique_queue() -> String {
@@ -421,7 +421,7 @@ async fn a_platform_down_for_minutes_is_paused_without_status_changes_and_others
     // X answers 503 to everything; Pinterest is healthy.
     let policy = RefreshPolicy::from(env.settings.providers.get(Provider::X));
     for i in 0..30 {
-        let tokens = env.fake.issue(tokenwarden::fake::FamilySpec {
+        let tokens = env.fake.issue(tokenwarden_fakes::FamilySpec {
             fail_every: Some(1),
             ..rotating()
         });
@@ -536,10 +536,10 @@ async fn with_workers_down_timed_out_claims_do_not_pile_up_in_the_queue() {
 #[tokio::test]
 async fn an_accounts_own_answers_never_pause_the_platform_but_several_accounts_app_errors_do() {
     use tokenwarden::config::Flow;
-    use tokenwarden::fake::{FakePinterest, PinterestGrant, ScriptedResponse};
     use tokenwarden::gate::ProviderGates;
     use tokenwarden::queue::RefreshJob;
     use tokenwarden::queue::worker::JobContext;
+    use tokenwarden_fakes::{FakePinterest, PinterestGrant, ScriptedResponse};
 
     tokenwarden::metrics::install();
     let fake = FakePinterest::start(common::CLIENT_ID, common::CLIENT_SECRET)

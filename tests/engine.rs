@@ -12,8 +12,8 @@ use common::{TestEnv, engine_for, google_like, rotating};
 use serde_json::json;
 use tokenwarden::domain::{AccountStatus, Outcome, Provider, Trigger};
 use tokenwarden::engine::EngineError;
-use tokenwarden::fake::{ClientAuthSeen, FamilySpec, ScriptedResponse};
 use tokenwarden::store::attempts;
+use tokenwarden_fakes::{ClientAuthSeen, FamilySpec, ScriptedResponse};
 
 // ---- status table -------------------------------------------------------
 

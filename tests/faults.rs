@@ -15,9 +15,9 @@ use common::{CLIENT_ID, CLIENT_SECRET, TestDb, new_account, redis_url, rotating}
 use secrecy::SecretString;
 use tokenwarden::crypto::Keyring;
 use tokenwarden::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
-use tokenwarden::fake::FakeOAuthServer;
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::store::accounts;
+use tokenwarden_fakes::FakeOAuthServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
 

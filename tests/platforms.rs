@@ -15,15 +15,15 @@ use tokenwarden::domain::RefreshReport;
 use tokenwarden::domain::{
     AccessToken, AccountId, AccountStatus, Outcome, Provider, RefreshToken, Trigger,
 };
-use tokenwarden::fake::IssuedTokens;
-use tokenwarden::fake::{
+use tokenwarden::policy::RefreshPolicy;
+use tokenwarden::store::accounts;
+use tokenwarden_fakes::IssuedTokens;
+use tokenwarden_fakes::{
     FakeGoogle, FakeGraph, FakeLinkedin, FakeMastodon, FakePinterest, FakeTiktok, FakeX,
     GoogleGrant, GraphTokenState, LINKEDIN_REFRESH_LIFETIME, LONG_LIVED_SECONDS,
     MastodonTokenState, PINTEREST_REFRESH_LIFETIME, PinterestGrant, ScriptedResponse,
     TIKTOK_REFRESH_LIFETIME, YOUTUBE_UPLOAD_SCOPE, graph_error_body,
 };
-use tokenwarden::policy::RefreshPolicy;
-use tokenwarden::store::accounts;
 
 fn client(settings: &mut Settings, provider: Provider, flow: Flow, url: url::Url) {
     let section = settings.providers.get_mut(provider);
@@ -1352,7 +1352,7 @@ enum RowFake {
     Google(FakeGoogle),
     Pinterest(FakePinterest),
     Mastodon(FakeMastodon),
-    Bluesky(tokenwarden::fake::FakeBluesky),
+    Bluesky(tokenwarden_fakes::FakeBluesky),
 }
 
 impl RowFake {
@@ -1436,7 +1436,7 @@ async fn row_flow(flow: &str) -> RowFlow {
         }
         "bluesky" | "bluesky_check" => {
             let fake =
-                tokenwarden::fake::FakeBluesky::start("https://app.example/client-metadata.json")
+                tokenwarden_fakes::FakeBluesky::start("https://app.example/client-metadata.json")
                     .await
                     .unwrap();
             let origin: url::Url = fake.origin().parse().unwrap();

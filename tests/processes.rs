@@ -14,9 +14,9 @@ use common::{CLIENT_ID, CLIENT_SECRET, TestDb, new_account, rotating};
 use secrecy::SecretString;
 use tokenwarden::crypto::Keyring;
 use tokenwarden::domain::{AccountId, Provider};
-use tokenwarden::fake::FakeOAuthServer;
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::store::accounts;
+use tokenwarden_fakes::FakeOAuthServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
 
@@ -78,7 +78,7 @@ impl Procs {
             .unwrap()
     }
 
-    async fn connect_x(&self) -> (AccountId, tokenwarden::fake::IssuedTokens) {
+    async fn connect_x(&self) -> (AccountId, tokenwarden_fakes::IssuedTokens) {
         let tokens = self.fake.issue(rotating());
         let new = new_account(
             Provider::X,

@@ -11,9 +11,9 @@ use chrono::{TimeDelta, Utc};
 use common::{TestEnv, new_account};
 use serde_json::json;
 use tokenwarden::domain::{Provider, Trigger};
-use tokenwarden::fake::{IssuedTokens, ScriptedResponse};
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::store::accounts;
+use tokenwarden_fakes::{IssuedTokens, ScriptedResponse};
 
 const CANARY_AT: &str = "canary-access-7b1f0c2e9d";
 const CANARY_RT: &str = "canary-refresh-4e8a6d3c1b";

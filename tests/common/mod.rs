@@ -16,10 +16,10 @@ use tokenwarden::config::{ClientAuth, DEFAULT_TOML, Flow, Settings};
 use tokenwarden::crypto::{Field, Keyring};
 use tokenwarden::domain::{AccessToken, AccountId, ConnectionType, Provider, RefreshToken};
 use tokenwarden::engine::{Engine, EngineConfig};
-use tokenwarden::fake::{FakeOAuthServer, FamilySpec, IssuedTokens};
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::providers::ProviderRegistry;
 use tokenwarden::store::{self, accounts};
+use tokenwarden_fakes::{FakeOAuthServer, FamilySpec, IssuedTokens};
 
 pub const CLIENT_ID: &str = "test-client";
 pub const CLIENT_SECRET: &str = "test-client-secret";

@@ -8,12 +8,12 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{self, App};
-use crate::config::{Flow, Settings};
-use crate::domain::{AccountId, AccountStatus, ConnectionType, Provider, Trigger};
-use crate::policy::RefreshPolicy;
-use crate::registration::{AccountSpec, CredentialsSpec};
-use crate::store::{self, accounts};
+use tokenwarden::app::{self, App};
+use tokenwarden::config::{Flow, Settings};
+use tokenwarden::domain::{AccountId, AccountStatus, ConnectionType, Provider, Trigger};
+use tokenwarden::policy::RefreshPolicy;
+use tokenwarden::registration::{AccountSpec, CredentialsSpec};
+use tokenwarden::store::{self, accounts};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,7 +35,7 @@ pub enum Command {
     Run {
         /// Comma-separated subset of scheduler, worker, api.
         #[arg(long, value_delimiter = ',', default_value = "scheduler,worker,api")]
-        role: Vec<crate::daemon::Role>,
+        role: Vec<tokenwarden::daemon::Role>,
     },
     /// Apply pending database migrations.
     Migrate,
@@ -63,6 +63,7 @@ pub enum Command {
     },
     /// Run the whole refresh loop against built-in fake platforms on loopback,
     /// in a schema of its own, printing progress.
+    #[cfg(feature = "demo")]
     Demo(crate::demo::DemoArgs),
 }
 
@@ -145,22 +146,22 @@ pub enum KeysCommand {
 
 fn parse_trigger(s: &str) -> Result<Trigger, String> {
     s.parse()
-        .map_err(|e: crate::domain::UnknownVariant| e.to_string())
+        .map_err(|e: tokenwarden::domain::UnknownVariant| e.to_string())
 }
 fn parse_status(s: &str) -> Result<AccountStatus, String> {
     s.to_ascii_uppercase()
         .parse()
-        .map_err(|e: crate::domain::UnknownVariant| e.to_string())
+        .map_err(|e: tokenwarden::domain::UnknownVariant| e.to_string())
 }
 fn parse_provider(s: &str) -> Result<Provider, String> {
     s.to_ascii_uppercase()
         .parse()
-        .map_err(|e: crate::domain::UnknownVariant| e.to_string())
+        .map_err(|e: tokenwarden::domain::UnknownVariant| e.to_string())
 }
 fn parse_connection_type(s: &str) -> Result<ConnectionType, String> {
     s.to_ascii_lowercase()
         .parse()
-        .map_err(|e: crate::domain::UnknownVariant| e.to_string())
+        .map_err(|e: tokenwarden::domain::UnknownVariant| e.to_string())
 }
 
 /// Exit codes: 0 success, 1 error, 2 configuration error, 3 refresh failed.
@@ -186,7 +187,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+            if e.downcast_ref::<tokenwarden::config::ConfigError>()
+                .is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -207,7 +210,7 @@ fn usage_error_without_values(e: &clap::Error) -> Option<String> {
     match e.kind() {
         ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidUtf8 => {
             let hint = std::error::Error::source(e)
-                .map(|s| crate::registration::redact_values(&s.to_string()))
+                .map(|s| tokenwarden::registration::redact_values(&s.to_string()))
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default();
             Some(format!(
@@ -240,8 +243,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         use base64::Engine as _;
         // The rule start-up applies, so a printed key is always accepted; the
         // value is not echoed (it may be something pasted in the wrong place).
-        crate::crypto::validate_key_id(id)
-            .map_err(|problem| crate::config::ConfigError::invalid("--id", problem))?;
+        tokenwarden::crypto::validate_key_id(id)
+            .map_err(|problem| tokenwarden::config::ConfigError::invalid("--id", problem))?;
         let key: [u8; 32] = rand::random();
         println!(
             "{id}:{}",
@@ -249,17 +252,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut settings = Settings::load(cli.config.as_deref())?;
-    if matches!(cli.command, Command::Demo(_)) {
-        settings.log.filter = "error".into();
-    }
-    crate::telemetry::init(&settings.log);
+    let settings = Settings::load(cli.config.as_deref())?;
+    #[cfg(feature = "demo")]
+    let settings = {
+        let mut settings = settings;
+        if matches!(cli.command, Command::Demo(_)) {
+            settings.log.filter = "error".into();
+        }
+        settings
+    };
+    tokenwarden::telemetry::init(&settings.log);
     match cli.command {
         Command::Run { role } => {
             let queue = settings.redis.queue.clone();
-            let shutdown = crate::daemon::shutdown_on_signals();
+            let shutdown = tokenwarden::daemon::shutdown_on_signals();
             let app = App::start(settings).await?;
-            crate::daemon::run(app, role, queue, shutdown).await?;
+            tokenwarden::daemon::run(app, role, queue, shutdown).await?;
         }
         Command::Migrate => {
             let pool = app::connect(&settings, None).await?;
@@ -296,6 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::Generate { .. },
         } => unreachable!("handled above"),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => return crate::demo::run(settings, args).await,
     }
     Ok(ExitCode::SUCCESS)
@@ -504,7 +513,7 @@ fn account_spec(args: AddArgs) -> anyhow::Result<AccountSpec> {
                 .with_context(|| format!("reading {}", path.display()))?;
         }
         // The same parser as the API: names the field, never the value.
-        return crate::registration::parse_spec(text.as_bytes())
+        return tokenwarden::registration::parse_spec(text.as_bytes())
             .map_err(|e| anyhow::anyhow!("the account JSON is invalid: {e}"));
     }
     let read_token = |path: &PathBuf| -> anyhow::Result<String> {

@@ -22,19 +22,21 @@ use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{self, App};
-use crate::config::{ClientAuth, Flow, Settings};
-use crate::crypto::{Field, Keyring};
-use crate::daemon::Role;
-use crate::domain::{AccessToken, AccountStatus, ConnectionType, Outcome, Provider, RefreshToken};
-use crate::fake::{FakeBluesky, OAuthSessionSpec, SessionSpec};
-use crate::fake::{
+use tokenwarden::app::{self, App};
+use tokenwarden::config::{ClientAuth, Flow, Settings};
+use tokenwarden::crypto::{Field, Keyring};
+use tokenwarden::daemon::Role;
+use tokenwarden::domain::{
+    AccessToken, AccountStatus, ConnectionType, Outcome, Provider, RefreshToken,
+};
+use tokenwarden::policy::RefreshPolicy;
+use tokenwarden::providers::DpopKey;
+use tokenwarden::store::accounts::{self, NewAccount};
+use tokenwarden_fakes::{FakeBluesky, OAuthSessionSpec, SessionSpec};
+use tokenwarden_fakes::{
     FakeGoogle, FakeGraph, FakeLinkedin, FakeOAuthServer, FakePinterest, FamilySpec, GoogleGrant,
     GraphTokenState, LinkedinTokenState, PinterestGrant,
 };
-use crate::policy::RefreshPolicy;
-use crate::providers::DpopKey;
-use crate::store::accounts::{self, NewAccount};
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -224,7 +226,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
         keyring: app.keyring.clone(),
         engine: app.engine.clone(),
     };
-    let daemon = tokio::spawn(crate::daemon::run(
+    let daemon = tokio::spawn(tokenwarden::daemon::run(
         daemon_app,
         vec![Role::Scheduler, Role::Worker],
         queue.clone(),
@@ -246,7 +248,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<ExitC
     // Let refreshes in flight commit: a rotated token must not be dropped.
     shutdown.cancel();
     daemon.await.context("the demo daemon panicked")??;
-    let _ = crate::queue::purge(&app.settings, &queue).await;
+    let _ = tokenwarden::queue::purge(&app.settings, &queue).await;
     print_progress(&app.pool, &fake, started.elapsed()).await?;
     let verdict = verify(&app, &fake).await;
     app.pool.close().await;
@@ -279,7 +281,7 @@ async fn fresh_schema(settings: &Settings, schema: &str) -> anyhow::Result<PgPoo
     .context("creating the demo schema")?;
     admin.close().await;
     let pool = app::connect(settings, Some(schema)).await?;
-    crate::store::migrate(&pool)
+    tokenwarden::store::migrate(&pool)
         .await
         .context("migrating the demo schema")?;
     Ok(pool)
