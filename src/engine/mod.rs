@@ -14,7 +14,9 @@
 //!    refreshes are named in later rejections;
 //! 6. `health`, `write`: health verdicts, skips, and the report.
 
+mod access;
 mod call;
+mod config;
 mod error;
 mod failure;
 mod health;
@@ -35,6 +37,8 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub use access::{Disconnected, Revocation, TokenUnavailable};
+pub use config::{EngineConfig, FaultHook, Phase, default_instance_name};
 pub use error::EngineError;
 use lease::{is_due, joined_report};
 use single_flight::{Flight, SingleFlight};
@@ -60,92 +64,6 @@ use crate::store::refresh::{
 /// more likely a bug than a plan.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    /// This process's name in leases; unique per start.
-    pub owner: String,
-    pub lease_duration: Duration,
-    /// How long a process that took over an expired lease waits for the
-    /// previous holder's pending write before it calls the platform: longer
-    /// than one write attempt (`database.acquire_timeout`) plus the pause
-    /// between attempts.
-    pub takeover_settle: Duration,
-    pub single_flight_wait: Duration,
-    pub retry_base: Duration,
-    pub retry_cap: Duration,
-    pub policies: HashMap<Provider, RefreshPolicy>,
-    /// Test-only fault injection: called at each phase of a refresh. Always
-    /// None in the daemon.
-    #[doc(hidden)]
-    pub fault_hook: Option<FaultHook>,
-}
-
-/// The phases of a refresh at which a test may inject a fault.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// The lease is held; the platform has not been called.
-    Leased,
-    /// The platform answered with new tokens; nothing is written yet.
-    Answered,
-    /// The outcome is written.
-    Written,
-}
-
-#[doc(hidden)]
-#[derive(Clone)]
-pub struct FaultHook(pub Arc<dyn Fn(Phase) + Send + Sync>);
-
-impl std::fmt::Debug for FaultHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FaultHook")
-    }
-}
-
-impl EngineConfig {
-    pub fn from_settings(settings: &Settings) -> Self {
-        let owner = if settings.engine.instance_name.is_empty() {
-            default_instance_name()
-        } else {
-            settings.engine.instance_name.clone()
-        };
-        Self {
-            owner,
-            lease_duration: settings.lease_duration(),
-            takeover_settle: settings
-                .database
-                .acquire_timeout
-                .saturating_add(Duration::from_secs(1)),
-            single_flight_wait: settings.engine.single_flight_wait,
-            retry_base: settings.engine.retry_base,
-            retry_cap: settings.engine.retry_cap,
-            policies: Provider::ALL
-                .iter()
-                .map(|p| (*p, RefreshPolicy::from(settings.providers.get(*p))))
-                .collect(),
-            fault_hook: None,
-        }
-    }
-
-    pub fn policy(&self, provider: Provider) -> &RefreshPolicy {
-        &self.policies[&provider]
-    }
-}
-
-/// Host name, pid and a random suffix: unique per process start.
-pub fn default_instance_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
-    format!(
-        "{host}-{}-{:04x}",
-        std::process::id(),
-        rand::random::<u16>()
-    )
-}
-
 /// Cheap to clone; all clones share one single-flight table.
 #[derive(Clone)]
 pub struct Engine {
@@ -164,29 +82,6 @@ struct Inner {
     tasks: tokio_util::task::TaskTracker,
     /// Accounts whose new tokens are in memory and not yet stored.
     grants_in_hand: Mutex<HashSet<AccountId>>,
-}
-
-/// Why no valid access token can be had.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenUnavailable {
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error("the account is {0}; the user must reconnect")]
-    Status(AccountStatus, Option<String>),
-    #[error("the access token expired and the refresh failed")]
-    Refresh(Box<RefreshReport>),
-}
-
-#[derive(Debug)]
-pub enum Revocation {
-    Revoked,
-    NotSupported,
-    Failed(String),
-}
-
-pub struct Disconnected {
-    pub account: AccountRow,
-    pub revoked: Revocation,
 }
 
 /// Decrypted credentials, alive only for one provider call.
@@ -291,97 +186,6 @@ impl Engine {
         requested_at: DateTime<Utc>,
     ) -> Result<RefreshReport, EngineError> {
         self.run(id, trigger, None, requested_at).await
-    }
-
-    /// A currently valid access token: the stored one while it is outside
-    /// its refresh window, otherwise the result of an on-demand refresh
-    /// (single-flight with any other). A failed refresh still yields the
-    /// stored token while it has not expired.
-    pub async fn access_token(&self, id: &AccountId) -> Result<AccessToken, TokenUnavailable> {
-        let row = self.current(id).await?;
-        let now = Utc::now();
-        if row.status != AccountStatus::Active {
-            return Err(TokenUnavailable::Status(row.status, row.status_reason));
-        }
-        let expired = row.token_expires_at.is_some_and(|at| at <= now);
-        let in_window = row.token_expires_at.is_some() && {
-            let policy = self.inner.config.policy(row.provider);
-            let issued = row.token_issued_at.unwrap_or(row.connected_at);
-            policy
-                .refresh_at(issued, row.token_expires_at)
-                .is_some_and(|at| at <= now)
-        };
-        if !in_window && !expired {
-            return Ok(self.decrypt(&row)?.access);
-        }
-        let report = self
-            .refresh_requested_at(id, Trigger::OnDemand, now)
-            .await?;
-        let row = self.current(id).await?;
-        let still_valid = row.token_expires_at.is_none_or(|at| at > Utc::now());
-        if row.status == AccountStatus::Active && still_valid {
-            return Ok(self.decrypt(&row)?.access);
-        }
-        if row.status != AccountStatus::Active {
-            return Err(TokenUnavailable::Status(row.status, row.status_reason));
-        }
-        Err(TokenUnavailable::Refresh(Box::new(report)))
-    }
-
-    async fn current(&self, id: &AccountId) -> Result<AccountRow, EngineError> {
-        let row = accounts::get(&self.inner.pool, id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(id.clone()))?;
-        if row.status == AccountStatus::Disconnected {
-            return Err(EngineError::Disconnected(id.clone()));
-        }
-        Ok(row)
-    }
-
-    /// Disconnects an account: asks the platform to revoke its grant where
-    /// the platform supports that (best effort: the user asked to be
-    /// disconnected, so a platform outage does not keep the credentials
-    /// here), then wipes the stored credentials. None: unknown or already
-    /// disconnected.
-    pub async fn disconnect(&self, id: &AccountId) -> Result<Option<Disconnected>, EngineError> {
-        let row = match self.current(id).await {
-            Ok(row) => row,
-            Err(EngineError::NotFound(_) | EngineError::Disconnected(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let revoked = match self.inner.providers.revoker(row.provider) {
-            None => Revocation::NotSupported,
-            Some(revoker) => match self.decrypt(&row) {
-                Err(_) => Revocation::Failed("stored credentials could not be decrypted".into()),
-                Ok(credentials) => {
-                    let token = credentials
-                        .refresh
-                        .as_ref()
-                        .map(|rt| rt.expose())
-                        .unwrap_or(credentials.access.expose());
-                    match revoker.revoke(token).await {
-                        Ok(()) => Revocation::Revoked,
-                        Err(e) => Revocation::Failed(scrub(
-                            &e.to_string(),
-                            &[
-                                credentials.access.expose(),
-                                token,
-                                self.inner.providers.client_secret(row.provider),
-                            ],
-                        )),
-                    }
-                }
-            },
-        };
-        if let Revocation::Failed(why) = &revoked {
-            tracing::warn!(account_id = %id, provider = %row.provider, error = %why, "revocation at the platform failed; disconnecting anyway");
-        }
-        let Some(account) = accounts::disconnect(&self.inner.pool, id, "disconnected").await?
-        else {
-            return Ok(None);
-        };
-        crate::metrics::record_status_change(account.provider, AccountStatus::Disconnected);
-        Ok(Some(Disconnected { account, revoked }))
     }
 
     /// Runs a scheduler's job. The claim stands for "due": a job whose claim
