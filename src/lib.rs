@@ -1,10 +1,14 @@
 //! tokenwarden: keeps the OAuth credentials of connected social-media
 //! accounts alive and reports, truthfully and early, which need a reconnect.
 //!
-//! Layout: `domain` (plain types) → `config` → `crypto` → `store`
-//! (PostgreSQL) → `providers` (platform HTTP) → `engine` (one refresh, all
-//! the safety rules) → `app` (start-up) → `cli` and `demo`. `fake` holds the
-//! loopback platforms the demo and the tests talk to.
+//! Layers, bottom to top (imports flow only downward; `tests/layers.rs`
+//! holds the table and fails on an upward import): `domain`, `scrub`,
+//! `scopes` → `crypto` → `config` → `policy`, `metrics`, `telemetry`,
+//! `systemd` → `providers` (platform HTTP) → `store` (PostgreSQL) → `engine`
+//! (one refresh, all the safety rules), `registration` → `gate`, `webhooks`
+//! → `queue` → `scheduler`, `api` → `app` (start-up) → `daemon`. The binary
+//! (`src/bin/tokenwarden`) holds the command line and the demo; the fake
+//! platforms are a crate of their own (`crates/fakes`).
 
 pub mod api;
 pub mod app;
