@@ -1,0 +1,111 @@
+//! The refresh lease: taken (or taken over when expired) before a refresh,
+//! given back with or without a result.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::domain::AccountId;
+use crate::store::accounts::AccountRow;
+
+/// Takes the account's refresh lease if it is free or expired (and, for a
+/// scheduler's job, if its claim is still the account's). Taking over an
+/// expired lease means a refresh started and never reported: its start is
+/// kept in `interrupted_refresh_at` (SET expressions read the old row).
+///
+/// `took_over` says the lease was taken from a holder whose lease expired:
+/// that holder may still be alive with new tokens it could not yet store
+/// (the database was out of its reach).
+pub async fn acquire_lease(
+    pool: &PgPool,
+    id: &AccountId,
+    owner: &str,
+    lease_for: Duration,
+    claim: Option<uuid::Uuid>,
+) -> Result<Option<Leased>, sqlx::Error> {
+    let row = sqlx::query(
+        "WITH prev AS (SELECT id, lease_owner AS previous_owner
+                       FROM social_accounts WHERE id = $1 FOR UPDATE)
+         UPDATE social_accounts
+         SET lease_owner = $2,
+             lease_until = now() + make_interval(secs => $3),
+             lease_started_at = now(),
+             interrupted_refresh_at = CASE WHEN lease_owner IS NOT NULL
+                                           THEN lease_started_at
+                                           ELSE interrupted_refresh_at END,
+             interrupted_refresh_cause = CASE WHEN lease_owner IS NOT NULL
+                                              THEN 'ended without a result (its lease expired)'
+                                              ELSE interrupted_refresh_cause END
+         FROM prev
+         WHERE social_accounts.id = prev.id
+           AND status <> 'DISCONNECTED'
+           AND (lease_owner IS NULL OR lease_until < now())
+           AND ($4::uuid IS NULL OR (claim_id = $4 AND status = 'ACTIVE'))
+         RETURNING social_accounts.*, prev.previous_owner",
+    )
+    .bind(id.as_str())
+    .bind(owner)
+    .bind(lease_for.as_secs_f64())
+    .bind(claim)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| {
+        use sqlx::{FromRow, Row};
+        Ok(Leased {
+            took_over: row
+                .try_get::<Option<String>, _>("previous_owner")?
+                .is_some(),
+            row: AccountRow::from_row(&row)?,
+        })
+    })
+    .transpose()
+}
+
+/// A lease just taken, and the account as it then stood.
+pub struct Leased {
+    pub row: AccountRow,
+    pub took_over: bool,
+}
+
+pub(super) async fn release(
+    tx: &mut sqlx::PgConnection,
+    id: &AccountId,
+    holds_lease: bool,
+    next_attempt_at: Option<DateTime<Utc>>,
+    claim: Option<uuid::Uuid>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE social_accounts SET
+             lease_owner = CASE WHEN $2 THEN NULL ELSE lease_owner END,
+             lease_until = CASE WHEN $2 THEN NULL ELSE lease_until END,
+             lease_started_at = CASE WHEN $2 THEN NULL ELSE lease_started_at END,
+             next_attempt_at = COALESCE($3, next_attempt_at),
+             claimed_at = CASE WHEN claim_id = $4 THEN NULL ELSE claimed_at END,
+             claimed_by = CASE WHEN claim_id = $4 THEN NULL ELSE claimed_by END,
+             claim_id = CASE WHEN claim_id = $4 THEN NULL ELSE claim_id END
+         WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(holds_lease)
+    .bind(next_attempt_at)
+    .bind(claim)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Releases this process's lease without recording anything (the caller
+/// found its answer in a refresh that finished meanwhile).
+pub async fn release_lease(pool: &PgPool, id: &AccountId, owner: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE social_accounts
+         SET lease_owner = NULL, lease_until = NULL, lease_started_at = NULL
+         WHERE id = $1 AND lease_owner = $2",
+    )
+    .bind(id.as_str())
+    .bind(owner)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
