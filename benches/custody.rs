@@ -17,6 +17,9 @@
 //! which token family each call was for and which process (by its port)
 //! made it. Logs, schema and queue keys are removed at the end; the logs
 //! are kept when a loss has no known cause, or with --keep-logs.
+//!
+//! Over 500 lines on purpose: one soak, its fault schedule and its audit
+//! read in order as one program.
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};

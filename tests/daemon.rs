@@ -2,6 +2,9 @@
 //! account refreshed exactly once (one daemon or three), backpressure, a
 //! queue that loses its jobs, the expiry sweep, and SIGTERM with refreshes
 //! in flight.
+//!
+//! Over 500 lines on purpose: each test is a whole daemon run (seed, run,
+//! wait, audit every account) over one shared harness at the top.
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! Process and dependency faults with the daemon as real processes: workers
 //! killed with SIGKILL at every stage of a refresh, and PostgreSQL out of
 //! reach for 30 s (cut at a TCP proxy so parallel tests keep their database).
+//!
+//! Over 500 lines on purpose: each fault is one scenario written out in
+//! order (start, strike, restart, audit custody) over one shared harness;
+//! splitting would separate the scenarios from the harness they read as.
 
 mod common;
 

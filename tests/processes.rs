@@ -1,6 +1,10 @@
 //! The daemon's binary as real processes: two processes racing on one
 //! rotating account, a process killed between the platform's answer and the
 //! database write, the CLI's commands and errors, and the demo end to end.
+//!
+//! Over 500 lines on purpose: every test here drives the same process
+//! harness (spawn, wait for a line, kill, audit the database), kept in one
+//! file so a reader follows each scenario top to bottom beside it.
 
 mod common;
 
