@@ -177,6 +177,45 @@ fn imported_modules(source: &str) -> BTreeSet<String> {
     found
 }
 
+/// How many modules deep a file's code sits: `src/a.rs` and `src/a/mod.rs`
+/// are 1, `src/a/b.rs` is 2.
+fn module_depth(src: &Path, file: &Path) -> usize {
+    let relative = file.strip_prefix(src).unwrap();
+    let segments = relative.components().count();
+    if relative.ends_with("mod.rs") {
+        segments - 1
+    } else {
+        segments
+    }
+}
+
+/// Top-level modules reached with `super::` chains that climb to the crate
+/// root (`super::api::X` in `src/policy.rs`, `super::super::engine` in
+/// `src/store/x.rs`). Only names of top-level modules count: a `super::`
+/// inside an inline `mod tests` names its own file's items.
+fn modules_through_super(source: &str, depth: usize) -> BTreeSet<String> {
+    let top_level: BTreeSet<&str> = LAYERS.iter().flat_map(|(_, m)| m.iter().copied()).collect();
+    let mut found = BTreeSet::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("super::") {
+        let chain_start = !rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        rest = &rest[at..];
+        let mut climbs = 0;
+        while let Some(after) = rest.strip_prefix("super::") {
+            climbs += 1;
+            rest = after;
+        }
+        let name = identifier_at(rest);
+        if chain_start && climbs == depth && top_level.contains(name) {
+            found.insert(name.to_owned());
+        }
+    }
+    found
+}
+
 fn module_graph() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
@@ -189,7 +228,8 @@ fn module_graph() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
         }
         let source = without_comments(&fs::read_to_string(&file).unwrap());
         let uses = graph.entry(module.clone()).or_default();
-        for imported in imported_modules(&source) {
+        let through_super = modules_through_super(&source, module_depth(&src, &file));
+        for imported in imported_modules(&source).into_iter().chain(through_super) {
             if imported != module && imported != "self" {
                 let shown = file.strip_prefix(&src).unwrap().display().to_string();
                 uses.entry(imported).or_default().insert(shown);
@@ -202,7 +242,7 @@ fn module_graph() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
 #[test]
 fn imports_flow_downward() {
     let graph = module_graph();
-    let mut problems = Vec::new();
+    let mut problems = aliases_of_the_crate();
     for (layer, (name, modules)) in LAYERS.iter().enumerate() {
         println!("{layer:>2} {name}");
         for module in *modules {
@@ -240,6 +280,29 @@ fn imports_flow_downward() {
     );
 }
 
+/// `use crate as root;` would hide every `root::…` import from this check.
+fn aliases_of_the_crate() -> Vec<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files
+        .iter()
+        .filter(|file| {
+            let code = without_comments(&fs::read_to_string(file).unwrap());
+            code.split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w[0].ends_with("crate") && w[1] == "as")
+        })
+        .map(|file| {
+            format!(
+                "{}: aliases the crate; name modules through crate::",
+                file.display()
+            )
+        })
+        .collect()
+}
+
 /// The fake platforms are a crate of their own, for the demo, the tests and
 /// the benches: the library never names them.
 #[test]
@@ -273,4 +336,11 @@ fn the_import_reader_sees_groups_and_ignores_prose() {
     );
     let found: Vec<String> = imported_modules(&source).into_iter().collect();
     assert_eq!(found, ["domain", "engine", "metrics", "z"]);
+
+    // From src/store/x.rs (depth 2): only a chain climbing two levels
+    // reaches the crate root.
+    let source = "use super::super::engine::Engine; use super::accounts::Row;\n\
+                  fn f() { super::super::api::go(); super::super::not_a_module(); }";
+    let found: Vec<String> = modules_through_super(source, 2).into_iter().collect();
+    assert_eq!(found, ["api", "engine"]);
 }

@@ -16,11 +16,11 @@
 
 mod access;
 mod call;
-mod config;
 mod error;
 mod failure;
 mod health;
 mod lease;
+mod setup;
 mod single_flight;
 mod success;
 mod write;
@@ -38,9 +38,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use access::{Disconnected, Revocation, TokenUnavailable};
-pub use config::{EngineConfig, FaultHook, Phase, default_instance_name};
 pub use error::EngineError;
 use lease::{is_due, joined_report};
+pub use setup::{EngineConfig, FaultHook, Phase, default_instance_name};
 use single_flight::{Flight, SingleFlight};
 
 use crate::config::Settings;
