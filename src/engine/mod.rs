@@ -82,6 +82,8 @@ struct Inner {
     tasks: tokio_util::task::TaskTracker,
     /// Accounts whose new tokens are in memory and not yet stored.
     grants_in_hand: Mutex<HashSet<AccountId>>,
+    /// Successful refreshes stored together, many per transaction.
+    group_commit: refresh_store::GroupCommit,
 }
 
 /// Decrypted credentials, alive only for one provider call.
@@ -104,12 +106,14 @@ impl Engine {
         providers: ProviderRegistry,
         config: EngineConfig,
     ) -> Self {
+        let group_commit = refresh_store::GroupCommit::start(pool.clone(), config.owner.clone());
         Self {
             inner: Arc::new(Inner {
                 pool,
                 keyring,
                 providers,
                 config,
+                group_commit,
                 flights: SingleFlight::default(),
                 tasks: tokio_util::task::TaskTracker::new(),
                 grants_in_hand: Mutex::default(),

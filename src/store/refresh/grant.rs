@@ -108,23 +108,27 @@ pub async fn commit_refreshed(
     creds: &NewCredentials,
 ) -> Result<Option<AccountStatus>, sqlx::Error> {
     let query = sqlx::query(concat!(
-        "WITH cur AS (
-             SELECT id, status, workspace_id, provider FROM social_accounts WHERE id = $1 FOR UPDATE),
-         upd AS (
+        "WITH upd AS (
              UPDATE social_accounts SET ",
         credentials_set!(),
         release_own_lease!(),
-        " WHERE id = $1 AND credentials_version = $14 AND status <> 'DISCONNECTED'
-             RETURNING id),
+        // The row is locked and read before the update in one plan: the
+        // status it had. (A separate locking CTE may run after the update
+        // and then skip the row the update changed.)
+        " FROM (SELECT id, status FROM social_accounts WHERE id = $1 FOR UPDATE) prev
+             WHERE social_accounts.id = prev.id AND credentials_version = $14
+               AND social_accounts.status <> 'DISCONNECTED'
+             RETURNING social_accounts.id, prev.status, social_accounts.workspace_id,
+                       social_accounts.provider),
          attempt AS (
              INSERT INTO refresh_attempts
                  (account_id, provider, trigger, started_at, finished_at, outcome, message, duration_ms)
-             SELECT cur.id, cur.provider, $15, $16, $10, 'refreshed', $17, $18 FROM cur JOIN upd ON upd.id = cur.id),
+             SELECT id, provider, $15, $16, $10, 'refreshed', $17, $18 FROM upd),
          event AS (
              INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
-             SELECT $19, cur.id, cur.workspace_id, cur.provider, cur.status, 'ACTIVE', 'refreshed'
-             FROM cur JOIN upd ON upd.id = cur.id WHERE cur.status <> 'ACTIVE')
-         SELECT cur.status FROM cur JOIN upd ON upd.id = cur.id"
+             SELECT $19, id, workspace_id, provider, status, 'ACTIVE', 'refreshed'
+             FROM upd WHERE status <> 'ACTIVE')
+         SELECT status FROM upd"
     ));
     let duration_ms = (attempt.finished_at - attempt.started_at)
         .num_milliseconds()

@@ -5,6 +5,7 @@
 //! statement fast path), `outcome` writes every result without new tokens.
 
 mod grant;
+mod group;
 mod lease;
 mod outcome;
 
@@ -18,6 +19,7 @@ use crate::store::attempts::{self, NewAttempt};
 use crate::store::events;
 
 pub use grant::commit_refreshed;
+pub use group::GroupCommit;
 pub use lease::{Leased, acquire_lease, release_lease};
 pub use outcome::abandon;
 
