@@ -84,6 +84,8 @@ struct Inner {
     grants_in_hand: Mutex<HashSet<AccountId>>,
     /// Successful refreshes stored together, many per transaction.
     group_commit: refresh_store::GroupCommit,
+    /// Leases taken together, many per transaction.
+    group_lease: refresh_store::GroupLease,
 }
 
 /// Decrypted credentials, alive only for one provider call.
@@ -107,6 +109,11 @@ impl Engine {
         config: EngineConfig,
     ) -> Self {
         let group_commit = refresh_store::GroupCommit::start(pool.clone(), config.owner.clone());
+        let group_lease = refresh_store::GroupLease::start(
+            pool.clone(),
+            config.owner.clone(),
+            config.lease_duration,
+        );
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -114,6 +121,7 @@ impl Engine {
                 providers,
                 config,
                 group_commit,
+                group_lease,
                 flights: SingleFlight::default(),
                 tasks: tokio_util::task::TaskTracker::new(),
                 grants_in_hand: Mutex::default(),
@@ -340,15 +348,7 @@ impl Engine {
         if let Some(claim) = claim {
             // The common case for a scheduler's job, in one round trip: the
             // claim still holds and the lease is free.
-            let config = &self.inner.config;
-            if let Some(leased) = refresh_store::acquire_lease(
-                &self.inner.pool,
-                id,
-                &config.owner,
-                config.lease_duration,
-                Some(claim),
-            )
-            .await?
+            if let Some(leased) = self.inner.group_lease.acquire(id, Some(claim)).await?
             {
                 tracing::Span::current().record("provider", leased.row.provider.as_str());
                 return match self.settle_takeover(leased).await? {

@@ -1,29 +1,27 @@
-//! Group commit of successful refreshes: the writes that arrive while one
-//! flush is at the database go together in the next, as one fenced
-//! multi-row UPDATE with its attempt rows and events. Under light load a
-//! flush holds one write and adds no wait; under heavy load one transaction
-//! serves many refreshes, which is where PostgreSQL's time per refresh goes.
+//! Group commit of successful refreshes and group leasing (see
+//! `store::batch`): one fenced multi-row UPDATE with its attempt rows and
+//! events for the writes, one multi-row UPDATE for the leases.
 //!
-//! Each write keeps its own answer: the rows the fence matched are named in
-//! the statement's result, so a fenced-out account is told apart from its
-//! neighbours; and a batch the database refuses as a whole is written again
-//! one row at a time, so one account's bad row never fails another's.
+//! Each request keeps its own answer: the rows the fence (or the lease's
+//! conditions) matched are named in the statement's result, so a fenced-out
+//! account is told apart from its neighbours; and a batch the database
+//! refuses as a whole is run again one request at a time, so one account's
+//! bad row never fails another's.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
 
 use super::NewCredentials;
 use super::grant::commit_refreshed;
+use super::lease::{Leased, acquire_lease};
 use crate::domain::{AccountId, AccountStatus};
 use crate::store::accounts::AccountRow;
 use crate::store::attempts::NewAttempt;
+use crate::store::batch::{Batcher, Keyed};
 
-/// Most writes in one flush: bounds the statement's size and the time a row
-/// stays locked.
+/// Most requests in one flush: bounds the statement's size and the time its
+/// rows stay locked.
 const MAX_BATCH: usize = 128;
 
 /// One successful refresh waiting to be stored.
@@ -31,42 +29,37 @@ struct Write {
     leased: AccountRow,
     attempt: NewAttempt,
     credentials: NewCredentials,
-    reply: oneshot::Sender<Result<Option<AccountStatus>, sqlx::Error>>,
 }
 
-/// The handle refreshes send their writes to; cheap to clone. Dropping every
-/// handle ends the flusher after its last flush.
+impl Keyed for Write {
+    fn account(&self) -> &str {
+        self.leased.id.as_str()
+    }
+}
+
+type Stored = Result<Option<AccountStatus>, sqlx::Error>;
+
+/// Where refreshes send their new credentials; cheap to clone.
 #[derive(Clone)]
 pub struct GroupCommit {
     pool: PgPool,
     owner: String,
-    writes: mpsc::UnboundedSender<Write>,
-    flushes: Arc<AtomicU64>,
+    batcher: Batcher<Write, Stored>,
 }
 
 impl GroupCommit {
     /// Starts the flusher on the current runtime.
     pub fn start(pool: PgPool, owner: String) -> Self {
-        let (writes, queue) = mpsc::unbounded_channel();
-        let flushes = Arc::new(AtomicU64::new(0));
-        tokio::spawn(flush_until_closed(
-            pool.clone(),
-            owner.clone(),
-            queue,
-            flushes.clone(),
-        ));
+        let (flush_pool, flush_owner) = (pool.clone(), owner.clone());
+        let batcher = Batcher::start(MAX_BATCH, move |writes| {
+            let (pool, owner) = (flush_pool.clone(), flush_owner.clone());
+            async move { flush_writes(&pool, &owner, writes).await }
+        });
         Self {
             pool,
             owner,
-            writes,
-            flushes,
+            batcher,
         }
-    }
-
-    /// Flushes so far (each one transaction, or one per write of a batch the
-    /// database refused as a whole).
-    pub fn flushes(&self) -> u64 {
-        self.flushes.load(Ordering::Relaxed)
     }
 
     /// As `commit_refreshed`: Some(the status the account had) when the
@@ -76,97 +69,44 @@ impl GroupCommit {
         leased: &AccountRow,
         attempt: &NewAttempt,
         credentials: &NewCredentials,
-    ) -> Result<Option<AccountStatus>, sqlx::Error> {
-        let (reply, answer) = oneshot::channel();
+    ) -> Stored {
         let write = Write {
             leased: leased.clone(),
             attempt: attempt.clone(),
             credentials: credentials.clone(),
-            reply,
         };
-        if self.writes.send(write).is_ok()
-            && let Ok(result) = answer.await
-        {
-            return result;
+        match self.batcher.submit(write).await {
+            Ok(stored) => stored,
+            Err(()) => commit_refreshed(&self.pool, leased, &self.owner, attempt, credentials).await,
         }
-        // The flusher is gone (the runtime is shutting down): write alone.
-        commit_refreshed(&self.pool, leased, &self.owner, attempt, credentials).await
+    }
+
+    /// Flushes so far (each one transaction, or one per write of a batch
+    /// the database refused as a whole).
+    pub fn flushes(&self) -> u64 {
+        self.batcher.flushes()
     }
 }
 
-async fn flush_until_closed(
-    pool: PgPool,
-    owner: String,
-    mut queue: mpsc::UnboundedReceiver<Write>,
-    flushes: Arc<AtomicU64>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    // A write for an account already in the batch waits for the next one:
-    // one UPDATE cannot apply two rows to the same account.
-    let mut held_back: Vec<Write> = Vec::new();
-    loop {
-        if held_back.is_empty() {
-            match queue.recv().await {
-                Some(write) => batch.push(write),
-                None => return,
-            }
-        } else {
-            batch.append(&mut held_back);
-        }
-        let mut ids: HashSet<AccountId> = batch.iter().map(|w| w.leased.id.clone()).collect();
-        while batch.len() < MAX_BATCH {
-            let Ok(write) = queue.try_recv() else { break };
-            if ids.insert(write.leased.id.clone()) {
-                batch.push(write);
-            } else {
-                held_back.push(write);
-            }
-        }
-        flush(&pool, &owner, std::mem::take(&mut batch)).await;
-        flushes.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-async fn flush(pool: &PgPool, owner: &str, batch: Vec<Write>) {
-    if batch.len() == 1 {
-        let write = batch.into_iter().next().expect("one write");
-        let result = commit_refreshed(
-            pool,
-            &write.leased,
-            owner,
-            &write.attempt,
-            &write.credentials,
-        )
-        .await;
-        let _ = write.reply.send(result);
-        return;
-    }
-    match commit_many(pool, owner, &batch).await {
-        Ok(applied) => {
-            for write in batch {
-                let from = applied
-                    .iter()
-                    .find(|(id, _)| id == write.leased.id.as_str())
-                    .map(|(_, status)| *status);
-                let _ = write.reply.send(Ok(from));
-            }
-        }
-        // Refused as a whole: each write on its own, so the error (or the
-        // success) is that account's.
-        Err(_) => {
-            for write in batch {
-                let result = commit_refreshed(
-                    pool,
-                    &write.leased,
-                    owner,
-                    &write.attempt,
-                    &write.credentials,
-                )
-                .await;
-                let _ = write.reply.send(result);
-            }
+async fn flush_writes(pool: &PgPool, owner: &str, writes: Vec<Write>) -> Vec<Stored> {
+    if writes.len() > 1 {
+        if let Ok(applied) = commit_many(pool, owner, &writes).await {
+            return writes
+                .iter()
+                .map(|write| {
+                    Ok(applied
+                        .iter()
+                        .find(|(id, _)| id == write.leased.id.as_str())
+                        .map(|(_, status)| *status))
+                })
+                .collect();
         }
     }
+    let mut stored = Vec::with_capacity(writes.len());
+    for w in &writes {
+        stored.push(commit_refreshed(pool, &w.leased, owner, &w.attempt, &w.credentials).await);
+    }
+    stored
 }
 
 /// The writes of a batch in one statement; returns the accounts the fence
@@ -322,4 +262,125 @@ async fn commit_many(
             Ok((id, status))
         })
         .collect()
+}
+
+/// One request for an account's refresh lease.
+struct LeaseRequest {
+    id: AccountId,
+    claim: Option<uuid::Uuid>,
+}
+
+impl Keyed for LeaseRequest {
+    fn account(&self) -> &str {
+        self.id.as_str()
+    }
+}
+
+type Taken = Result<Option<Leased>, sqlx::Error>;
+
+/// Where refreshes ask for their lease; cheap to clone. All leases of one
+/// engine have the same owner and duration.
+#[derive(Clone)]
+pub struct GroupLease {
+    pool: PgPool,
+    owner: String,
+    lease_for: Duration,
+    batcher: Batcher<LeaseRequest, Taken>,
+}
+
+impl GroupLease {
+    /// Starts the flusher on the current runtime.
+    pub fn start(pool: PgPool, owner: String, lease_for: Duration) -> Self {
+        let (flush_pool, flush_owner) = (pool.clone(), owner.clone());
+        let batcher = Batcher::start(MAX_BATCH, move |requests| {
+            let (pool, owner) = (flush_pool.clone(), flush_owner.clone());
+            async move { flush_leases(&pool, &owner, lease_for, requests).await }
+        });
+        Self {
+            pool,
+            owner,
+            lease_for,
+            batcher,
+        }
+    }
+
+    /// As `acquire_lease`.
+    pub async fn acquire(&self, id: &AccountId, claim: Option<uuid::Uuid>) -> Taken {
+        let request = LeaseRequest {
+            id: id.clone(),
+            claim,
+        };
+        match self.batcher.submit(request).await {
+            Ok(taken) => taken,
+            Err(()) => acquire_lease(&self.pool, id, &self.owner, self.lease_for, claim).await,
+        }
+    }
+
+    /// Flushes so far.
+    pub fn flushes(&self) -> u64 {
+        self.batcher.flushes()
+    }
+}
+
+async fn flush_leases(
+    pool: &PgPool,
+    owner: &str,
+    lease_for: Duration,
+    requests: Vec<LeaseRequest>,
+) -> Vec<Taken> {
+    if requests.len() > 1 {
+        if let Ok(mut taken) = acquire_many(pool, owner, lease_for, &requests).await {
+            return requests
+                .iter()
+                .map(|request| {
+                    let at = taken.iter().position(|l| l.row.id == request.id);
+                    Ok(at.map(|at| taken.swap_remove(at)))
+                })
+                .collect();
+        }
+    }
+    let mut taken = Vec::with_capacity(requests.len());
+    for r in &requests {
+        taken.push(acquire_lease(pool, &r.id, owner, lease_for, r.claim).await);
+    }
+    taken
+}
+
+/// `acquire_lease` for many accounts in one statement: the leases taken.
+async fn acquire_many(
+    pool: &PgPool,
+    owner: &str,
+    lease_for: Duration,
+    requests: &[LeaseRequest],
+) -> Result<Vec<Leased>, sqlx::Error> {
+    let ids: Vec<&str> = requests.iter().map(|r| r.id.as_str()).collect();
+    let claims: Vec<Option<uuid::Uuid>> = requests.iter().map(|r| r.claim).collect();
+    let rows = sqlx::query(
+        "WITH prev AS (SELECT id, lease_owner AS previous_owner
+                       FROM social_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+              input AS (SELECT * FROM unnest($1::text[], $4::uuid[]) AS i(id, claim))
+         UPDATE social_accounts
+         SET lease_owner = $2,
+             lease_until = now() + make_interval(secs => $3),
+             lease_started_at = now(),
+             interrupted_refresh_at = CASE WHEN lease_owner IS NOT NULL
+                                           THEN lease_started_at
+                                           ELSE interrupted_refresh_at END,
+             interrupted_refresh_cause = CASE WHEN lease_owner IS NOT NULL
+                                              THEN 'ended without a result (its lease expired)'
+                                              ELSE interrupted_refresh_cause END
+         FROM prev JOIN input ON input.id = prev.id
+         WHERE social_accounts.id = prev.id
+           AND status <> 'DISCONNECTED'
+           AND (lease_owner IS NULL OR lease_until < now())
+           AND (input.claim IS NULL OR (claim_id = input.claim AND status = 'ACTIVE'))
+         RETURNING social_accounts.*, prev.previous_owner",
+    )
+    .bind(&ids)
+    .bind(owner)
+    .bind(lease_for.as_secs_f64())
+    .bind(&claims)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(Leased::from_row).collect()
 }

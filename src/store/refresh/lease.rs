@@ -50,22 +50,26 @@ pub async fn acquire_lease(
     .bind(claim)
     .fetch_optional(pool)
     .await?;
-    row.map(|row| {
-        use sqlx::{FromRow, Row};
-        Ok(Leased {
-            took_over: row
-                .try_get::<Option<String>, _>("previous_owner")?
-                .is_some(),
-            row: AccountRow::from_row(&row)?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(Leased::from_row).transpose()
 }
 
 /// A lease just taken, and the account as it then stood.
 pub struct Leased {
     pub row: AccountRow,
     pub took_over: bool,
+}
+
+impl Leased {
+    /// From a row of `social_accounts.*` plus `previous_owner`.
+    pub(super) fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::{FromRow, Row};
+        Ok(Leased {
+            took_over: row
+                .try_get::<Option<String>, _>("previous_owner")?
+                .is_some(),
+            row: AccountRow::from_row(row)?,
+        })
+    }
 }
 
 pub(super) async fn release(

@@ -1,6 +1,7 @@
-//! Group commit of successful refreshes against real PostgreSQL: writes that
+//! Group commit and group leasing against real PostgreSQL: requests that
 //! arrive together share one transaction, and each still gets its own
-//! answer — applied, fenced out, or refused by the database.
+//! answer — applied, fenced out, refused by the database; lease taken,
+//! taken over, or held elsewhere.
 
 mod common;
 
@@ -12,7 +13,7 @@ use tokenwarden::domain::{AccountId, AccountStatus, Outcome, Provider, Trigger};
 use tokenwarden::policy::RefreshPolicy;
 use tokenwarden::store::accounts::{self, AccountRow};
 use tokenwarden::store::attempts::NewAttempt;
-use tokenwarden::store::refresh::{GroupCommit, NewCredentials};
+use tokenwarden::store::refresh::{GroupCommit, GroupLease, NewCredentials};
 use tokenwarden_fakes::IssuedTokens;
 
 async fn accounts(env: &TestEnv, count: usize) -> Vec<AccountRow> {
@@ -235,5 +236,94 @@ async fn a_burst_of_refreshes_through_the_engine_lands_whole() {
         assert_ne!(stored, issued.refresh_token, "rotated token stored");
         assert!(env.fake.is_live(&stored), "stored token is live");
         assert_eq!(attempts_of(&env, id).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn leases_asked_together_are_taken_in_one_transaction_each_on_its_own_terms() {
+    let env = TestEnv::new().await;
+    let rows = accounts(&env, 12).await;
+    let set = |sql: &'static str, id: &AccountId| {
+        let pool = env.pool().clone();
+        let id = id.clone();
+        async move {
+            sqlx::query(sql)
+                .bind(id.as_str())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    let mut claims = Vec::new();
+    for (n, row) in rows.iter().enumerate() {
+        let claim = uuid::Uuid::new_v4();
+        sqlx::query("UPDATE social_accounts SET claim_id = $2 WHERE id = $1")
+            .bind(row.id.as_str())
+            .bind(claim)
+            .execute(env.pool())
+            .await
+            .unwrap();
+        match n % 4 {
+            // Held elsewhere, unexpired.
+            1 => {
+                set(
+                    "UPDATE social_accounts SET lease_owner = 'engine-b', lease_started_at = now(),
+                     lease_until = now() + interval '1 minute' WHERE id = $1",
+                    &row.id,
+                )
+                .await
+            }
+            // Held elsewhere, expired: taken over.
+            2 => {
+                set(
+                    "UPDATE social_accounts SET lease_owner = 'engine-b',
+                     lease_started_at = now() - interval '2 minutes',
+                     lease_until = now() - interval '1 minute' WHERE id = $1",
+                    &row.id,
+                )
+                .await
+            }
+            _ => {}
+        }
+        // Every fourth, from n = 3: a job whose claim is no longer the account's.
+        claims.push(if n % 4 == 3 {
+            Some(uuid::Uuid::new_v4())
+        } else {
+            Some(claim)
+        });
+    }
+    let group = GroupLease::start(
+        env.pool().clone(),
+        "engine-a".into(),
+        std::time::Duration::from_secs(60),
+    );
+    let asks = rows.iter().zip(&claims).map(|(row, claim)| {
+        let group = group.clone();
+        async move { group.acquire(&row.id, *claim).await }
+    });
+    let answers = join_all(asks).await;
+    assert_eq!(group.flushes(), 1, "12 leases asked together: one flush");
+    for (n, (row, answer)) in rows.iter().zip(answers).enumerate() {
+        let taken = answer.unwrap();
+        let after = env.row(&row.id).await;
+        match n % 4 {
+            0 => {
+                let taken = taken.expect("a free lease is taken");
+                assert!(!taken.took_over);
+                assert_eq!(taken.row.lease_owner.as_deref(), Some("engine-a"));
+                assert_eq!(after.lease_owner.as_deref(), Some("engine-a"));
+            }
+            1 | 3 => {
+                assert!(taken.is_none(), "account {n}: no lease");
+                let owner = if n % 4 == 1 { Some("engine-b") } else { None };
+                assert_eq!(after.lease_owner.as_deref(), owner, "account {n}");
+            }
+            _ => {
+                let taken = taken.expect("an expired lease is taken over");
+                assert!(taken.took_over);
+                assert!(after.interrupted_refresh_at.is_some());
+                assert_eq!(after.lease_owner.as_deref(), Some("engine-a"));
+            }
+        }
     }
 }
