@@ -217,6 +217,18 @@ impl TestEnv {
             .id
     }
 
+    /// Puts an account into a state a test needs: runs
+    /// `UPDATE social_accounts SET {set} WHERE id = $1`.
+    pub async fn update_account(&self, id: &AccountId, set: &str) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE social_accounts SET {set} WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .execute(self.pool())
+        .await
+        .unwrap();
+    }
+
     pub async fn row(&self, id: &AccountId) -> accounts::AccountRow {
         accounts::get(self.pool(), id)
             .await

@@ -122,6 +122,11 @@ impl FakeGoogle {
     pub fn script_next(&self, response: ScriptedResponse) {
         self.shared.script.push(response);
     }
+
+    /// Requests to any route so far, scripted answers included.
+    pub fn requests(&self) -> u64 {
+        self.shared.script.requests()
+    }
 }
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response {

@@ -85,6 +85,11 @@ impl FakeLinkedin {
         self.shared.script.push(response);
     }
 
+    /// Requests to any route so far, scripted answers included.
+    pub fn requests(&self) -> u64 {
+        self.shared.script.requests()
+    }
+
     pub fn token_url(&self) -> Url {
         self.server.url("/oauth/v2/accessToken")
     }

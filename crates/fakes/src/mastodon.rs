@@ -73,6 +73,11 @@ impl FakeMastodon {
         self.shared.script.push(response);
     }
 
+    /// Requests to any route so far, scripted answers included.
+    pub fn requests(&self) -> u64 {
+        self.shared.script.requests()
+    }
+
     pub fn rate_limit_next(&self, reset: DateTime<Utc>) {
         self.shared.script.push(
             ScriptedResponse::json(429, json!({"error": "Too many requests"}))

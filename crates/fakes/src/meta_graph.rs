@@ -197,6 +197,11 @@ impl FakeGraph {
     pub fn script_next(&self, response: ScriptedResponse) {
         self.shared.script.push(response);
     }
+
+    /// Requests to any route so far, scripted answers included.
+    pub fn requests(&self) -> u64 {
+        self.shared.script.requests()
+    }
 }
 
 pub fn graph_error_body(code: u32, subcode: Option<u32>, message: &str) -> serde_json::Value {

@@ -158,6 +158,11 @@ impl FakePinterest {
     pub fn script_next(&self, response: ScriptedResponse) {
         self.shared.script.push(response);
     }
+
+    /// Requests to any route so far, scripted answers included.
+    pub fn requests(&self) -> u64 {
+        self.shared.script.requests()
+    }
 }
 
 fn oauth_error(code: &str, description: &str) -> Response {

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -45,18 +46,30 @@ impl Running {
     }
 }
 
-/// Canned answers, served before the fake's own logic.
+/// Canned answers, served before the fake's own logic. Every route asks it
+/// first, so it also counts every request the fake receives.
 #[derive(Default)]
-pub struct Script(Mutex<VecDeque<ScriptedResponse>>);
+pub struct Script {
+    queue: Mutex<VecDeque<ScriptedResponse>>,
+    requests: AtomicU64,
+}
 
 impl Script {
     pub fn push(&self, response: ScriptedResponse) {
-        self.0.lock().expect("script poisoned").push_back(response);
+        self.queue
+            .lock()
+            .expect("script poisoned")
+            .push_back(response);
     }
 
     pub fn next(&self) -> Option<Response> {
-        let scripted = self.0.lock().expect("script poisoned").pop_front()?;
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let scripted = self.queue.lock().expect("script poisoned").pop_front()?;
         Some(scripted.into_response())
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
     }
 }
 

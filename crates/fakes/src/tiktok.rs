@@ -74,6 +74,11 @@ impl FakeTiktok {
     pub fn script_next(&self, response: ScriptedResponse) {
         self.shared.script.push(response);
     }
+
+    /// Requests to any route so far, scripted answers included.
+    pub fn requests(&self) -> u64 {
+        self.shared.script.requests()
+    }
 }
 
 async fn token_endpoint(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {

@@ -67,6 +67,11 @@ impl FakeX {
         self.shared.script.push(response);
     }
 
+    /// Requests to any route so far, scripted answers included.
+    pub fn requests(&self) -> u64 {
+        self.shared.script.requests()
+    }
+
     /// The next call is refused with X's 429 and its rate-limit headers.
     pub fn rate_limit_next(&self, reset_epoch: i64) {
         self.shared.script.push(

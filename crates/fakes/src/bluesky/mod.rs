@@ -154,6 +154,11 @@ impl FakeBluesky {
         self.shared.script.push(response);
     }
 
+    /// Requests to any route so far, scripted answers included.
+    pub fn requests(&self) -> u64 {
+        self.shared.script.requests()
+    }
+
     /// Spent refresh tokens (either kind) presented again.
     pub fn reuse_detected(&self) -> u64 {
         self.shared.lock().reuse_detected
