@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end daemon benchmark (see benches/daemon.rs for the options), and the
+# End-to-end daemon benchmark (see benches/daemon/main.rs for the options), and the
 # refresh-engine micro benchmark. The custody soak under faults is scripts/soak.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
