@@ -13,8 +13,7 @@ impl Engine {
     ) -> Result<Lease, EngineError> {
         let mut pause = Duration::from_millis(50);
         loop {
-            if let Some(leased) = self.inner.group_lease.acquire(&row.id, None).await?
-            {
+            if let Some(leased) = self.inner.group_lease.acquire(&row.id, None).await? {
                 return self.settle_takeover(leased).await;
             }
             if Instant::now() + pause > deadline {

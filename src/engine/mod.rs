@@ -348,8 +348,7 @@ impl Engine {
         if let Some(claim) = claim {
             // The common case for a scheduler's job, in one round trip: the
             // claim still holds and the lease is free.
-            if let Some(leased) = self.inner.group_lease.acquire(id, Some(claim)).await?
-            {
+            if let Some(leased) = self.inner.group_lease.acquire(id, Some(claim)).await? {
                 tracing::Span::current().record("provider", leased.row.provider.as_str());
                 return match self.settle_takeover(leased).await? {
                     Lease::Held(leased) => self.run_leased(*leased, trigger, started_at).await,

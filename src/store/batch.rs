@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// A request with the account it concerns.
 pub trait Keyed {
@@ -42,16 +42,26 @@ where
     T: Keyed + Send + 'static,
     R: Send + 'static,
 {
-    /// Starts the flusher on the current runtime. `flush` answers a batch
-    /// of up to `max` requests, one answer per request, in order.
-    pub fn start<F, Fut>(max: usize, flush: F) -> Self
+    /// Starts `flushers` flushers on the current runtime: while one batch
+    /// is at the database the next one forms and goes. `flush` answers a
+    /// batch of up to `max` requests, one answer per request, in order.
+    pub fn start<F, Fut>(max: usize, flushers: usize, flush: F) -> Self
     where
-        F: Fn(Vec<T>) -> Fut + Send + 'static,
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<R>> + Send + 'static,
     {
         let (requests, queue) = mpsc::unbounded_channel();
+        let queue = Arc::new(Mutex::new(queue));
+        let flush = Arc::new(flush);
         let flushes = Arc::new(AtomicU64::new(0));
-        tokio::spawn(flush_until_closed(queue, max, flush, flushes.clone()));
+        for _ in 0..flushers.max(1) {
+            tokio::spawn(flush_until_closed(
+                queue.clone(),
+                max,
+                flush.clone(),
+                flushes.clone(),
+            ));
+        }
         Self { requests, flushes }
     }
 
@@ -69,10 +79,13 @@ where
     }
 }
 
+/// One flusher. Batches that two flushers have at the database at once may
+/// name the same account; its row lock orders them, and each statement's
+/// own conditions (the fence, a free lease) decide on the row it then sees.
 async fn flush_until_closed<T, R, F, Fut>(
-    mut queue: mpsc::UnboundedReceiver<Queued<T, R>>,
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<Queued<T, R>>>>,
     max: usize,
-    flush: F,
+    flush: Arc<F>,
     flushes: Arc<AtomicU64>,
 ) where
     T: Keyed,
@@ -86,14 +99,16 @@ async fn flush_until_closed<T, R, F, Fut>(
             batch.add(request);
         }
         if batch.requests.is_empty() {
+            let mut queue = queue.lock().await;
             match queue.recv().await {
                 Some(request) => batch.add(request),
                 None => return,
             }
-        }
-        while !batch.is_full() {
-            let Ok(request) = queue.try_recv() else { break };
-            batch.add(request);
+            batch.fill_from(&mut queue);
+        } else if let Ok(mut queue) = queue.try_lock() {
+            // Held-back requests go now; a flusher waiting for new ones
+            // holds the queue, and they must not wait behind it.
+            batch.fill_from(&mut queue);
         }
         held_back = batch.held_back;
         let (requests, replies): (Vec<T>, Vec<_>) = batch.requests.into_iter().unzip();
@@ -126,6 +141,13 @@ impl<T: Keyed, R> Batch<T, R> {
 
     fn is_full(&self) -> bool {
         self.requests.len() >= self.max
+    }
+
+    fn fill_from(&mut self, queue: &mut mpsc::UnboundedReceiver<Queued<T, R>>) {
+        while !self.is_full() {
+            let Ok(request) = queue.try_recv() else { break };
+            self.add(request);
+        }
     }
 
     fn add(&mut self, request: Queued<T, R>) {

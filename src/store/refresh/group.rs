@@ -24,6 +24,9 @@ use crate::store::batch::{Batcher, Keyed};
 /// rows stay locked.
 const MAX_BATCH: usize = 128;
 
+/// Flushes at the database at once: one forms while another is out.
+const FLUSHERS: usize = 2;
+
 /// One successful refresh waiting to be stored.
 struct Write {
     leased: AccountRow,
@@ -51,7 +54,7 @@ impl GroupCommit {
     /// Starts the flusher on the current runtime.
     pub fn start(pool: PgPool, owner: String) -> Self {
         let (flush_pool, flush_owner) = (pool.clone(), owner.clone());
-        let batcher = Batcher::start(MAX_BATCH, move |writes| {
+        let batcher = Batcher::start(MAX_BATCH, FLUSHERS, move |writes| {
             let (pool, owner) = (flush_pool.clone(), flush_owner.clone());
             async move { flush_writes(&pool, &owner, writes).await }
         });
@@ -77,7 +80,9 @@ impl GroupCommit {
         };
         match self.batcher.submit(write).await {
             Ok(stored) => stored,
-            Err(()) => commit_refreshed(&self.pool, leased, &self.owner, attempt, credentials).await,
+            Err(()) => {
+                commit_refreshed(&self.pool, leased, &self.owner, attempt, credentials).await
+            }
         }
     }
 
@@ -292,7 +297,7 @@ impl GroupLease {
     /// Starts the flusher on the current runtime.
     pub fn start(pool: PgPool, owner: String, lease_for: Duration) -> Self {
         let (flush_pool, flush_owner) = (pool.clone(), owner.clone());
-        let batcher = Batcher::start(MAX_BATCH, move |requests| {
+        let batcher = Batcher::start(MAX_BATCH, FLUSHERS, move |requests| {
             let (pool, owner) = (flush_pool.clone(), flush_owner.clone());
             async move { flush_leases(&pool, &owner, lease_for, requests).await }
         });
