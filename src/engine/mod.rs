@@ -6,10 +6,13 @@
 //!    panic in it ends as a recorded failure (here);
 //! 2. `lease`: re-read the row, skip if no longer due, take the account's
 //!    lease (one provider call per account across processes), or join a
-//!    refresh that finished meanwhile;
+//!    refresh that finished meanwhile; leases asked at the same time are
+//!    taken in one statement (`store::refresh::GroupLease`);
 //! 3. `call`: decrypt and call the platform, or its health check;
 //! 4. `success`: new tokens are written first and kept in hand until the
-//!    write lands (fenced by the credentials version);
+//!    write lands (fenced by the credentials version); writes that arrive
+//!    together share one transaction (`store::refresh::GroupCommit`), each
+//!    with its own answer;
 //! 5. `failure`: a status changes only on a definitive answer; interrupted
 //!    refreshes are named in later rejections;
 //! 6. `health`, `write`: health verdicts, skips, and the report.
