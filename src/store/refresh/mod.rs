@@ -2,7 +2,9 @@
 //!
 //! Here: what a result may change, and the general commit. `lease` takes
 //! and gives back the lease, `grant` writes new credentials (and the one-
-//! statement fast path), `outcome` writes every result without new tokens.
+//! statement fast path, for one refresh or many), `outcome` writes every
+//! result without new tokens, `group` gathers the leases and fast-path
+//! writes of concurrent refreshes into shared statements.
 
 mod grant;
 mod group;
