@@ -11,18 +11,9 @@ impl Engine {
         requested_at: DateTime<Utc>,
         deadline: Instant,
     ) -> Result<Lease, EngineError> {
-        let config = &self.inner.config;
         let mut pause = Duration::from_millis(50);
         loop {
-            if let Some(leased) = refresh_store::acquire_lease(
-                &self.inner.pool,
-                &row.id,
-                &config.owner,
-                config.lease_duration,
-                None,
-            )
-            .await?
-            {
+            if let Some(leased) = self.inner.group_lease.acquire(&row.id, None).await? {
                 return self.settle_takeover(leased).await;
             }
             if Instant::now() + pause > deadline {

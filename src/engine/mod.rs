@@ -6,10 +6,13 @@
 //!    panic in it ends as a recorded failure (here);
 //! 2. `lease`: re-read the row, skip if no longer due, take the account's
 //!    lease (one provider call per account across processes), or join a
-//!    refresh that finished meanwhile;
+//!    refresh that finished meanwhile; leases asked at the same time are
+//!    taken in one statement (`store::refresh::GroupLease`);
 //! 3. `call`: decrypt and call the platform, or its health check;
 //! 4. `success`: new tokens are written first and kept in hand until the
-//!    write lands (fenced by the credentials version);
+//!    write lands (fenced by the credentials version); writes that arrive
+//!    together share one transaction (`store::refresh::GroupCommit`), each
+//!    with its own answer;
 //! 5. `failure`: a status changes only on a definitive answer; interrupted
 //!    refreshes are named in later rejections;
 //! 6. `health`, `write`: health verdicts, skips, and the report.
@@ -82,6 +85,10 @@ struct Inner {
     tasks: tokio_util::task::TaskTracker,
     /// Accounts whose new tokens are in memory and not yet stored.
     grants_in_hand: Mutex<HashSet<AccountId>>,
+    /// Successful refreshes stored together, many per transaction.
+    group_commit: refresh_store::GroupCommit,
+    /// Leases taken together, many per transaction.
+    group_lease: refresh_store::GroupLease,
 }
 
 /// Decrypted credentials, alive only for one provider call.
@@ -104,12 +111,20 @@ impl Engine {
         providers: ProviderRegistry,
         config: EngineConfig,
     ) -> Self {
+        let group_commit = refresh_store::GroupCommit::start(pool.clone(), config.owner.clone());
+        let group_lease = refresh_store::GroupLease::start(
+            pool.clone(),
+            config.owner.clone(),
+            config.lease_duration,
+        );
         Self {
             inner: Arc::new(Inner {
                 pool,
                 keyring,
                 providers,
                 config,
+                group_commit,
+                group_lease,
                 flights: SingleFlight::default(),
                 tasks: tokio_util::task::TaskTracker::new(),
                 grants_in_hand: Mutex::default(),
@@ -336,16 +351,7 @@ impl Engine {
         if let Some(claim) = claim {
             // The common case for a scheduler's job, in one round trip: the
             // claim still holds and the lease is free.
-            let config = &self.inner.config;
-            if let Some(leased) = refresh_store::acquire_lease(
-                &self.inner.pool,
-                id,
-                &config.owner,
-                config.lease_duration,
-                Some(claim),
-            )
-            .await?
-            {
+            if let Some(leased) = self.inner.group_lease.acquire(id, Some(claim)).await? {
                 tracing::Span::current().record("provider", leased.row.provider.as_str());
                 return match self.settle_takeover(leased).await? {
                     Lease::Held(leased) => self.run_leased(*leased, trigger, started_at).await,

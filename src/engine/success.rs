@@ -159,7 +159,9 @@ impl Engine {
         loop {
             let write = async {
                 let applied = if fast {
-                    refresh_store::commit_refreshed(pool, leased, owner, attempt, &credentials)
+                    self.inner
+                        .group_commit
+                        .commit_refreshed(leased, attempt, &credentials)
                         .await?
                 } else {
                     None

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod attempts;
+pub mod batch;
 pub mod census;
 pub mod events;
 pub mod keys;

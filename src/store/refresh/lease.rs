@@ -24,9 +24,24 @@ pub async fn acquire_lease(
     lease_for: Duration,
     claim: Option<uuid::Uuid>,
 ) -> Result<Option<Leased>, sqlx::Error> {
-    let row = sqlx::query(
+    let mut taken = acquire_leases(pool, owner, lease_for, &[(id, claim)]).await?;
+    Ok(taken.pop())
+}
+
+/// `acquire_lease` for many accounts in one statement: the leases taken.
+/// An account appears at most once.
+pub(super) async fn acquire_leases(
+    pool: &PgPool,
+    owner: &str,
+    lease_for: Duration,
+    requests: &[(&AccountId, Option<uuid::Uuid>)],
+) -> Result<Vec<Leased>, sqlx::Error> {
+    let ids: Vec<&str> = requests.iter().map(|(id, _)| id.as_str()).collect();
+    let claims: Vec<Option<uuid::Uuid>> = requests.iter().map(|(_, claim)| *claim).collect();
+    let rows = sqlx::query(
         "WITH prev AS (SELECT id, lease_owner AS previous_owner
-                       FROM social_accounts WHERE id = $1 FOR UPDATE)
+                       FROM social_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+              input AS (SELECT * FROM unnest($1::text[], $4::uuid[]) AS i(id, claim))
          UPDATE social_accounts
          SET lease_owner = $2,
              lease_until = now() + make_interval(secs => $3),
@@ -37,35 +52,39 @@ pub async fn acquire_lease(
              interrupted_refresh_cause = CASE WHEN lease_owner IS NOT NULL
                                               THEN 'ended without a result (its lease expired)'
                                               ELSE interrupted_refresh_cause END
-         FROM prev
+         FROM prev JOIN input ON input.id = prev.id
          WHERE social_accounts.id = prev.id
            AND status <> 'DISCONNECTED'
            AND (lease_owner IS NULL OR lease_until < now())
-           AND ($4::uuid IS NULL OR (claim_id = $4 AND status = 'ACTIVE'))
+           AND (input.claim IS NULL OR (claim_id = input.claim AND status = 'ACTIVE'))
          RETURNING social_accounts.*, prev.previous_owner",
     )
-    .bind(id.as_str())
+    .bind(&ids)
     .bind(owner)
     .bind(lease_for.as_secs_f64())
-    .bind(claim)
-    .fetch_optional(pool)
+    .bind(&claims)
+    .fetch_all(pool)
     .await?;
-    row.map(|row| {
-        use sqlx::{FromRow, Row};
-        Ok(Leased {
-            took_over: row
-                .try_get::<Option<String>, _>("previous_owner")?
-                .is_some(),
-            row: AccountRow::from_row(&row)?,
-        })
-    })
-    .transpose()
+    rows.iter().map(Leased::from_row).collect()
 }
 
 /// A lease just taken, and the account as it then stood.
 pub struct Leased {
     pub row: AccountRow,
     pub took_over: bool,
+}
+
+impl Leased {
+    /// From a row of `social_accounts.*` plus `previous_owner`.
+    pub(super) fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::{FromRow, Row};
+        Ok(Leased {
+            took_over: row
+                .try_get::<Option<String>, _>("previous_owner")?
+                .is_some(),
+            row: AccountRow::from_row(row)?,
+        })
+    }
 }
 
 pub(super) async fn release(

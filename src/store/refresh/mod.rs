@@ -2,9 +2,12 @@
 //!
 //! Here: what a result may change, and the general commit. `lease` takes
 //! and gives back the lease, `grant` writes new credentials (and the one-
-//! statement fast path), `outcome` writes every result without new tokens.
+//! statement fast path, for one refresh or many), `outcome` writes every
+//! result without new tokens, `group` gathers the leases and fast-path
+//! writes of concurrent refreshes into shared statements.
 
 mod grant;
+mod group;
 mod lease;
 mod outcome;
 
@@ -18,6 +21,7 @@ use crate::store::attempts::{self, NewAttempt};
 use crate::store::events;
 
 pub use grant::commit_refreshed;
+pub use group::{GroupCommit, GroupLease};
 pub use lease::{Leased, acquire_lease, release_lease};
 pub use outcome::abandon;
 
