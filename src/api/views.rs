@@ -23,8 +23,36 @@ pub enum HealthWord {
     Disconnected,
 }
 
+/// The account's health in the words the platforms' own account APIs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// ACTIVE, last attempt fine.
+    Healthy,
+    /// ACTIVE, but the latest refresh failed for a transient reason (or
+    /// the access token already expired and refreshes are being retried).
+    Degraded,
+    /// ACTIVE credentials, but the platform reports the account itself
+    /// inactive (deactivated, disabled login, ...): it cannot act.
+    Inactive,
+    /// TOKEN_EXPIRED: the user must reconnect.
+    Expired,
+    /// REVOKED: the user or platform withdrew access; reconnect.
+    Revoked,
+    Disconnected,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
+    pub status: HealthStatus,
+    /// True while the connection works: the account is ACTIVE and the
+    /// platform does not report it inactive.
+    pub is_active: bool,
+    /// Deprecated: the former name of `status` (without `inactive`, which
+    /// it reports as `healthy` or `degraded`). Kept for one release.
+    #[deprecated = "use `status`"]
+    // A plain string here: a `$ref` cannot carry `deprecated`.
+    #[schema(value_type = String)]
     pub word: HealthWord,
     /// Whether a post made now can be expected to succeed: false when the
     /// status or token rules it out, a publish scope is missing, or the
@@ -75,6 +103,8 @@ pub struct AccountView {
     pub next_refresh_at: Option<DateTime<Utc>>,
 }
 
+// Builds the deprecated `word` beside its successor.
+#[allow(deprecated)]
 pub fn health(row: &AccountRow, now: DateTime<Utc>) -> Health {
     let (word, can_post, reason) = match row.status {
         AccountStatus::Disconnected => (HealthWord::Disconnected, false, row.status_reason.clone()),
@@ -94,7 +124,16 @@ pub fn health(row: &AccountRow, now: DateTime<Utc>) -> Health {
             }
         }
     };
+    let status = match word {
+        HealthWord::Healthy => HealthStatus::Healthy,
+        HealthWord::Degraded => HealthStatus::Degraded,
+        HealthWord::Expired => HealthStatus::Expired,
+        HealthWord::Revoked => HealthStatus::Revoked,
+        HealthWord::Disconnected => HealthStatus::Disconnected,
+    };
     let mut health = Health {
+        status,
+        is_active: row.status == AccountStatus::Active,
         word,
         can_post,
         reason,
@@ -103,6 +142,8 @@ pub fn health(row: &AccountRow, now: DateTime<Utc>) -> Health {
     if row.status == AccountStatus::Active {
         if let Some(inactive) = &row.account_inactive_reason {
             health.flags.push("account_inactive");
+            health.status = HealthStatus::Inactive;
+            health.is_active = false;
             health.can_post = false;
             health.reason = Some(join(health.reason.take(), inactive));
         }

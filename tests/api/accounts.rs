@@ -133,37 +133,98 @@ async fn pagination_is_stable_while_accounts_are_added() {
 #[tokio::test]
 async fn health_word_and_can_post_for_every_status() {
     let api = Api::start().await;
+    // status, failures, expires in, inactive reason → health.status,
+    // is_active, the deprecated health.word, can_post.
     let cases = [
-        ("ACTIVE", 0, 3600, "healthy", true),
-        ("ACTIVE", 2, 3600, "degraded", true),
-        ("ACTIVE", 1, -60, "degraded", false),
-        ("TOKEN_EXPIRED", 0, 3600, "expired", false),
-        ("REVOKED", 0, 3600, "revoked", false),
-        ("DISCONNECTED", 0, 3600, "disconnected", false),
+        ("ACTIVE", 0, 3600, None, "healthy", true, "healthy", true),
+        ("ACTIVE", 2, 3600, None, "degraded", true, "degraded", true),
+        ("ACTIVE", 1, -60, None, "degraded", true, "degraded", false),
+        (
+            "ACTIVE",
+            0,
+            3600,
+            Some("AccountDeactivated"),
+            "inactive",
+            false,
+            "healthy",
+            false,
+        ),
+        (
+            "TOKEN_EXPIRED",
+            0,
+            3600,
+            None,
+            "expired",
+            false,
+            "expired",
+            false,
+        ),
+        ("REVOKED", 0, 3600, None, "revoked", false, "revoked", false),
+        (
+            "DISCONNECTED",
+            0,
+            3600,
+            None,
+            "disconnected",
+            false,
+            "disconnected",
+            false,
+        ),
     ];
-    for (i, (status, failures, expires_in, word, can_post)) in cases.into_iter().enumerate() {
+    for (i, (status, failures, expires_in, inactive, health, is_active, word, can_post)) in
+        cases.into_iter().enumerate()
+    {
         let (id, _) = api.connect_x(&format!("h{i}"), 3600).await;
         sqlx::query(
             "UPDATE social_accounts SET status = $2, consecutive_failures = $3,
                  last_refresh_error = CASE WHEN $3 > 0 THEN 'platform answered 503' END,
-                 token_expires_at = now() + make_interval(secs => $4)
+                 token_expires_at = now() + make_interval(secs => $4),
+                 account_inactive_reason = $5
              WHERE id = $1",
         )
         .bind(id.as_str())
         .bind(status)
         .bind(failures)
         .bind(expires_in as f64)
+        .bind(inactive)
         .execute(api.env.pool())
         .await
         .unwrap();
         let view: Value = api.get_json(&format!("/v1/accounts/{id}")).await;
+        assert_eq!(view["health"]["status"], health, "{status}: {view}");
+        assert_eq!(view["health"]["is_active"], is_active, "{status}: {view}");
         assert_eq!(view["health"]["word"], word, "{status}: {view}");
         assert_eq!(view["health"]["can_post"], can_post, "{status}: {view}");
-        if word != "healthy" {
+        if health != "healthy" {
             assert!(
                 !view["health"]["reason"].is_null() || status != "ACTIVE",
                 "{view}"
             );
         }
     }
+}
+
+/// `health.word` stays one release under its old name, marked deprecated
+/// in the OpenAPI document; `health.status` and `is_active` are documented.
+#[tokio::test]
+async fn the_old_health_word_is_documented_as_deprecated() {
+    let api = Api::start().await;
+    let doc: Value = api.get_json("/openapi.json").await;
+    let health = &doc["components"]["schemas"]["Health"];
+    assert_eq!(health["properties"]["word"]["deprecated"], true, "{health}");
+    for field in ["status", "is_active", "can_post"] {
+        assert!(
+            health["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == field),
+            "{field} is required: {health}"
+        );
+    }
+    let statuses = &doc["components"]["schemas"]["HealthStatus"]["enum"];
+    assert!(
+        statuses.as_array().unwrap().iter().any(|s| s == "inactive"),
+        "{statuses}"
+    );
 }
