@@ -7,7 +7,6 @@ use sqlx::PgPool;
 
 use super::NewCredentials;
 use crate::domain::{AccountId, AccountStatus};
-use crate::store::accounts::AccountRow;
 use crate::store::attempts::NewAttempt;
 
 /// The input rows of a credentials write, one element per account in each
@@ -164,17 +163,24 @@ pub(super) async fn write_credentials(
     Ok(())
 }
 
-/// The common case of a successful refresh: `commit_refreshed_many` for
-/// one. Returns the status the account had, or None when the fence did not
-/// match; the caller then takes the general path, which records that case.
-pub async fn commit_refreshed(
+/// One successful refresh to store: its account, the credentials version
+/// its lease saw (the fence), the attempt and the new credentials.
+pub(super) struct Refreshed<'a> {
+    pub id: &'a AccountId,
+    pub version: i64,
+    pub attempt: &'a NewAttempt,
+    pub credentials: &'a NewCredentials,
+}
+
+/// One successful refresh alone: `commit_refreshed_many` for one. Returns
+/// the status the account had, or None when the fence did not match; the
+/// caller then takes the general path, which records that case.
+pub(super) async fn commit_refreshed(
     pool: &PgPool,
-    leased: &AccountRow,
     owner: &str,
-    attempt: &NewAttempt,
-    creds: &NewCredentials,
+    write: Refreshed<'_>,
 ) -> Result<Option<AccountStatus>, sqlx::Error> {
-    let applied = commit_refreshed_many(pool, owner, &[(leased, attempt, creds)]).await?;
+    let applied = commit_refreshed_many(pool, owner, &[write]).await?;
     Ok(applied.first().map(|(_, status)| *status))
 }
 
@@ -186,33 +192,21 @@ pub async fn commit_refreshed(
 pub(super) async fn commit_refreshed_many(
     pool: &PgPool,
     owner: &str,
-    batch: &[(&AccountRow, &NewAttempt, &NewCredentials)],
+    batch: &[Refreshed<'_>],
 ) -> Result<Vec<(String, AccountStatus)>, sqlx::Error> {
     let rows: Vec<_> = batch
         .iter()
-        .map(|(leased, attempt, credentials)| (&leased.id, *credentials, attempt.finished_at))
+        .map(|w| (w.id, w.credentials, w.attempt.finished_at))
         .collect();
     let columns = CredentialColumns::new(&rows);
-    let versions: Vec<i64> = batch
-        .iter()
-        .map(|(leased, _, _)| leased.credentials_version)
-        .collect();
-    let triggers: Vec<&str> = batch
-        .iter()
-        .map(|(_, attempt, _)| attempt.trigger.as_str())
-        .collect();
-    let started_at: Vec<_> = batch
-        .iter()
-        .map(|(_, attempt, _)| attempt.started_at)
-        .collect();
-    let messages: Vec<Option<&str>> = batch
-        .iter()
-        .map(|(_, attempt, _)| attempt.message.as_deref())
-        .collect();
+    let versions: Vec<i64> = batch.iter().map(|w| w.version).collect();
+    let triggers: Vec<&str> = batch.iter().map(|w| w.attempt.trigger.as_str()).collect();
+    let started_at: Vec<_> = batch.iter().map(|w| w.attempt.started_at).collect();
+    let messages: Vec<Option<&str>> = batch.iter().map(|w| w.attempt.message.as_deref()).collect();
     let durations: Vec<i32> = batch
         .iter()
-        .map(|(_, attempt, _)| {
-            (attempt.finished_at - attempt.started_at)
+        .map(|w| {
+            (w.attempt.finished_at - w.attempt.started_at)
                 .num_milliseconds()
                 .clamp(0, i32::MAX as i64) as i32
         })

@@ -8,12 +8,13 @@
 //! refuses as a whole is run again one request at a time, so one account's
 //! bad row never fails another's.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::PgPool;
 
 use super::NewCredentials;
-use super::grant::{commit_refreshed, commit_refreshed_many};
+use super::grant::{Refreshed, commit_refreshed, commit_refreshed_many};
 use super::lease::{Leased, acquire_lease, acquire_leases};
 use crate::domain::{AccountId, AccountStatus};
 use crate::store::accounts::AccountRow;
@@ -27,16 +28,29 @@ const MAX_BATCH: usize = 128;
 /// Flushes at the database at once: one forms while another is out.
 const FLUSHERS: usize = 2;
 
-/// One successful refresh waiting to be stored.
+/// One successful refresh waiting to be stored: only what the write reads
+/// of the leased row (its id and the fence), not the row.
 struct Write {
-    leased: AccountRow,
+    id: AccountId,
+    version: i64,
     attempt: NewAttempt,
     credentials: NewCredentials,
 }
 
+impl Write {
+    fn as_refreshed(&self) -> Refreshed<'_> {
+        Refreshed {
+            id: &self.id,
+            version: self.version,
+            attempt: &self.attempt,
+            credentials: &self.credentials,
+        }
+    }
+}
+
 impl Keyed for Write {
     fn account(&self) -> &str {
-        self.leased.id.as_str()
+        self.id.as_str()
     }
 }
 
@@ -65,8 +79,8 @@ impl GroupCommit {
         }
     }
 
-    /// As `commit_refreshed`: Some(the status the account had) when the
-    /// write landed, None when the fence did not match.
+    /// Some(the status the account had) when the write landed, None when
+    /// the fence did not match.
     pub async fn commit_refreshed(
         &self,
         leased: &AccountRow,
@@ -74,14 +88,21 @@ impl GroupCommit {
         credentials: &NewCredentials,
     ) -> Stored {
         let write = Write {
-            leased: leased.clone(),
+            id: leased.id.clone(),
+            version: leased.credentials_version,
             attempt: attempt.clone(),
             credentials: credentials.clone(),
         };
         match self.batcher.submit(write).await {
             Ok(stored) => stored,
             Err(()) => {
-                commit_refreshed(&self.pool, leased, &self.owner, attempt, credentials).await
+                let write = Refreshed {
+                    id: &leased.id,
+                    version: leased.credentials_version,
+                    attempt,
+                    credentials,
+                };
+                commit_refreshed(&self.pool, &self.owner, write).await
             }
         }
     }
@@ -94,26 +115,19 @@ impl GroupCommit {
 }
 
 async fn flush_writes(pool: &PgPool, owner: &str, writes: Vec<Write>) -> Vec<Stored> {
-    if writes.len() > 1 {
-        let batch: Vec<_> = writes
+    let batch: Vec<Refreshed<'_>> = writes.iter().map(Write::as_refreshed).collect();
+    if batch.len() > 1
+        && let Ok(applied) = commit_refreshed_many(pool, owner, &batch).await
+    {
+        let applied: HashMap<String, AccountStatus> = applied.into_iter().collect();
+        return batch
             .iter()
-            .map(|w| (&w.leased, &w.attempt, &w.credentials))
+            .map(|w| Ok(applied.get(w.id.as_str()).copied()))
             .collect();
-        if let Ok(applied) = commit_refreshed_many(pool, owner, &batch).await {
-            return writes
-                .iter()
-                .map(|write| {
-                    Ok(applied
-                        .iter()
-                        .find(|(id, _)| id == write.leased.id.as_str())
-                        .map(|(_, status)| *status))
-                })
-                .collect();
-        }
     }
-    let mut stored = Vec::with_capacity(writes.len());
-    for w in &writes {
-        stored.push(commit_refreshed(pool, &w.leased, owner, &w.attempt, &w.credentials).await);
+    let mut stored = Vec::with_capacity(batch.len());
+    for w in batch {
+        stored.push(commit_refreshed(pool, owner, w).await);
     }
     stored
 }

@@ -20,7 +20,6 @@ use crate::store::accounts::AccountRow;
 use crate::store::attempts::{self, NewAttempt};
 use crate::store::events;
 
-pub use grant::commit_refreshed;
 pub use group::{GroupCommit, GroupLease};
 pub use lease::{Leased, acquire_lease, release_lease};
 pub use outcome::abandon;
