@@ -5,13 +5,15 @@
 //! holds the table and fails on an upward import): `domain`, `scrub`,
 //! `scopes` → `crypto` → `config` → `policy`, `metrics`, `telemetry`,
 //! `systemd` → `providers` (platform HTTP) → `store` (PostgreSQL) → `engine`
-//! (one refresh, all the safety rules), `registration` → `gate`, `webhooks`
+//! (one refresh, all the safety rules), `registration` → `gate`, `webhooks`,
+//! `bulk` (import and export)
 //! → `queue` → `scheduler`, `api` → `app` (start-up) → `daemon`. The binary
 //! (`src/bin/tokenwarden`) holds the command line and the demo; the fake
 //! platforms are a crate of their own (`crates/fakes`).
 
 pub mod api;
 pub mod app;
+pub mod bulk;
 pub mod config;
 pub mod crypto;
 pub mod daemon;

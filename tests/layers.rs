@@ -25,7 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("platforms", &["providers"]),
     ("storage", &["store"]),
     ("one refresh, one registration", &["engine", "registration"]),
-    ("admission and delivery", &["gate", "webhooks"]),
+    ("admission and delivery", &["gate", "webhooks", "bulk"]),
     ("queue", &["queue"]),
     ("front doors", &["scheduler", "api"]),
     ("start-up", &["app"]),

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod attempts;
 pub mod batch;
+pub mod bulk;
 pub mod census;
 pub mod events;
 pub mod keys;
