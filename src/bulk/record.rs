@@ -445,6 +445,7 @@ mod tests {
         record["sealed_credentials"] = "AAAA".into();
         let err = judge(record.to_string().as_bytes(), true).unwrap_err();
         assert!(err.problem.contains("--identity"), "{err}");
+        record.as_object_mut().unwrap().remove("sealed_credentials");
         record["refresh"]["consecutive_failures"] = (-1).into();
         let err = judge(record.to_string().as_bytes(), true).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("refresh.consecutive_failures"));
