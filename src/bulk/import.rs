@@ -24,6 +24,10 @@ use crate::providers::{DpopKey, needs_dpop_key};
 use crate::store::accounts::{AccountRow, NewAccount};
 use crate::store::bulk::{self, BulkAccount, History, Identity};
 
+/// Accounts written by one import past which it refreshes the planner's
+/// statistics.
+const ANALYZE_AFTER: u64 = 1000;
+
 /// What the import needs from the daemon.
 pub struct ImportContext<'a> {
     pub pool: &'a PgPool,
@@ -195,6 +199,16 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
 
     pub fn bytes_read(&self) -> u64 {
         self.lines.bytes_read()
+    }
+
+    /// Ends the import: after a large write, fresh planner statistics (the
+    /// due-account scan's plan depends on them, and autovacuum may be off).
+    pub async fn finish(self) -> Result<Summary, sqlx::Error> {
+        let written = self.summary.created + self.summary.reconnected;
+        if !self.options.dry_run && written >= ANALYZE_AFTER {
+            bulk::analyze(self.context.pool).await?;
+        }
+        Ok(self.summary)
     }
 
     /// Reads up to one batch of lines and writes it; the results of every

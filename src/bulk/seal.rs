@@ -41,6 +41,13 @@ impl FromStr for Recipient {
     }
 }
 
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A public key: nothing to hide.
+        write!(f, "Recipient({})", self.0)
+    }
+}
+
 /// Private keys that open sealed credentials: an age identity file
 /// (`AGE-SECRET-KEY-1…` lines; `#` comments and blank lines ignored).
 pub struct Identities(Vec<age::x25519::Identity>);

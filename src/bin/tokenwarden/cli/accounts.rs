@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -31,6 +32,54 @@ pub enum AccountsCommand {
     },
     /// Show one account and its latest attempts.
     Show { id: AccountId },
+    /// Register or reconnect accounts from NDJSON: one registration body per
+    /// line (as POST /v1/accounts takes it), or lines of `accounts export`.
+    Import(ImportArgs),
+    /// Write every account as NDJSON (profile, status, refresh fields);
+    /// credentials only sealed to an age recipient.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The NDJSON file; `-` reads standard input.
+    #[arg(value_name = "FILE|-")]
+    pub file: PathBuf,
+    /// Judge every line and look its account up; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accounts per transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub batch_size: u16,
+    /// Longer lines are refused; default api.max_body_bytes (a line is one
+    /// registration body).
+    #[arg(long)]
+    pub max_line_bytes: Option<usize>,
+    /// age identity file opening the credentials of an export made with
+    /// --with-credentials.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Where to write; standard output when absent.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Include each account's credentials, sealed to --recipient.
+    #[arg(long, requires = "recipient")]
+    pub with_credentials: bool,
+    /// The age public key (age1…) credentials are sealed to.
+    #[arg(long, requires = "with_credentials", value_parser = parse_recipient)]
+    pub recipient: Option<tokenwarden::bulk::Recipient>,
+    #[arg(long)]
+    pub workspace: Option<String>,
+    #[arg(long, value_parser = parse_provider)]
+    pub provider: Option<Provider>,
+}
+
+fn parse_recipient(s: &str) -> Result<tokenwarden::bulk::Recipient, String> {
+    s.parse()
 }
 
 #[derive(Args, Debug)]
@@ -92,8 +141,10 @@ fn parse_connection_type(s: &str) -> Result<ConnectionType, String> {
         .map_err(|e: tokenwarden::domain::UnknownVariant| e.to_string())
 }
 
-pub(super) async fn run(settings: Settings, command: AccountsCommand) -> anyhow::Result<()> {
+pub(super) async fn run(settings: Settings, command: AccountsCommand) -> anyhow::Result<ExitCode> {
     match command {
+        AccountsCommand::Import(args) => return super::transfer::import(settings, args).await,
+        AccountsCommand::Export(args) => return super::transfer::export(settings, args).await,
         AccountsCommand::Add(args) => {
             let spec = account_spec(*args)?;
             let new = spec.into_new_account(Utc::now())?;
@@ -160,7 +211,7 @@ pub(super) async fn run(settings: Settings, command: AccountsCommand) -> anyhow:
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {

@@ -15,6 +15,7 @@ mod accounts;
 mod check_config;
 mod keys;
 mod refresh;
+mod transfer;
 
 use accounts::AccountsCommand;
 use keys::KeysCommand;
@@ -76,7 +77,8 @@ fn parse_trigger(s: &str) -> Result<Trigger, String> {
         .map_err(|e: tokenwarden::domain::UnknownVariant| e.to_string())
 }
 
-/// Exit codes: 0 success, 1 error, 2 configuration error, 3 refresh failed.
+/// Exit codes: 0 success, 1 error (for `accounts import`: a line was not
+/// imported), 2 configuration error, 3 refresh failed.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -177,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
         }
         Command::CheckConfig => check_config::run(&settings)?,
-        Command::Accounts { command } => accounts::run(settings, command).await?,
+        Command::Accounts { command } => return accounts::run(settings, command).await,
         Command::Refresh { id, trigger } => return refresh::run(settings, id, trigger).await,
         Command::Keys {
             command: KeysCommand::Rotate { batch_size },
