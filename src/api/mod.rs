@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod import;
 mod params;
 pub mod server;
 pub mod views;
@@ -50,6 +51,7 @@ struct Inner {
     keys: Vec<SecretString>,
     force_refresh_min_interval: Duration,
     openapi: String,
+    import: import::ImportLimits,
 }
 
 impl ApiState {
@@ -76,6 +78,11 @@ impl ApiState {
                 force_refresh_min_interval: settings.api.force_refresh_min_interval,
                 openapi: serde_json::to_string(&openapi)
                     .context("rendering the OpenAPI document")?,
+                import: import::ImportLimits {
+                    permits: Arc::new(tokio::sync::Semaphore::new(import::CONCURRENT_IMPORTS)),
+                    max_line_bytes: settings.api.max_body_bytes,
+                    stall_timeout: settings.api.idle_timeout,
+                },
             }),
         })
     }
@@ -103,6 +110,7 @@ fn base_document() -> OpenApi {
 fn v1_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(utoipa_axum::routes!(accounts::register, accounts::list))
+        .routes(utoipa_axum::routes!(import::import))
         .routes(utoipa_axum::routes!(accounts::show, accounts::disconnect))
         .routes(utoipa_axum::routes!(accounts::refresh))
         .routes(utoipa_axum::routes!(accounts::access_token))

@@ -159,8 +159,7 @@ impl Pending {
 }
 
 pub struct Import<'a, R> {
-    context: ImportContext<'a>,
-    options: ImportOptions,
+    writer: Writer<'a>,
     lines: Lines<R>,
     /// A line held over to the next batch: its account was already in the
     /// current one (one statement writes an account once; the later line
@@ -179,8 +178,7 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
             ..Summary::default()
         };
         Self {
-            context,
-            options,
+            writer: Writer { context, options },
             lines,
             held: None,
             finished: false,
@@ -205,8 +203,8 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
     /// due-account scan's plan depends on them, and autovacuum may be off).
     pub async fn finish(self) -> Result<Summary, sqlx::Error> {
         let written = self.summary.created + self.summary.reconnected;
-        if !self.options.dry_run && written >= ANALYZE_AFTER {
-            bulk::analyze(self.context.pool).await?;
+        if !self.writer.options.dry_run && written >= ANALYZE_AFTER {
+            bulk::analyze(self.writer.context.pool).await?;
         }
         Ok(self.summary)
     }
@@ -237,8 +235,8 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
         if let Some(held) = self.held.take() {
             admit(held, &mut batch);
         }
-        let identities_arg = self.options.exports.as_ref();
-        while !self.finished && batch.len() < self.options.batch_size.max(1) {
+        let identities_arg = self.writer.options.exports.as_ref();
+        while !self.finished && batch.len() < self.writer.options.batch_size.max(1) {
             let now = Utc::now();
             let read = self.lines.next_line().await.map_err(|source| ReadError {
                 after_line: self.summary.lines,
@@ -255,7 +253,7 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
                     field: None,
                     problem: format!(
                         "longer than {} bytes; skipped",
-                        self.options.max_line_bytes
+                        self.writer.options.max_line_bytes
                     ),
                 }),
                 // Blank lines separate nothing in NDJSON; they are skipped.
@@ -281,7 +279,7 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
         if batch.is_empty() && results.is_empty() && self.finished && self.held.is_none() {
             return Ok(None);
         }
-        results.extend(self.write(batch).await);
+        results.extend(self.writer.write(batch).await);
         results.sort_by_key(|r| r.line);
         for result in &results {
             self.summary.count(&result.outcome);
@@ -289,6 +287,16 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
         Ok(Some(results))
     }
 
+}
+
+/// The writing half of an import (kept apart from the input, which need
+/// not be shareable between threads).
+struct Writer<'a> {
+    context: ImportContext<'a>,
+    options: ImportOptions,
+}
+
+impl Writer<'_> {
     /// Writes one batch in one transaction; a concurrent registration of
     /// one of its new accounts is met by trying the batch once more. A
     /// batch the database refuses is reported line by line.

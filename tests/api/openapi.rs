@@ -36,6 +36,7 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_answe
         "GET /v1/accounts/{id}/access-token",
         "GET /v1/accounts/{id}/attempts",
         "GET /v1/events",
+        "POST /v1/accounts:import",
     ];
     expected.sort();
     assert_eq!(documented, expected);
