@@ -11,6 +11,7 @@ mod auth;
 mod connections;
 mod errors;
 mod history;
+mod import;
 mod openapi;
 mod probes;
 mod refresh;
