@@ -295,7 +295,9 @@ struct Tracked {
     clock: Arc<Clock>,
 }
 
-/// Ends the request on the clock however the response future ends.
+/// Ends the request on the clock however the response ends: when its body
+/// has been sent (a streamed body, such as an import's results, can
+/// outlast the idle timeout), or when it is dropped unsent.
 struct InFlight(Arc<Clock>);
 
 impl Drop for InFlight {
@@ -305,6 +307,32 @@ impl Drop for InFlight {
 }
 
 type Reply = axum::response::Response;
+
+/// A response body holding its request's place on the clock.
+struct TrackedBody {
+    inner: axum::body::Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 impl hyper::service::Service<Request<Incoming>> for Tracked {
     type Response = Reply;
@@ -316,9 +344,13 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
         let in_flight = InFlight(self.clock.clone());
         let response = self.inner.call(request);
         Box::pin(async move {
-            let response = response.await;
-            drop(in_flight);
-            response
+            let response = response.await?;
+            Ok(response.map(|inner| {
+                axum::body::Body::new(TrackedBody {
+                    inner,
+                    _in_flight: in_flight,
+                })
+            }))
         })
     }
 }

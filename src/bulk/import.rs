@@ -166,6 +166,8 @@ pub struct Import<'a, R> {
     /// wins, as it would through the API).
     held: Option<Pending>,
     finished: bool,
+    /// Reading failed: told after the lines read before it are written.
+    read_error: Option<ReadError>,
     summary: Summary,
     started: Instant,
 }
@@ -182,6 +184,7 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
             lines,
             held: None,
             finished: false,
+            read_error: None,
             summary,
             started: Instant::now(),
         }
@@ -210,10 +213,14 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
     }
 
     /// Reads up to one batch of lines and writes it; the results of every
-    /// line read, in line order. None once the input is exhausted.
+    /// line read, in line order. None once the input is exhausted; an error
+    /// when reading failed, after the lines read before were written.
     pub async fn next_batch(&mut self) -> Result<Option<Vec<LineResult>>, ReadError> {
         if self.finished && self.held.is_none() {
-            return Ok(None);
+            return match self.read_error.take() {
+                Some(e) => Err(e),
+                None => Ok(None),
+            };
         }
         let mut results = Vec::new();
         let mut batch: Vec<Pending> = Vec::new();
@@ -238,10 +245,17 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
         let identities_arg = self.writer.options.exports.as_ref();
         while !self.finished && batch.len() < self.writer.options.batch_size.max(1) {
             let now = Utc::now();
-            let read = self.lines.next_line().await.map_err(|source| ReadError {
-                after_line: self.summary.lines,
-                source,
-            })?;
+            let read = match self.lines.next_line().await {
+                Ok(read) => read,
+                Err(source) => {
+                    self.finished = true;
+                    self.read_error = Some(ReadError {
+                        after_line: self.summary.lines,
+                        source,
+                    });
+                    break;
+                }
+            };
             let Some(line) = read else {
                 self.finished = true;
                 break;
@@ -277,7 +291,10 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
             }
         }
         if batch.is_empty() && results.is_empty() && self.finished && self.held.is_none() {
-            return Ok(None);
+            return match self.read_error.take() {
+                Some(e) => Err(e),
+                None => Ok(None),
+            };
         }
         results.extend(self.writer.write(batch).await);
         results.sort_by_key(|r| r.line);

@@ -178,3 +178,38 @@ async fn a_stalled_body_ends_the_import_and_concurrent_imports_are_bounded() {
     let lines = ndjson(import(&api, body_line("stall-4", "t-stall-4"), "").await).await;
     assert_eq!(lines[0]["result"], "created");
 }
+
+/// An import longer than the idle timeout is not cut while its client
+/// keeps sending: the stall limit is per read, and the connection counts
+/// as busy until the streamed answer is sent.
+#[tokio::test]
+async fn a_slow_but_steady_import_outlasts_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Api::with(|s| s.api.idle_timeout = Duration::from_millis(400)).await;
+    let mut stream = stalled_import(&api, &body_line("steady-1", "t-steady-1")).await;
+    for i in 2..=5 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let chunk = format!("{}\n", body_line(&format!("steady-{i}"), &format!("t-steady-{i}")));
+        stream
+            .write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("\r\n0\r\n\r\n") {
+            let n = stream.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.contains(r#""created":5"#), "{text}");
+    assert!(!text.contains("body_read_failed"), "{text}");
+}
