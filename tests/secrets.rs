@@ -5,6 +5,8 @@
 mod common;
 
 use std::io::Write;
+
+use base64::Engine as _;
 use std::sync::{Arc, Mutex};
 
 use chrono::{TimeDelta, Utc};
@@ -21,7 +23,11 @@ const CANARY_NEW_AT: &str = "canary-new-access-0a9b8c7d";
 const CANARY_NEW_RT: &str = "canary-new-refresh-5f4e3d2c";
 const CANARY_API_AT: &str = "canary-api-access-3c2b1a0f9e";
 const CANARY_API_RT: &str = "canary-api-refresh-8d7c6b5a4f";
-const CANARIES: [&str; 6] = [
+const CANARY_BULK_AT: &str = "canary-bulk-access-6e5d4c3b2a";
+const CANARY_BULK_RT: &str = "canary-bulk-refresh-1a2b3c4d5e";
+const CANARIES: [&str; 8] = [
+    CANARY_BULK_AT,
+    CANARY_BULK_RT,
     CANARY_AT,
     CANARY_RT,
     CANARY_NEW_AT,
@@ -263,6 +269,7 @@ async fn canary_tokens_never_leak() {
     seen.push(format!("{error:?}"));
 
     seen.extend(through_the_api(&env).await);
+    seen.extend(through_import_and_export(&env).await);
 
     // A panic whose message formats credentials.
     let panicked = std::panic::catch_unwind(|| panic!("while handling {new:?}"));
@@ -386,4 +393,153 @@ async fn through_the_api(env: &TestEnv) -> Vec<String> {
         .unwrap();
     assert_eq!(reply.status(), 204);
     bodies
+}
+
+/// NDJSON lines carrying the bulk canaries: a valid one, one with the
+/// token in a field that wants a number, one with the token as a key, one
+/// cut short after the token, and one with the token as the provider.
+fn canary_lines(external_id: &str) -> String {
+    let valid = json!({
+        "workspace_id": "ws", "provider": "X", "external_id": external_id,
+        "credentials": {"access_token": CANARY_BULK_AT, "refresh_token": CANARY_BULK_RT, "expires_in": 3600}
+    });
+    let mut misplaced = valid.clone();
+    misplaced["credentials"]["expires_in"] = json!(CANARY_BULK_RT);
+    let mut as_key = valid.clone();
+    as_key[CANARY_BULK_AT] = json!(1);
+    let mut as_provider = valid.clone();
+    as_provider["provider"] = json!(CANARY_BULK_AT);
+    let cut = format!(r#"{{"workspace_id": "ws", "credentials": {{"access_token": "{CANARY_BULK_AT}"#);
+    format!("{valid}\n{misplaced}\n{as_key}\n{cut}\n{as_provider}\n")
+}
+
+/// The import's per-line results (as text, Debug and JSON), its summary,
+/// the API's streamed answer, and exports with and without a recipient.
+async fn through_import_and_export(env: &TestEnv) -> Vec<String> {
+    use tokenwarden::bulk::{ExportOptions, Import, ImportContext, ImportOptions};
+    let mut seen = Vec::new();
+    let context = ImportContext {
+        pool: env.pool(),
+        keyring: &env.keyring,
+        policies: &env.engine.config().policies,
+    };
+    let options = ImportOptions {
+        batch_size: 2,
+        max_line_bytes: 64 * 1024,
+        dry_run: false,
+        exports: Some(None),
+    };
+    let input = canary_lines("canary-bulk");
+    let mut import = Import::new(context, options, input.as_bytes());
+    while let Some(results) = import.next_batch().await.unwrap() {
+        for result in results {
+            seen.push(result.to_string());
+            seen.push(format!("{result:?}"));
+            seen.push(serde_json::to_string(&result).unwrap());
+        }
+    }
+    let summary = import.finish().await.unwrap();
+    assert_eq!((summary.created, summary.invalid), (1, 4), "{summary:?}");
+    seen.push(format!("{summary:?}"));
+
+    let mut settings = env.settings.clone();
+    settings.api.keys = Some(secrecy::SecretString::from("canary-test-api-key-000"));
+    let state = tokenwarden::api::ApiState::new(&settings, env.engine.clone()).unwrap();
+    let app = tokenwarden::api::router(state, settings.api.max_body_bytes, true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let reply = reqwest::Client::new()
+        .post(format!("{base}/v1/accounts:import"))
+        .bearer_auth("canary-test-api-key-000")
+        .header("content-type", "application/x-ndjson")
+        .body(canary_lines("canary-bulk-api"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let text = reply.text().await.unwrap();
+    assert!(text.contains(r#""invalid":4"#), "{text}");
+    seen.push(text);
+    // A first line that is not JSON is refused whole, without echo.
+    let reply = reqwest::Client::new()
+        .post(format!("{base}/v1/accounts:import"))
+        .bearer_auth("canary-test-api-key-000")
+        .header("content-type", "application/x-ndjson")
+        .body(format!("{CANARY_BULK_AT}\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 400);
+    seen.push(reply.text().await.unwrap());
+    server.abort();
+
+    let identity = age::x25519::Identity::generate();
+    for recipient in [None, Some(identity.to_public().to_string())] {
+        let options = ExportOptions {
+            recipient: recipient.map(|r| r.parse().unwrap()),
+            workspace_id: Some("ws".into()),
+            provider: None,
+            page_size: 100,
+        };
+        let mut out = Vec::new();
+        tokenwarden::bulk::export(env.pool(), &env.keyring, &options, &mut out, |_| {})
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("canary-bulk-api"), "the export has the accounts");
+        seen.push(text);
+    }
+    seen
+}
+
+/// The command line's import (under a terminal, so the progress bar is
+/// drawn) and export: no token on the screen or in the files written.
+#[tokio::test]
+async fn canary_tokens_stay_out_of_the_import_and_export_commands() {
+    let env = TestEnv::new().await;
+    let key = format!(
+        "c1:{}",
+        base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+    );
+    let dir = std::env::temp_dir().join(format!("tw-canary-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.ndjson");
+    let lines: String = (0..2000)
+        .map(|i| canary_lines(&format!("canary-cli-{i}")))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let run = |args: String| {
+        let mut cmd = std::process::Command::new("script");
+        // A pseudo-terminal: what an operator would see, bar included.
+        cmd.args(["-qec", &args, "/dev/null"]);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TOKENWARDEN")) {
+            cmd.env_remove(k);
+        }
+        cmd.env("TOKENWARDEN__DATABASE__URL", env.db.url())
+            .env("TOKENWARDEN__CRYPTO__KEYS", &key)
+            .env("TOKENWARDEN__LOG__FILTER", "trace")
+            .env("TERM", "xterm")
+            .stdin(std::process::Stdio::null());
+        let out = cmd.output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let bin = env!("CARGO_BIN_EXE_tokenwarden");
+    let screen = run(format!("{bin} accounts import --batch-size 100 {}", input.display()));
+    assert!(screen.contains("8000 invalid"), "{screen}");
+    assert!(screen.contains("refused"), "the progress bar was drawn: {screen}");
+    assert!(screen.contains("line 2: credentials.expires_in"), "{screen}");
+    assert_clean("the import's terminal output", &screen);
+    let export = dir.join("out.ndjson");
+    let screen = run(format!("{bin} accounts export --output {}", export.display()));
+    assert!(screen.contains("exported 2000 accounts"), "{screen}");
+    assert_clean("the export's terminal output", &screen);
+    let exported = std::fs::read_to_string(&export).unwrap();
+    assert_eq!(exported.lines().count(), 2000);
+    assert_clean("the export", &exported);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
