@@ -409,7 +409,8 @@ fn canary_lines(external_id: &str) -> String {
     as_key[CANARY_BULK_AT] = json!(1);
     let mut as_provider = valid.clone();
     as_provider["provider"] = json!(CANARY_BULK_AT);
-    let cut = format!(r#"{{"workspace_id": "ws", "credentials": {{"access_token": "{CANARY_BULK_AT}"#);
+    let cut =
+        format!(r#"{{"workspace_id": "ws", "credentials": {{"access_token": "{CANARY_BULK_AT}"#);
     format!("{valid}\n{misplaced}\n{as_key}\n{cut}\n{as_provider}\n")
 }
 
@@ -487,7 +488,10 @@ async fn through_import_and_export(env: &TestEnv) -> Vec<String> {
             .await
             .unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("canary-bulk-api"), "the export has the accounts");
+        assert!(
+            text.contains("canary-bulk-api"),
+            "the export has the accounts"
+        );
         seen.push(text);
     }
     seen
@@ -529,13 +533,25 @@ async fn canary_tokens_stay_out_of_the_import_and_export_commands() {
         )
     };
     let bin = env!("CARGO_BIN_EXE_tokenwarden");
-    let screen = run(format!("{bin} accounts import --batch-size 100 {}", input.display()));
+    let screen = run(format!(
+        "{bin} accounts import --batch-size 100 {}",
+        input.display()
+    ));
     assert!(screen.contains("8000 invalid"), "{screen}");
-    assert!(screen.contains("refused"), "the progress bar was drawn: {screen}");
-    assert!(screen.contains("line 2: credentials.expires_in"), "{screen}");
+    assert!(
+        screen.contains("refused"),
+        "the progress bar was drawn: {screen}"
+    );
+    assert!(
+        screen.contains("line 2: credentials.expires_in"),
+        "{screen}"
+    );
     assert_clean("the import's terminal output", &screen);
     let export = dir.join("out.ndjson");
-    let screen = run(format!("{bin} accounts export --output {}", export.display()));
+    let screen = run(format!(
+        "{bin} accounts export --output {}",
+        export.display()
+    ));
     assert!(screen.contains("exported 2000 accounts"), "{screen}");
     assert_clean("the export's terminal output", &screen);
     let exported = std::fs::read_to_string(&export).unwrap();

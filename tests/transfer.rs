@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
-use figment::providers::Format as _;
 use common::TestDb;
+use figment::providers::Format as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -101,16 +101,18 @@ impl World {
                 let open = |field, ciphertext: &Option<Vec<u8>>| {
                     ciphertext.as_deref().map(|c| {
                         self.keyring
-                            .decrypt(&row.id, field, row.credentials_key_id.as_deref().unwrap(), c)
+                            .decrypt(
+                                &row.id,
+                                field,
+                                row.credentials_key_id.as_deref().unwrap(),
+                                c,
+                            )
                             .unwrap()
                             .expose_secret()
                             .to_owned()
                     })
                 };
-                let key = format!(
-                    "{}/{}/{}",
-                    row.workspace_id, row.provider, row.external_id
-                );
+                let key = format!("{}/{}/{}", row.workspace_id, row.provider, row.external_id);
                 let value = json!({
                     "id": row.id.as_str(),
                     "status": row.status.as_str(),
@@ -248,7 +250,10 @@ async fn malformed_lines_are_reported_the_rest_imported_and_a_rerun_changes_noth
     assert_eq!(invalid, expected_invalid);
     assert_eq!(summary.created, 4975);
     assert_eq!((summary.invalid, summary.failed), (25, 0));
-    assert_eq!(world.scalar("SELECT count(*) FROM social_accounts").await, 4975);
+    assert_eq!(
+        world.scalar("SELECT count(*) FROM social_accounts").await,
+        4975
+    );
     assert_eq!(
         world
             .scalar("SELECT count(*) FROM account_events WHERE reason = 'connected' AND to_status = 'ACTIVE'")
@@ -279,7 +284,10 @@ async fn malformed_lines_are_reported_the_rest_imported_and_a_rerun_changes_noth
     assert_eq!(outcomes(&again)["unchanged"], 4975, "{summary:?}");
     assert_eq!(summary.invalid, 25);
     assert_eq!(world.snapshot().await, before, "the re-run changed nothing");
-    assert_eq!(world.scalar("SELECT count(*) FROM account_events").await, 4975);
+    assert_eq!(
+        world.scalar("SELECT count(*) FROM account_events").await,
+        4975
+    );
 }
 
 /// A line for an account that exists reconnects it, as POST /v1/accounts
@@ -312,7 +320,10 @@ async fn an_existing_account_is_reconnected_and_the_later_line_wins() {
     assert_eq!(one["id"], before["ws-1/LINKEDIN_PERSON/ext-1"]["id"]);
     assert_eq!(
         one["version"].as_i64().unwrap(),
-        before["ws-1/LINKEDIN_PERSON/ext-1"]["version"].as_i64().unwrap() + 2
+        before["ws-1/LINKEDIN_PERSON/ext-1"]["version"]
+            .as_i64()
+            .unwrap()
+            + 2
     );
     assert_eq!(after["ws-2/YOUTUBE/ext-2"]["access"], "new-2");
     let events: Vec<(Option<String>, String, String)> = sqlx::query_as(
@@ -327,7 +338,11 @@ async fn an_existing_account_is_reconnected_and_the_later_line_wins() {
         events,
         vec![
             (None, "ACTIVE".into(), "connected".into()),
-            (Some("REVOKED".into()), "ACTIVE".into(), "reconnected".into()),
+            (
+                Some("REVOKED".into()),
+                "ACTIVE".into(),
+                "reconnected".into()
+            ),
         ]
     );
 }
@@ -349,7 +364,9 @@ async fn a_batch_the_database_refuses_loses_nothing_else() {
     .execute(world.pool())
     .await
     .unwrap();
-    let input: String = (1..=30).map(|i| line(i, &format!("at-{i}")) + "\n").collect();
+    let input: String = (1..=30)
+        .map(|i| line(i, &format!("at-{i}")) + "\n")
+        .collect();
     let options = ImportOptions {
         batch_size: 10,
         ..world.options()
@@ -368,8 +385,14 @@ async fn a_batch_the_database_refuses_loses_nothing_else() {
         .collect();
     assert_eq!(failed, (11..=20).collect::<Vec<_>>());
     assert_eq!((summary.created, summary.failed), (20, 10));
-    assert_eq!(world.scalar("SELECT count(*) FROM social_accounts").await, 20);
-    assert_eq!(world.scalar("SELECT count(*) FROM account_events").await, 20);
+    assert_eq!(
+        world.scalar("SELECT count(*) FROM social_accounts").await,
+        20
+    );
+    assert_eq!(
+        world.scalar("SELECT count(*) FROM account_events").await,
+        20
+    );
 }
 
 /// A dry run judges and looks up every line and writes nothing.
@@ -460,7 +483,11 @@ async fn export_and_import_into_a_fresh_database_round_trip() {
     let text = String::from_utf8(sealed.clone()).unwrap();
     assert!(!text.contains("secret-access"), "no token in clear");
     assert_eq!(text.lines().count(), 12);
-    assert_eq!(text.matches("sealed_credentials").count(), 11, "all but DISCONNECTED");
+    assert_eq!(
+        text.matches("sealed_credentials").count(),
+        11,
+        "all but DISCONNECTED"
+    );
 
     let target = World::new().await;
     let identities = Identities::parse(&identity).unwrap();
@@ -481,15 +508,17 @@ async fn export_and_import_into_a_fresh_database_round_trip() {
             })
             .collect()
     };
-    assert_eq!(strip(target.snapshot().await), strip(source.snapshot().await));
-    let statuses: BTreeSet<(String, i64)> = sqlx::query_as(
-        "SELECT status, count(*) FROM social_accounts GROUP BY status",
-    )
-    .fetch_all(target.pool())
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
+    assert_eq!(
+        strip(target.snapshot().await),
+        strip(source.snapshot().await)
+    );
+    let statuses: BTreeSet<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM social_accounts GROUP BY status")
+            .fetch_all(target.pool())
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
     assert_eq!(
         statuses,
         BTreeSet::from([
@@ -552,8 +581,14 @@ async fn the_command_line_imports_and_exports() {
 
     let dry = world.run(&["accounts", "import", path, "--dry-run"]).await;
     let stdout = String::from_utf8_lossy(&dry.stdout);
-    assert!(stdout.contains("dry run") && stdout.contains("2 would be created"), "{stdout}");
-    assert_eq!(world.scalar("SELECT count(*) FROM social_accounts").await, 0);
+    assert!(
+        stdout.contains("dry run") && stdout.contains("2 would be created"),
+        "{stdout}"
+    );
+    assert_eq!(
+        world.scalar("SELECT count(*) FROM social_accounts").await,
+        0
+    );
 
     let out = world.run(&["accounts", "import", path]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -563,7 +598,10 @@ async fn the_command_line_imports_and_exports() {
         stderr.contains("line 3: credentials.expires_in: must be between 1 and"),
         "{stderr}"
     );
-    assert!(stdout.contains("imported 4 lines") && stdout.contains("2 created"), "{stdout}");
+    assert!(
+        stdout.contains("imported 4 lines") && stdout.contains("2 created"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("cli-at") && !stderr.contains("cli-at"));
 
     let clean = dir.join("clean.ndjson");
@@ -587,11 +625,17 @@ async fn the_command_line_imports_and_exports() {
             &recipient,
         ])
         .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let exported = std::fs::read_to_string(&export).unwrap();
     assert_eq!(exported.lines().count(), 2);
     assert!(!exported.contains("cli-at"));
-    let out = world.run(&["accounts", "export", "--with-credentials"]).await;
+    let out = world
+        .run(&["accounts", "export", "--with-credentials"])
+        .await;
     assert_eq!(out.status.code(), Some(2), "a recipient is required");
 
     let target = World::new().await;
@@ -611,7 +655,11 @@ async fn the_command_line_imports_and_exports() {
             identity_file.to_str().unwrap(),
         ])
         .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let restored = target.snapshot().await;
     assert_eq!(restored["ws-1/LINKEDIN_PERSON/ext-1"]["access"], "cli-at-1");
     assert_eq!(restored["ws-3/PINTEREST/ext-3"]["access"], "cli-at-3");

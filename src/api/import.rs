@@ -106,10 +106,7 @@ pub async fn import(
         )
         .with_retry_after(5)
     })?;
-    let body = stalling_after(
-        request.into_body().into_data_stream(),
-        limits.stall_timeout,
-    );
+    let body = stalling_after(request.into_body().into_data_stream(), limits.stall_timeout);
     let mut reader = BufReader::new(StreamReader::new(body));
     // The first line decides whether this is NDJSON at all: if not, the
     // answer is an error status, not a stream.
@@ -256,21 +253,24 @@ fn stalling_after(
     body: impl Stream<Item = Result<Bytes, axum::Error>> + Send + Unpin + 'static,
     timeout: Duration,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static {
-    Box::pin(futures::stream::unfold(Some(body), move |body| async move {
-        let mut body = body?;
-        match tokio::time::timeout(timeout, body.next()).await {
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
-            Ok(Some(Err(e))) => Some((Err(io::Error::other(e)), None)),
-            Ok(None) => None,
-            Err(_) => Some((
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client sent nothing for too long",
+    Box::pin(futures::stream::unfold(
+        Some(body),
+        move |body| async move {
+            let mut body = body?;
+            match tokio::time::timeout(timeout, body.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+                Ok(Some(Err(e))) => Some((Err(io::Error::other(e)), None)),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client sent nothing for too long",
+                    )),
+                    None,
                 )),
-                None,
-            )),
-        }
-    }))
+            }
+        },
+    ))
 }
 
 fn is_ndjson(content_type: Option<&header::HeaderValue>) -> bool {

@@ -303,7 +303,6 @@ impl<'a, R: AsyncBufRead + Unpin> Import<'a, R> {
         }
         Ok(Some(results))
     }
-
 }
 
 /// The writing half of an import (kept apart from the input, which need
@@ -576,7 +575,8 @@ fn same_credentials(
         (Some(_), None) => false,
     };
     access.expose_secret() == new.access_token.expose()
-        && refresh.as_ref().map(|r| r.expose_secret()) == new.refresh_token.as_ref().map(|r| r.expose())
+        && refresh.as_ref().map(|r| r.expose_secret())
+            == new.refresh_token.as_ref().map(|r| r.expose())
         && same_dpop
 }
 

@@ -14,9 +14,7 @@ mod record;
 mod seal;
 
 pub use export::{ExportError, ExportOptions, export};
-pub use import::{
-    Import, ImportContext, ImportOptions, LineResult, Outcome, ReadError, Summary,
-};
+pub use import::{Import, ImportContext, ImportOptions, LineResult, Outcome, ReadError, Summary};
 pub use lines::{Line, Lines};
 pub use record::{EXPORT_FORMAT, ExportRecord, LineError, RefreshFields};
 pub use seal::{Credentials, Identities, Recipient};

@@ -196,7 +196,7 @@ pub struct Restored {
 #[derive(Debug)]
 pub enum Item {
     Register(NewAccount),
-    Restore(Box<Restored>),
+    Restore(Restored),
 }
 
 impl Item {
@@ -219,7 +219,7 @@ pub fn parse_line(
     if let Some(identities) = identities
         && is_export(bytes)
     {
-        return restore(bytes, now, identities.as_ref()).map(|r| Item::Restore(Box::new(r)));
+        return restore(bytes, now, identities.as_ref()).map(Item::Restore);
     }
     let spec = registration::parse_spec(bytes)?;
     Ok(Item::Register(spec.into_new_account(now)?))
@@ -414,7 +414,10 @@ mod tests {
         for exports in [false, true] {
             let err = judge(line, exports).unwrap_err();
             assert_eq!(err.field.as_deref(), Some("credentials.expires_in"));
-            let api = match registration::parse_spec(line).unwrap().into_new_account(Utc::now()) {
+            let api = match registration::parse_spec(line)
+                .unwrap()
+                .into_new_account(Utc::now())
+            {
                 Err(e) => e.problem,
                 Ok(_) => unreachable!(),
             };

@@ -95,7 +95,8 @@ pub fn open(identities: &Identities, sealed: &str) -> Result<Credentials, &'stat
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(sealed.trim())
         .map_err(|_| "is not base64")?;
-    let decryptor = age::Decryptor::new_buffered(&bytes[..]).map_err(|_| "is not age ciphertext")?;
+    let decryptor =
+        age::Decryptor::new_buffered(&bytes[..]).map_err(|_| "is not age ciphertext")?;
     let mut reader = decryptor
         .decrypt(identities.0.iter().map(|i| i as &dyn age::Identity))
         .map_err(|_| "cannot be opened with the given identity (sealed to another recipient?)")?;
@@ -132,13 +133,23 @@ mod tests {
         assert!(!sealed.contains("canary"));
         let opened = open(&identities, &sealed).unwrap();
         assert_eq!(opened.access_token, "canary-at-1234567890");
-        assert_eq!(opened.refresh_token.as_deref(), Some("canary-rt-1234567890"));
+        assert_eq!(
+            opened.refresh_token.as_deref(),
+            Some("canary-rt-1234567890")
+        );
 
         let other = age::x25519::Identity::generate();
         let others = Identities::parse(&other.to_string()).unwrap();
-        assert!(open(&others, &sealed).unwrap_err().contains("another recipient"));
+        assert!(
+            open(&others, &sealed)
+                .unwrap_err()
+                .contains("another recipient")
+        );
         assert_eq!(open(&identities, "%%%").unwrap_err(), "is not base64");
-        assert_eq!(open(&identities, "AAAA").unwrap_err(), "is not age ciphertext");
+        assert_eq!(
+            open(&identities, "AAAA").unwrap_err(),
+            "is not age ciphertext"
+        );
         let err = Identities::parse(&SecretString::from("AGE-SECRET-KEY-1NOPE")).unwrap_err();
         assert!(err.starts_with("line 1") && !err.contains("NOPE"), "{err}");
         assert!("age1nope".parse::<Recipient>().is_err());

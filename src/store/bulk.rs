@@ -142,7 +142,10 @@ pub async fn upsert(
     let histories: Vec<&History> = batch.iter().map(|a| &a.history).collect();
     let connected: Vec<_> = histories.iter().map(|h| h.connected_at).collect();
     let refreshed: Vec<_> = histories.iter().map(|h| h.last_refreshed_at).collect();
-    let attempted: Vec<_> = histories.iter().map(|h| h.last_refresh_attempt_at).collect();
+    let attempted: Vec<_> = histories
+        .iter()
+        .map(|h| h.last_refresh_attempt_at)
+        .collect();
     let errors: Vec<_> = histories
         .iter()
         .map(|h| h.last_refresh_error.as_deref())
@@ -156,10 +159,7 @@ pub async fn upsert(
         .iter()
         .map(|h| h.account_inactive_reason.as_deref())
         .collect();
-    let inactive_since: Vec<_> = histories
-        .iter()
-        .map(|h| h.account_inactive_since)
-        .collect();
+    let inactive_since: Vec<_> = histories.iter().map(|h| h.account_inactive_since).collect();
 
     sqlx::query(
         "INSERT INTO social_accounts (

@@ -82,13 +82,48 @@ async fn lines_are_imported_and_answered_one_by_one_then_summarised() {
 async fn a_body_that_is_not_ndjson_is_a_client_error() {
     let api = Api::with(|s| s.api.max_body_bytes = 2048).await;
     let cases: Vec<(&str, String, StatusCode, &str)> = vec![
-        ("application/x-ndjson", String::new(), StatusCode::BAD_REQUEST, "invalid_ndjson"),
-        ("application/x-ndjson", "\n \n".into(), StatusCode::BAD_REQUEST, "invalid_ndjson"),
-        ("application/x-ndjson", "not json\n".into(), StatusCode::BAD_REQUEST, "invalid_ndjson"),
-        ("application/x-ndjson", "[1, 2]\n".into(), StatusCode::BAD_REQUEST, "invalid_ndjson"),
-        ("application/x-ndjson", "\u{0}\u{1}\u{2}".into(), StatusCode::BAD_REQUEST, "invalid_ndjson"),
-        ("application/x-ndjson", format!("{{\"x\": \"{}\"}}\n", "a".repeat(4096)), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        ("application/json", body_line("e", "t"), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        (
+            "application/x-ndjson",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_ndjson",
+        ),
+        (
+            "application/x-ndjson",
+            "\n \n".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_ndjson",
+        ),
+        (
+            "application/x-ndjson",
+            "not json\n".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_ndjson",
+        ),
+        (
+            "application/x-ndjson",
+            "[1, 2]\n".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_ndjson",
+        ),
+        (
+            "application/x-ndjson",
+            "\u{0}\u{1}\u{2}".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_ndjson",
+        ),
+        (
+            "application/x-ndjson",
+            format!("{{\"x\": \"{}\"}}\n", "a".repeat(4096)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "application/json",
+            body_line("e", "t"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
     ];
     for (content_type, body, status, code) in cases {
         let reply = api
@@ -112,7 +147,12 @@ async fn a_body_that_is_not_ndjson_is_a_client_error() {
     let lines = ndjson(import(&api, body, "").await).await;
     assert_eq!(lines[1]["line"], 2);
     assert_eq!(lines[1]["result"], "invalid");
-    assert!(lines[1]["message"].as_str().unwrap().contains("longer than 2048 bytes"));
+    assert!(
+        lines[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 2048 bytes")
+    );
     assert_eq!(lines[2]["result"], "created");
     // No key: 401, as every /v1 route.
     let reply = api
@@ -189,7 +229,10 @@ async fn a_slow_but_steady_import_outlasts_the_idle_timeout() {
     let mut stream = stalled_import(&api, &body_line("steady-1", "t-steady-1")).await;
     for i in 2..=5 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let chunk = format!("{}\n", body_line(&format!("steady-{i}"), &format!("t-steady-{i}")));
+        let chunk = format!(
+            "{}\n",
+            body_line(&format!("steady-{i}"), &format!("t-steady-{i}"))
+        );
         stream
             .write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())
             .await

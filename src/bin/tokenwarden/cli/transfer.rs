@@ -177,11 +177,10 @@ pub(super) async fn export(settings: Settings, args: ExportArgs) -> anyhow::Resu
                 .await
                 .with_context(|| format!("creating {}", partial.display()))?;
             let mut out = tokio::io::BufWriter::new(file);
-            let written =
-                tokenwarden::bulk::export(&pool, &keyring, &options, &mut out, |n| {
-                    bar.set_position(n)
-                })
-                .await?;
+            let written = tokenwarden::bulk::export(&pool, &keyring, &options, &mut out, |n| {
+                bar.set_position(n)
+            })
+            .await?;
             tokio::fs::rename(&partial, path)
                 .await
                 .with_context(|| format!("renaming to {}", path.display()))?;
@@ -189,10 +188,8 @@ pub(super) async fn export(settings: Settings, args: ExportArgs) -> anyhow::Resu
         }
         None => {
             let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
-            tokenwarden::bulk::export(&pool, &keyring, &options, &mut out, |n| {
-                bar.set_position(n)
-            })
-            .await?
+            tokenwarden::bulk::export(&pool, &keyring, &options, &mut out, |n| bar.set_position(n))
+                .await?
         }
     };
     bar.finish_and_clear();
