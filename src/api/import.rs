@@ -21,6 +21,8 @@ use tokio_util::io::StreamReader;
 use super::extract::{Params, payload_too_large};
 use super::{ApiError, ApiState};
 use crate::bulk::{Import, ImportContext, ImportOptions, LineResult, Summary};
+use crate::registration::{self, SpecError};
+use chrono::Utc;
 
 /// Imports one process runs at once; more are answered 429.
 pub(super) const CONCURRENT_IMPORTS: usize = 2;
@@ -67,18 +69,20 @@ pub struct ImportResultLine {
 }
 
 /// Register or reconnect many accounts: an NDJSON body, one registration
-/// body (as `POST /v1/accounts` takes it) per line. Each line is judged
-/// alone and refused alone; valid lines are written in batches, one
+/// body (as `POST /v1/accounts` takes it) per line. The first line is
+/// judged before the answer starts (refused: 400 or 422, nothing written);
+/// every later line is judged alone and refused alone; valid lines are written in batches, one
 /// transaction each, with the reconnect semantics of `POST /v1/accounts`.
 /// Idempotent: a line the account already holds is `unchanged`.
 #[utoipa::path(post, path = "/v1/accounts:import", tag = "accounts",
     params(ImportQuery),
-    request_body(content = String, content_type = "application/x-ndjson",
-        description = "One registration body (AccountSpec) per line; each line at most api.max_body_bytes"),
+    request_body(content = crate::registration::AccountSpec, content_type = "application/x-ndjson",
+        description = "NDJSON: one registration body (the AccountSpec this schema describes) per line, each line at most api.max_body_bytes"),
     responses(
         (status = 200, description = "One result per line, in line order, as batches commit; then `{\"summary\": {...}}`",
             content_type = "application/x-ndjson", body = ImportResultLine),
         (status = 400, description = "The body is empty, or its first line is not a JSON object (`invalid_ndjson`)", body = super::error::ErrorBody),
+        (status = 422, description = "The first line is not a valid registration body: `error.field` names the field, as for POST /v1/accounts; a later invalid line is answered in the stream instead", body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),
         (status = 413, description = "The first line is longer than api.max_body_bytes (`payload_too_large`); later long lines are refused one by one", body = super::error::ErrorBody),
         (status = 415, description = "The body is not sent as application/x-ndjson (`unsupported_media_type`)", body = super::error::ErrorBody),
@@ -202,7 +206,7 @@ fn lines_of(results: &[LineResult]) -> Bytes {
 }
 
 /// Reads up to and including the first non-blank line, which must be a
-/// JSON object, and returns the bytes read, to be read again by the import
+/// valid registration body, and returns the bytes read, to be read again by the import
 /// (so line numbers stay the body's).
 async fn first_lines<R: AsyncBufRead + Unpin>(
     reader: &mut R,
@@ -240,6 +244,32 @@ async fn first_lines<R: AsyncBufRead + Unpin>(
                     line.number
                 ),
             ));
+        }
+        // Judged as POST /v1/accounts judges a body: a body whose first
+        // line is refused is refused whole, with the same answer.
+        let judged = registration::parse_spec(bytes)
+            .map_err(|e| match e {
+                SpecError::Syntax(message) => (None, format!("is {message}")),
+                SpecError::Field(e) => (Some(e.field), e.problem),
+            })
+            .and_then(|spec| {
+                spec.into_new_account(Utc::now())
+                    .map_err(|e| (Some(e.field), e.problem))
+            });
+        match judged {
+            Ok(_) => {}
+            Err((Some(field), problem)) => {
+                return Err(ApiError::invalid_field(
+                    &field,
+                    format!("line {}: {field}: {problem}", line.number),
+                ));
+            }
+            Err((None, problem)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_ndjson",
+                    format!("line {} {problem}", line.number),
+                ));
+            }
         }
         replay.extend_from_slice(bytes);
         replay.push(b'\n');

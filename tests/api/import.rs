@@ -137,6 +137,25 @@ async fn a_body_that_is_not_ndjson_is_a_client_error() {
         let error: Value = reply.json().await.unwrap();
         assert_eq!(error["error"]["code"], code, "{body:?}");
     }
+    // A first line that is JSON but not a valid registration: 422 naming
+    // the field, as POST /v1/accounts answers; nothing is written.
+    let reply = import(
+        &api,
+        "{\"workspace_id\": \"w\"}\n".to_owned() + &body_line("after", "t") + "\n",
+        "",
+    )
+    .await;
+    assert_eq!(reply.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let error: Value = reply.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_field");
+    assert_eq!(error["error"]["field"], "provider");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 1: provider")
+    );
+    assert_eq!(api.get_json("/v1/accounts").await["items"], json!([]));
     // A later long line is refused alone.
     let body = format!(
         "{}\n{{\"x\": \"{}\"}}\n{}\n",
