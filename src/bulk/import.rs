@@ -393,6 +393,10 @@ impl Writer<'_> {
         } else {
             bulk::upsert(&mut tx, self.context.keyring.primary_key_id(), &rows).await?;
             tx.commit().await?;
+            // Counted as POST /v1/accounts counts its status changes.
+            for row in rows.iter().filter(|row| row.event.is_some()) {
+                crate::metrics::record_status_change(row.identity.provider, row.status);
+            }
         }
         Ok(results)
     }
