@@ -537,6 +537,34 @@ async fn export_and_import_into_a_fresh_database_round_trip() {
     let (again, _) = target.import(&sealed, options).await;
     assert_eq!(outcomes(&again), BTreeMap::from([("unchanged", 12)]));
     assert_eq!(target.snapshot().await, before);
+    // A newer export of a changed account updates it, and only it.
+    sqlx::query("UPDATE social_accounts SET consecutive_failures = 5 WHERE external_id = 'ext-1'")
+        .execute(source.pool())
+        .await
+        .unwrap();
+    let mut newer = Vec::new();
+    let options = ExportOptions {
+        recipient: Some(recipient.parse().unwrap()),
+        workspace_id: None,
+        provider: None,
+        page_size: 100,
+    };
+    tokenwarden::bulk::export(source.pool(), &source.keyring, &options, &mut newer, |_| {})
+        .await
+        .unwrap();
+    let options = ImportOptions {
+        exports: Some(Some(Identities::parse(&identity).unwrap())),
+        ..target.options()
+    };
+    let (again, _) = target.import(&newer, options).await;
+    assert_eq!(
+        outcomes(&again),
+        BTreeMap::from([("reconnected", 1), ("unchanged", 11)])
+    );
+    assert_eq!(
+        target.snapshot().await["ws-1/LINKEDIN_PERSON/ext-1"]["failures"],
+        5
+    );
 
     // Without credentials: profiles and statuses only.
     let mut plain = Vec::new();

@@ -429,6 +429,7 @@ impl Writer<'_> {
         if let Some(row) = current
             && row.status == status
             && same_profile(row, new, &policy.publish_scopes)
+            && same_history(row, &pending.item)
             && same_credentials(keyring, row, new, has_credentials)
         {
             return Plan::Skip(Outcome::Unchanged {
@@ -542,6 +543,24 @@ fn same_profile(row: &AccountRow, new: &NewAccount, publish_scopes: &[String]) -
         && row.missing_scopes == crate::scopes::missing(publish_scopes, &new.granted_scopes)
         && row.meta == new.meta
         && row.default_board_id == new.default_board_id
+}
+
+/// For a restored account, whether the row already holds the export's
+/// status details and refresh fields (a registration brings none).
+fn same_history(row: &AccountRow, item: &Item) -> bool {
+    let Item::Restore(r) = item else {
+        return true;
+    };
+    let h = &r.history;
+    row.status_reason == r.status_reason
+        && row.consecutive_failures == h.consecutive_failures
+        && row.last_refresh_error == h.last_refresh_error
+        && row.last_refresh_error_status == h.last_refresh_error_status
+        && row.last_refreshed_at == h.last_refreshed_at
+        && row.account_inactive_reason == h.account_inactive_reason
+        && row.token_expires_at == r.new.token_expires_at
+        && r.next_attempt_at
+            .is_none_or(|at| row.next_attempt_at == Some(at))
 }
 
 /// Whether the stored credentials are the line's (a DPoP key the line does
