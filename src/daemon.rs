@@ -100,6 +100,11 @@ pub async fn run(
         let gates = Arc::new(ProviderGates::from_settings(&app.settings));
         let stop = shutdown.clone();
         tasks.spawn(crate::gate::publish_gauges(gates.clone(), stop).map(Ok));
+        let stop = shutdown.clone();
+        tasks.spawn(
+            crate::gate::share_state(gates.clone(), app.pool.clone(), owner.clone(), stop)
+                .map(Ok),
+        );
         let ctx = Arc::new(worker::JobContext {
             engine: app.engine.clone(),
             gates,

@@ -99,6 +99,7 @@ fn list_filter(q: ListQuery) -> Result<ListFilter, ApiError> {
         after: q.cursor.as_deref().map(decode_list_cursor).transpose()?,
         // One more than asked tells whether another page exists.
         limit: limit + 1,
+        ..ListFilter::default()
     })
 }
 

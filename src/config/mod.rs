@@ -14,6 +14,7 @@
 mod api;
 mod checks;
 mod circuit;
+mod console;
 mod crypto;
 mod database;
 mod engine;
@@ -39,6 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use self::api::ApiSettings;
 pub use self::checks::MAX_DURATION;
 pub use self::circuit::CircuitSettings;
+pub use self::console::{ConsoleSettings, OperatorKey, operator_keys};
 pub use self::crypto::CryptoSettings;
 pub use self::database::DatabaseSettings;
 pub use self::engine::EngineSettings;
@@ -70,6 +72,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
     pub api: ApiSettings,
+    pub console: ConsoleSettings,
     pub metrics: MetricsSettings,
     pub webhooks: WebhookSettings,
     pub providers: ProvidersSettings,
@@ -99,6 +102,7 @@ impl Settings {
         self.shutdown.validate()?;
         self.log.validate()?;
         self.api.validate()?;
+        self.console.validate()?;
         self.metrics.validate()?;
         self.webhooks.validate()?;
         self.providers.validate()?;

@@ -18,6 +18,7 @@ impl Settings {
             "crypto.keys",
             "redis.url",
             "api.keys",
+            "console.operator_keys",
             "webhooks.secret",
         ]
         .map(str::to_owned)
@@ -74,6 +75,11 @@ impl Settings {
         resolve_secret_file("crypto.keys", &mut self.crypto.keys, &self.crypto.keys_file)?;
         resolve_secret_file("redis.url", &mut self.redis.url, &self.redis.url_file)?;
         resolve_secret_file("api.keys", &mut self.api.keys, &self.api.keys_file)?;
+        resolve_secret_file(
+            "console.operator_keys",
+            &mut self.console.operator_keys,
+            &self.console.operator_keys_file,
+        )?;
         resolve_secret_file(
             "webhooks.secret",
             &mut self.webhooks.secret,

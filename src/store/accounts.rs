@@ -319,6 +319,67 @@ pub struct ListFilter {
     /// Keyset position: rows strictly after this one in listing order.
     pub after: Option<ListCursor>,
     pub limit: i64,
+    /// The console's search: part of the handle or display name (any
+    /// case), or exactly the external id, the workspace id or the id.
+    pub search: Option<String>,
+    /// Only accounts of this health (see [`HEALTH_SQL`]).
+    pub health: Option<HealthFilter>,
+    /// Only ACTIVE accounts whose refreshes fail now (failures counted, an
+    /// expired access token, or an answer not recognised).
+    pub failing: bool,
+}
+
+/// An account's health word in SQL, the same rules as the API's view of an
+/// account: `disconnected`, `revoked`, `expired`, `inactive` (the platform
+/// reports the account itself inactive), `degraded` (failures, or an
+/// expired access token), `healthy`.
+pub const HEALTH_SQL: &str = "CASE
+        WHEN status = 'DISCONNECTED' THEN 'disconnected'
+        WHEN status = 'REVOKED' THEN 'revoked'
+        WHEN status = 'TOKEN_EXPIRED' THEN 'expired'
+        WHEN account_inactive_reason IS NOT NULL THEN 'inactive'
+        WHEN token_expires_at <= now() OR consecutive_failures > 0 THEN 'degraded'
+        ELSE 'healthy' END";
+
+/// What the console filters accounts by: a health word, or lacking
+/// publish scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthFilter {
+    Healthy,
+    Degraded,
+    Inactive,
+    Expired,
+    Revoked,
+    Disconnected,
+    MissingScopes,
+}
+
+impl HealthFilter {
+    pub const ALL: [HealthFilter; 7] = [
+        HealthFilter::Healthy,
+        HealthFilter::Degraded,
+        HealthFilter::Inactive,
+        HealthFilter::Expired,
+        HealthFilter::Revoked,
+        HealthFilter::Disconnected,
+        HealthFilter::MissingScopes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthFilter::Healthy => "healthy",
+            HealthFilter::Degraded => "degraded",
+            HealthFilter::Inactive => "inactive",
+            HealthFilter::Expired => "expired",
+            HealthFilter::Revoked => "revoked",
+            HealthFilter::Disconnected => "disconnected",
+            HealthFilter::MissingScopes => "missing_scopes",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.as_str() == text)
+    }
 }
 
 /// A position in the listing order (newest connected first, then id).
@@ -340,14 +401,12 @@ impl ListCursor {
 /// Newest connected first, keyset-paginated so that inserts between pages
 /// neither repeat nor skip rows already in the listing.
 pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<AccountRow>, sqlx::Error> {
-    let pattern = filter.query.as_deref().map(|q| {
-        let escaped = q
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("%{escaped}%")
-    });
-    sqlx::query_as(
+    let pattern = filter.query.as_deref().map(like_pattern);
+    let search_pattern = filter.search.as_deref().map(like_pattern);
+    // A health filter names its own statuses, as a status filter does.
+    let include_disconnected = filter.include_disconnected
+        || filter.health == Some(HealthFilter::Disconnected);
+    let sql = format!(
         "SELECT * FROM social_accounts
          WHERE ($1::text IS NULL OR status = $1)
            AND ($2::text IS NULL OR provider = $2)
@@ -355,17 +414,79 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<AccountRow>,
            AND ($4::text IS NULL OR handle ILIKE $4 OR display_name ILIKE $4)
            AND ($5 OR $1::text IS NOT NULL OR status <> 'DISCONNECTED')
            AND ($6::timestamptz IS NULL OR (connected_at, id) < ($6, $7))
+           AND ($9::text IS NULL OR handle ILIKE $10 OR display_name ILIKE $10
+                OR external_id = $9 OR workspace_id = $9 OR id = $9)
+           AND ($11::text IS NULL
+                OR ($11 = 'missing_scopes' AND status = 'ACTIVE' AND cardinality(missing_scopes) > 0)
+                OR {HEALTH_SQL} = $11)
+           AND (NOT $12 OR (status = 'ACTIVE' AND (consecutive_failures > 0
+                OR token_expires_at <= now() OR unrecognised_answer)))
          ORDER BY connected_at DESC, id DESC
-         LIMIT $8",
-    )
+         LIMIT $8"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
     .bind(filter.status.map(|s| s.as_str()))
     .bind(filter.provider.map(|p| p.as_str()))
     .bind(&filter.workspace_id)
     .bind(pattern)
-    .bind(filter.include_disconnected)
+    .bind(include_disconnected)
     .bind(filter.after.as_ref().map(|c| c.connected_at))
     .bind(filter.after.as_ref().map(|c| c.id.as_str()))
     .bind(filter.limit)
+    .bind(filter.search.as_deref())
+    .bind(search_pattern)
+    .bind(filter.health.map(HealthFilter::as_str))
+    .bind(filter.failing)
+    .fetch_all(pool)
+    .await
+}
+
+/// `text` as an ILIKE pattern matching it anywhere, its wildcards escaped.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// ACTIVE accounts whose access token expires within `within` (not yet
+/// refreshed: a refresh moves the expiry), soonest first.
+pub async fn expiring_within(
+    pool: &PgPool,
+    within: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<AccountRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM social_accounts
+         WHERE status = 'ACTIVE' AND token_expires_at > now() AND token_expires_at <= now() + $1
+         ORDER BY token_expires_at LIMIT $2",
+    )
+    .bind(within)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// ACTIVE accounts whose refresh token ends within `within`, or whose
+/// access token does and that hold no refresh token: the candidates for a
+/// reconnect deadline (the view decides, knowing each platform's flow),
+/// soonest first.
+pub async fn reconnect_candidates(
+    pool: &PgPool,
+    within: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<AccountRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM social_accounts
+         WHERE status = 'ACTIVE'
+           AND ((refresh_token_expires_at > now() AND refresh_token_expires_at <= now() + $1)
+                OR (refresh_token_expires_at IS NULL AND refresh_token_ciphertext IS NULL
+                    AND token_expires_at > now() AND token_expires_at <= now() + $1))
+         ORDER BY COALESCE(refresh_token_expires_at, token_expires_at) LIMIT $2",
+    )
+    .bind(within)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }

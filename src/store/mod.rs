@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod batch;
 pub mod census;
 pub mod events;
+pub mod gate_states;
 pub mod keys;
 pub mod refresh;
 pub mod scheduling;
