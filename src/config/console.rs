@@ -96,23 +96,23 @@ pub fn operator_keys(keys: &SecretString) -> Result<Vec<OperatorKey<'_>>, String
 impl ConsoleSettings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let path = &self.path;
-        let segments_ok = path
-            .strip_prefix('/')
-            .is_some_and(|rest| {
-                !rest.is_empty()
-                    && !rest.ends_with('/')
-                    && rest.split('/').all(|s| {
-                        !s.is_empty()
-                            && s.bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                            && s != "."
-                            && s != ".."
-                    })
-            });
+        let segments_ok = path.strip_prefix('/').is_some_and(|rest| {
+            !rest.is_empty()
+                && !rest.ends_with('/')
+                && rest.split('/').all(|s| {
+                    !s.is_empty()
+                        && s.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                        && s != "."
+                        && s != ".."
+                })
+        });
         if !segments_ok {
             return Err(ConfigError::invalid(
                 "console.path",
-                format!("{path:?} is not a path like /console (letters, digits, - _ .; no trailing /)"),
+                format!(
+                    "{path:?} is not a path like /console (letters, digits, - _ .; no trailing /)"
+                ),
             ));
         }
         if path == "/v1" || path.starts_with("/v1/") {
@@ -122,11 +122,12 @@ impl ConsoleSettings {
             ));
         }
         if let Some(keys) = &self.operator_keys {
-            operator_keys(keys).map_err(|problem| {
-                ConfigError::invalid("console.operator_keys", problem)
-            })?;
+            operator_keys(keys)
+                .map_err(|problem| ConfigError::invalid("console.operator_keys", problem))?;
         }
-        if self.session_ttl < Duration::from_secs(60) || self.session_ttl > Duration::from_secs(7 * 86_400) {
+        if self.session_ttl < Duration::from_secs(60)
+            || self.session_ttl > Duration::from_secs(7 * 86_400)
+        {
             return Err(ConfigError::invalid(
                 "console.session_ttl",
                 "must be between 1m and 7d",
@@ -197,7 +198,18 @@ mod tests {
         for ok in ["/console", "/ops/console", "/a-b_c.d"] {
             assert!(with(ok).validate().is_ok(), "{ok}");
         }
-        for bad in ["", "/", "console", "/console/", "/a//b", "/v1", "/v1/x", "/a b", "/..", "/a/../b"] {
+        for bad in [
+            "",
+            "/",
+            "console",
+            "/console/",
+            "/a//b",
+            "/v1",
+            "/v1/x",
+            "/a b",
+            "/..",
+            "/a/../b",
+        ] {
             assert!(with(bad).validate().is_err(), "{bad}");
         }
     }

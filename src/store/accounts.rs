@@ -404,8 +404,8 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<AccountRow>,
     let pattern = filter.query.as_deref().map(like_pattern);
     let search_pattern = filter.search.as_deref().map(like_pattern);
     // A health filter names its own statuses, as a status filter does.
-    let include_disconnected = filter.include_disconnected
-        || filter.health == Some(HealthFilter::Disconnected);
+    let include_disconnected =
+        filter.include_disconnected || filter.health == Some(HealthFilter::Disconnected);
     let sql = format!(
         "SELECT * FROM social_accounts
          WHERE ($1::text IS NULL OR status = $1)
@@ -425,20 +425,20 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<AccountRow>,
          LIMIT $8"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
-    .bind(filter.status.map(|s| s.as_str()))
-    .bind(filter.provider.map(|p| p.as_str()))
-    .bind(&filter.workspace_id)
-    .bind(pattern)
-    .bind(include_disconnected)
-    .bind(filter.after.as_ref().map(|c| c.connected_at))
-    .bind(filter.after.as_ref().map(|c| c.id.as_str()))
-    .bind(filter.limit)
-    .bind(filter.search.as_deref())
-    .bind(search_pattern)
-    .bind(filter.health.map(HealthFilter::as_str))
-    .bind(filter.failing)
-    .fetch_all(pool)
-    .await
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.provider.map(|p| p.as_str()))
+        .bind(&filter.workspace_id)
+        .bind(pattern)
+        .bind(include_disconnected)
+        .bind(filter.after.as_ref().map(|c| c.connected_at))
+        .bind(filter.after.as_ref().map(|c| c.id.as_str()))
+        .bind(filter.limit)
+        .bind(filter.search.as_deref())
+        .bind(search_pattern)
+        .bind(filter.health.map(HealthFilter::as_str))
+        .bind(filter.failing)
+        .fetch_all(pool)
+        .await
 }
 
 /// `text` as an ILIKE pattern matching it anywhere, its wildcards escaped.

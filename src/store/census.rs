@@ -71,7 +71,10 @@ pub async fn compute_state(
 
 /// Accounts by provider and status, with how many expire soon (un-refreshed:
 /// a refresh moves the expiry) and how many are overdue.
-pub async fn state_rows(pool: &PgPool, overdue_after: Duration) -> Result<Vec<StateRow>, sqlx::Error> {
+pub async fn state_rows(
+    pool: &PgPool,
+    overdue_after: Duration,
+) -> Result<Vec<StateRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT provider, status, count(*) AS accounts,
             count(*) FILTER (WHERE status = 'ACTIVE' AND token_expires_at > now()
@@ -137,7 +140,9 @@ pub async fn health_rows(pool: &PgPool) -> Result<Vec<HealthRow>, sqlx::Error> {
          FROM social_accounts GROUP BY 1, 2 ORDER BY 1, 2",
         health = super::accounts::HEALTH_SQL
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
 }
 
 fn publish(rows: &[StateRow], outstanding: i64, oldest: f64, undelivered: Option<(i64, f64)>) {

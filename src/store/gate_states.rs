@@ -113,11 +113,9 @@ pub async fn resumes_of(
     provider: &str,
     limit: i64,
 ) -> Result<Vec<ResumeRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT * FROM provider_resumes WHERE provider = $1 ORDER BY id DESC LIMIT $2",
-    )
-    .bind(provider)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as("SELECT * FROM provider_resumes WHERE provider = $1 ORDER BY id DESC LIMIT $2")
+        .bind(provider)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
 }
