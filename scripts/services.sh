@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes PostgreSQL and Redis available on loopback for the demo and the tests:
+# Makes PostgreSQL and Redis available on loopback for the demo and the tests,
+# and Chromium with chromedriver for the console's browser tests:
 # uses them where they already run, starts them where they are installed but
 # stopped, installs them with apt-get where they are absent. Then makes sure
 # the local development role and databases exist.
@@ -73,7 +74,15 @@ SELECT 'CREATE DATABASE tokenwarden_test OWNER tokenwarden'
 SQL
 }
 
+# The console's browser tests drive headless Chromium through chromedriver.
+ensure_chromium() {
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null && return
+  apt_install chromium chromium-driver
+  command -v chromedriver >/dev/null || { log "chromedriver is still missing after installing chromium-driver"; exit 1; }
+}
+
 ensure_postgres
 ensure_redis
 ensure_databases
-log "PostgreSQL and Redis are up on 127.0.0.1"
+ensure_chromium
+log "PostgreSQL, Redis and Chromium are ready"

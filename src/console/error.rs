@@ -92,6 +92,7 @@ impl IntoResponse for ConsoleError {
                 head {
                     meta charset="utf-8";
                     title { (title) " · tokenwarden" }
+                    link rel="icon" href="data:,";
                 }
                 body {
                     main {

@@ -21,6 +21,8 @@ pub fn page(shell: &Shell<'_>, title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · tokenwarden" }
+                // No favicon request (and no 404 for it).
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href={ (base) "/static/console.css" };
                 script src={ (base) "/static/console.js" } defer {}
             }

@@ -281,7 +281,7 @@ pub async fn show(
                     }
                 }
             }
-            section.card aria-labelledby="breakers" {
+            section.card.wide aria-labelledby="breakers" {
                 h2 #breakers { "Platforms' circuit breakers" }
                 table {
                     thead { tr { th scope="col" { "Platform" } th scope="col" { "State" } th scope="col" { "Why" } } }
