@@ -70,14 +70,15 @@ pub async fn compute_state(
                              AND refresh_token_expires_at <= now() + interval '7 days') AS rt_expiring_7d,
             count(*) FILTER (WHERE status = 'ACTIVE' AND refresh_token_expires_at > now()
                              AND refresh_token_expires_at <= now() + interval '30 days') AS rt_expiring_30d
-         FROM social_accounts GROUP BY provider, status",
+         FROM social_accounts LEFT JOIN account_schedule ON account_id = id
+         GROUP BY provider, status",
     )
     .bind(overdue_after)
     .fetch_all(pool)
     .await?;
     let (outstanding, oldest): (i64, f64) = sqlx::query_as(
         "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(claimed_at))::float8, 0)
-         FROM social_accounts WHERE claim_id IS NOT NULL",
+         FROM account_schedule WHERE claim_id IS NOT NULL",
     )
     .fetch_one(pool)
     .await?;
