@@ -35,6 +35,15 @@ pub fn connect_options(
     if let Some(schema) = schema {
         options = options.options([("search_path", schema)]);
     }
+    if let Some(pem) = &settings.ssl_root_cert {
+        options = options.ssl_root_cert_from_pem(pem.as_bytes().to_vec());
+    }
+    if let Some(pem) = &settings.ssl_client_cert {
+        options = options.ssl_client_cert_from_pem(pem.as_bytes());
+    }
+    if let Some(pem) = &settings.ssl_client_key {
+        options = options.ssl_client_key_from_pem(pem.expose_secret().as_bytes());
+    }
     Ok(options.log_statements(tracing::log::LevelFilter::Trace))
 }
 
@@ -47,6 +56,41 @@ pub async fn connect(
         .acquire_timeout(settings.acquire_timeout)
         .connect_with(connect_options(settings, schema)?)
         .await
+        .map_err(explain_tls)
+}
+
+/// A failed TLS handshake says what to check; the rustls reason (an unknown
+/// issuer, a name mismatch, an expired certificate) carries no secret.
+pub fn explain_tls(error: sqlx::Error) -> sqlx::Error {
+    match error {
+        sqlx::Error::Tls(reason) => sqlx::Error::Configuration(
+            format!(
+                "TLS to PostgreSQL failed: {reason} (check database.ssl_root_cert and the sslmode in \
+                 database.url)"
+            )
+            .into(),
+        ),
+        other => other,
+    }
+}
+
+/// Why a fresh connection cannot be made right now, in words for `/readyz`:
+/// the pool alone only says it timed out.
+pub async fn diagnose(options: &PgConnectOptions) -> String {
+    use sqlx::Connection;
+    match sqlx::PgConnection::connect_with(options).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            "ok".to_owned()
+        }
+        Err(sqlx::Error::Tls(reason)) => format!("TLS failed: {reason}"),
+        Err(sqlx::Error::Database(e)) => format!(
+            "refused by the server (SQLSTATE {})",
+            e.code().as_deref().unwrap_or("unknown")
+        ),
+        Err(sqlx::Error::Io(_)) => "unreachable".to_owned(),
+        Err(_) => "unreachable".to_owned(),
+    }
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
