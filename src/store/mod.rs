@@ -62,15 +62,33 @@ pub async fn connect(
 /// A failed TLS handshake says what to check; the rustls reason (an unknown
 /// issuer, a name mismatch, an expired certificate) carries no secret.
 pub fn explain_tls(error: sqlx::Error) -> sqlx::Error {
-    match error {
-        sqlx::Error::Tls(reason) => sqlx::Error::Configuration(
+    match tls_reason(&error) {
+        Some(reason) => sqlx::Error::Configuration(
             format!(
                 "TLS to PostgreSQL failed: {reason} (check database.ssl_root_cert and the sslmode in \
                  database.url)"
             )
             .into(),
         ),
-        other => other,
+        None => error,
+    }
+}
+
+/// The TLS reason in a connection error: sqlx reports a rejected
+/// certificate during the handshake as an I/O error carrying rustls's
+/// message, and a bad local certificate as a TLS error.
+fn tls_reason(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Tls(reason) => Some(reason.to_string()),
+        sqlx::Error::Io(io) => {
+            let text = io.to_string();
+            let lowered = text.to_ascii_lowercase();
+            ["certificate", "handshake", "alert", "tls"]
+                .iter()
+                .any(|word| lowered.contains(word))
+                .then_some(text)
+        }
+        _ => None,
     }
 }
 
@@ -83,13 +101,14 @@ pub async fn diagnose(options: &PgConnectOptions) -> String {
             let _ = conn.close().await;
             "ok".to_owned()
         }
-        Err(sqlx::Error::Tls(reason)) => format!("TLS failed: {reason}"),
-        Err(sqlx::Error::Database(e)) => format!(
-            "refused by the server (SQLSTATE {})",
-            e.code().as_deref().unwrap_or("unknown")
-        ),
-        Err(sqlx::Error::Io(_)) => "unreachable".to_owned(),
-        Err(_) => "unreachable".to_owned(),
+        Err(error) => match (tls_reason(&error), error) {
+            (Some(reason), _) => format!("TLS failed: {reason}"),
+            (None, sqlx::Error::Database(e)) => format!(
+                "refused by the server (SQLSTATE {})",
+                e.code().as_deref().unwrap_or("unknown")
+            ),
+            (None, _) => "unreachable".to_owned(),
+        },
     }
 }
 
