@@ -90,11 +90,18 @@ impl Connector {
     /// A client for one server URL, with the configured certificates.
     fn client(&self, url: &SecretString) -> anyhow::Result<Client> {
         // The URL may carry a password: errors do not repeat it.
-        let invalid = || anyhow::anyhow!("redis.url is not a valid Redis URL");
+        let info = url
+            .expose_secret()
+            .into_connection_info()
+            .map_err(|_| anyhow::anyhow!("redis.url is not a valid Redis URL"))?;
         match &self.tls {
-            Some(tls) => Client::build_with_tls(url.expose_secret(), tls.certificates())
-                .map_err(|_| invalid()),
-            None => Client::open(url.expose_secret()).map_err(|_| invalid()),
+            Some(tls) => Client::build_with_tls(info, tls.certificates()).map_err(|_| {
+                anyhow::anyhow!(
+                    "redis.tls_ca_cert, redis.tls_client_cert or redis.tls_client_key cannot be \
+                     used (not a valid PEM certificate or key)"
+                )
+            }),
+            None => Client::open(info).map_err(|_| anyhow::anyhow!("redis.url is not usable")),
         }
     }
 
@@ -193,7 +200,8 @@ impl Connector {
 fn explain(error: RedisError) -> anyhow::Error {
     match tls_problem(&error) {
         Some(problem) => anyhow::anyhow!(
-            "TLS to Redis failed: {problem} (check redis.tls_ca_cert and the rediss:// URL)"
+            "TLS to Redis failed: {problem} (check redis.tls_ca_cert, redis.tls_client_cert, \
+             redis.tls_client_key and the rediss:// URL)"
         ),
         None => anyhow::Error::new(error),
     }
