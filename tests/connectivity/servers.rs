@@ -9,7 +9,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The PostgreSQL server binaries: `TOKENWARDEN_TEST_PG_BIN`, else the
+/// newest Debian-style install.
+fn pg_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TOKENWARDEN_TEST_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql: install \
+             postgresql (apt-get install postgresql) or set TOKENWARDEN_TEST_PG_BIN"
+        )
+    })
+}
 
 /// A directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -162,10 +185,7 @@ fn as_root() -> bool {
 }
 
 fn pg_command(program: &str, root: bool) -> Command {
-    let path = require(
-        &format!("{PG_BIN}/{program}"),
-        "postgresql-15 (its server binaries)",
-    );
+    let path = require(&pg_bin().join(program).display().to_string(), "postgresql");
     if root {
         let mut command = Command::new(require("runuser", "util-linux"));
         command.args(["-u", "postgres", "--"]).arg(path);
