@@ -76,10 +76,6 @@ impl Connector {
         })
     }
 
-    pub fn mode(&self) -> RedisMode {
-        self.mode
-    }
-
     fn manager_config(&self) -> ConnectionManagerConfig {
         ConnectionManagerConfig::new()
             .set_response_timeout(Some(self.response_timeout))
@@ -208,7 +204,7 @@ fn explain(error: RedisError) -> anyhow::Error {
 }
 
 /// The TLS reason in a connection error, if that is what it is.
-pub fn tls_problem(error: &RedisError) -> Option<String> {
+fn tls_problem(error: &RedisError) -> Option<String> {
     let text = error.to_string();
     let lowered = text.to_ascii_lowercase();
     (lowered.contains("certificate") || lowered.contains("tls") || lowered.contains("handshake"))
