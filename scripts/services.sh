@@ -73,7 +73,16 @@ SELECT 'CREATE DATABASE tokenwarden_test OWNER tokenwarden'
 SQL
 }
 
+# The connectivity tests start servers of their own (PostgreSQL with TLS,
+# Redis with TLS, Sentinel and Cluster) and make certificates with openssl.
+ensure_test_binaries() {
+  command -v openssl >/dev/null || apt_install openssl
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+  command -v redis-server >/dev/null || apt_install redis-server
+}
+
 ensure_postgres
 ensure_redis
 ensure_databases
+ensure_test_binaries
 log "PostgreSQL and Redis are up on 127.0.0.1"
