@@ -81,8 +81,17 @@ ensure_chromium() {
   command -v chromedriver >/dev/null || { log "chromedriver is still missing after installing chromium-driver"; exit 1; }
 }
 
+# The connectivity tests start servers of their own (PostgreSQL with TLS,
+# Redis with TLS, Sentinel and Cluster) and make certificates with openssl.
+ensure_test_binaries() {
+  command -v openssl >/dev/null || apt_install openssl
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+  command -v redis-server >/dev/null || apt_install redis-server
+}
+
 ensure_postgres
 ensure_redis
 ensure_databases
 ensure_chromium
-log "PostgreSQL, Redis and Chromium are ready"
+ensure_test_binaries
+log "PostgreSQL, Redis, Chromium and the test servers' binaries are ready"

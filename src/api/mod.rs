@@ -48,7 +48,10 @@ pub struct ApiState {
 struct Inner {
     engine: Engine,
     pool: PgPool,
-    redis: Option<redis::Client>,
+    redis: Option<crate::queue::Connector>,
+    /// For `/readyz` to say why PostgreSQL is unreachable (a fresh connection
+    /// shows a TLS failure the pool only reports as a timeout).
+    database: Option<sqlx::postgres::PgConnectOptions>,
     keys: Vec<SecretString>,
     force_refresh_min_interval: Duration,
     openapi: String,
@@ -56,7 +59,8 @@ struct Inner {
 
 impl ApiState {
     pub fn new(settings: &Settings, engine: Engine) -> anyhow::Result<Self> {
-        let redis = crate::queue::client(settings).ok();
+        let redis = crate::queue::Connector::new(&settings.redis).ok();
+        let database = crate::store::connect_options(&settings.database, None).ok();
         let keys = settings
             .api
             .keys
@@ -74,6 +78,7 @@ impl ApiState {
                 pool: engine.pool().clone(),
                 engine,
                 redis,
+                database,
                 keys,
                 force_refresh_min_interval: settings.api.force_refresh_min_interval,
                 openapi: serde_json::to_string(&openapi)

@@ -89,7 +89,8 @@ pub async fn state_rows(
                              AND refresh_token_expires_at <= now() + interval '7 days') AS rt_expiring_7d,
             count(*) FILTER (WHERE status = 'ACTIVE' AND refresh_token_expires_at > now()
                              AND refresh_token_expires_at <= now() + interval '30 days') AS rt_expiring_30d
-         FROM social_accounts GROUP BY provider, status",
+         FROM social_accounts LEFT JOIN account_schedule ON account_id = id
+         GROUP BY provider, status",
     )
     .bind(overdue_after)
     .fetch_all(pool)
@@ -112,9 +113,9 @@ pub async fn claims(pool: &PgPool) -> Result<Claims, sqlx::Error> {
         "SELECT count(*) FILTER (WHERE claim_id IS NOT NULL) AS outstanding,
                 COALESCE(EXTRACT(EPOCH FROM now() - min(claimed_at) FILTER (WHERE claim_id IS NOT NULL))::float8, 0)
                     AS oldest_age_seconds,
-                count(*) FILTER (WHERE claim_id IS NULL AND status = 'ACTIVE' AND next_attempt_at <= now())
+                count(*) FILTER (WHERE claim_id IS NULL AND next_attempt_at <= now())
                     AS due_unclaimed
-         FROM social_accounts",
+         FROM account_schedule JOIN social_accounts ON id = account_id",
     )
     .fetch_one(pool)
     .await

@@ -2,8 +2,10 @@
 //! WebDriver (chromedriver, started here on a free port). An operator signs
 //! in, finds a failing account by search, opens it, presses Refresh now and
 //! sees it healthy, and signs out. The overview and the account page are
-//! saved as full-page screenshots under docs/console/, and every page is
-//! checked for console errors and Content-Security-Policy violations.
+//! saved as full-page screenshots (test artefacts under
+//! target/console-screenshots/; with `TOKENWARDEN_UPDATE_SCREENSHOTS=1` also
+//! over the README's copies in docs/console/), and every page is checked for
+//! console errors and Content-Security-Policy violations.
 //!
 //! Needs `chromium` and `chromium-driver` (Debian packages; `.ci/run`
 //! installs them). Without them this test fails, saying so; it never skips.
@@ -162,11 +164,15 @@ async fn full_page_screenshot(client: &Client, name: &str) -> PathBuf {
     let png = client.screenshot().await.unwrap();
     client.set_window_size(1280, 900).await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("docs/console")
-        .join(name);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Every run leaves its screenshots as artefacts; the committed copies
+    // change only when asked, so a test run leaves the work tree clean.
+    let path = root.join("target/console-screenshots").join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, png).unwrap();
+    std::fs::write(&path, &png).unwrap();
+    if std::env::var_os("TOKENWARDEN_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+        std::fs::write(root.join("docs/console").join(name), &png).unwrap();
+    }
     path
 }
 
