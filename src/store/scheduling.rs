@@ -62,21 +62,28 @@ pub async fn claim_due(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let rows: Vec<ClaimRow> = sqlx::query_as(
         "WITH due AS (
-             SELECT account_id, next_attempt_at AS planned_at FROM account_schedule
-             WHERE next_attempt_at <= now()
-             ORDER BY next_attempt_at
+             SELECT s.account_id, s.next_attempt_at AS planned_at, a.*
+             FROM account_schedule s
+             CROSS JOIN LATERAL (
+                 -- OFFSET 0 keeps this a keyed lookup per due row: joined
+                 -- any other way, a generic plan may scan the whole table.
+                 SELECT provider, consecutive_failures, token_expires_at,
+                        status = 'ACTIVE' AS active
+                 FROM social_accounts WHERE id = s.account_id OFFSET 0) a
+             WHERE s.next_attempt_at <= now()
+             ORDER BY s.next_attempt_at
              LIMIT $2
-             FOR UPDATE SKIP LOCKED)
+             FOR UPDATE OF s SKIP LOCKED)
          UPDATE account_schedule s
          SET claim_id = CASE WHEN active THEN gen_random_uuid() END,
              claimed_at = CASE WHEN active THEN now() END,
              claimed_by = CASE WHEN active THEN $1 END,
              next_attempt_at = CASE WHEN active THEN now() + make_interval(secs => $3) END
-         FROM due JOIN (SELECT id, provider, consecutive_failures, token_expires_at,
-                               status = 'ACTIVE' AS active FROM social_accounts) a
-                  ON a.id = due.account_id
+         FROM due
          WHERE s.account_id = due.account_id
-         RETURNING a.id, a.provider, s.claim_id, due.planned_at, a.consecutive_failures, a.token_expires_at",
+           AND s.account_id = ANY(ARRAY(SELECT account_id FROM due))
+         RETURNING due.account_id, due.provider, s.claim_id, due.planned_at,
+                   due.consecutive_failures, due.token_expires_at",
     )
     .bind(owner)
     .bind(limit)
@@ -114,17 +121,26 @@ pub async fn claim_due(
 }
 
 /// Gives claims back when their jobs could not be queued; due at once again.
-pub async fn release_claims(pool: &PgPool, claims: &[Uuid]) -> Result<u64, sqlx::Error> {
+/// `claims`: (account, claim) of each job.
+pub async fn release_claims(
+    pool: &PgPool,
+    claims: &[(AccountId, Uuid)],
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<&str> = claims.iter().map(|(id, _)| id.as_str()).collect();
+    let claim_ids: Vec<Uuid> = claims.iter().map(|(_, claim)| *claim).collect();
     let done = sqlx::query(
         "WITH locked AS (
-             SELECT a.id FROM account_schedule s JOIN social_accounts a ON a.id = s.account_id
-             WHERE s.claim_id = ANY($1) AND a.status = 'ACTIVE'
-             ORDER BY a.id FOR UPDATE OF a)
+             SELECT id FROM social_accounts
+             WHERE id = ANY($1) AND status = 'ACTIVE'
+             ORDER BY id FOR UPDATE)
          UPDATE account_schedule s
          SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = now()
-         FROM locked WHERE s.account_id = locked.id AND s.claim_id = ANY($1)",
+         FROM unnest($1::text[], $2::uuid[]) AS c(account_id, claim_id)
+         WHERE s.account_id = ANY(ARRAY(SELECT id FROM locked))
+           AND s.account_id = c.account_id AND s.claim_id = c.claim_id",
     )
-    .bind(claims)
+    .bind(&ids)
+    .bind(&claim_ids)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
@@ -137,15 +153,20 @@ pub async fn release_claims(pool: &PgPool, claims: &[Uuid]) -> Result<u64, sqlx:
 /// `older_than`: only claims at least that old (a claim just made may not
 /// have its job pushed yet).
 pub async fn release_lost_claims(pool: &PgPool, older_than: Duration) -> Result<u64, sqlx::Error> {
+    // Every step is a keyed lookup (`= ANY(ARRAY(…))`), so no plan scans
+    // the account table however the row estimates come out.
     let done = sqlx::query(
-        "WITH locked AS (
-             SELECT a.id FROM account_schedule s JOIN social_accounts a ON a.id = s.account_id
-             WHERE s.claim_id IS NOT NULL AND s.claimed_at <= now() - make_interval(secs => $1)
-               AND a.status = 'ACTIVE' AND (a.lease_owner IS NULL OR a.lease_until < now())
-             ORDER BY a.id FOR UPDATE OF a SKIP LOCKED)
-         UPDATE account_schedule s
+        "WITH stale AS (
+             SELECT account_id FROM account_schedule
+             WHERE claim_id IS NOT NULL AND claimed_at <= now() - make_interval(secs => $1)),
+         locked AS (
+             SELECT id FROM social_accounts
+             WHERE id = ANY(ARRAY(SELECT account_id FROM stale))
+               AND status = 'ACTIVE' AND (lease_owner IS NULL OR lease_until < now())
+             ORDER BY id FOR UPDATE SKIP LOCKED)
+         UPDATE account_schedule
          SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = now()
-         FROM locked WHERE s.account_id = locked.id AND s.claim_id IS NOT NULL",
+         WHERE account_id = ANY(ARRAY(SELECT id FROM locked)) AND claim_id IS NOT NULL",
     )
     .bind(older_than.as_secs_f64())
     .execute(pool)
@@ -205,16 +226,20 @@ pub async fn sweep_expired(
 
 /// Moves a claimed account's next attempt (its provider is paused) and gives
 /// the claim back; no status change, no failure counted.
-pub async fn postpone(pool: &PgPool, claim: Uuid, until: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn postpone(
+    pool: &PgPool,
+    id: &AccountId,
+    claim: Uuid,
+    until: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH locked AS (
-             SELECT a.id FROM account_schedule s JOIN social_accounts a ON a.id = s.account_id
-             WHERE s.claim_id = $1 AND a.status = 'ACTIVE'
-             FOR UPDATE OF a)
-         UPDATE account_schedule s
-         SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = $2
-         FROM locked WHERE s.account_id = locked.id AND s.claim_id = $1",
+             SELECT id FROM social_accounts WHERE id = $1 AND status = 'ACTIVE' FOR UPDATE)
+         UPDATE account_schedule
+         SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = $3
+         FROM locked WHERE account_id = locked.id AND claim_id = $2",
     )
+    .bind(id.as_str())
     .bind(claim)
     .bind(until)
     .execute(pool)

@@ -38,13 +38,13 @@ pub(super) async fn acquire_leases(
 ) -> Result<Vec<Leased>, sqlx::Error> {
     let ids: Vec<&str> = requests.iter().map(|(id, _)| id.as_str()).collect();
     let claims: Vec<Option<uuid::Uuid>> = requests.iter().map(|(_, claim)| *claim).collect();
-    // The account rows and then their schedule rows are locked in id order:
-    // every writer of both tables takes them in that order.
+    // The account rows are locked in id order. The claim is read from the
+    // schedule row without a lock: every other writer of it holds the
+    // account row's lock first, and a claim taken meanwhile by a scheduler
+    // only makes its own job find the lease taken.
     let rows = sqlx::query(concat!(
         "WITH prev AS (SELECT a.id, a.lease_owner AS previous_owner
                        FROM social_accounts a WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE),
-              s AS (SELECT * FROM account_schedule WHERE account_id IN (SELECT id FROM prev)
-                    ORDER BY account_id FOR UPDATE),
               input AS (SELECT * FROM unnest($1::text[], $4::uuid[]) AS i(id, claim))
          UPDATE social_accounts
          SET lease_owner = $2,
@@ -56,7 +56,8 @@ pub(super) async fn acquire_leases(
              interrupted_refresh_cause = CASE WHEN lease_owner IS NOT NULL
                                               THEN 'ended without a result (its lease expired)'
                                               ELSE interrupted_refresh_cause END
-         FROM prev JOIN input ON input.id = prev.id LEFT JOIN s ON s.account_id = prev.id
+         FROM prev JOIN input ON input.id = prev.id
+              LEFT JOIN account_schedule s ON s.account_id = prev.id
          WHERE social_accounts.id = prev.id
            AND status <> 'DISCONNECTED'
            AND (lease_owner IS NULL OR lease_until < now())
