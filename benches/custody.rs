@@ -370,9 +370,12 @@ async fn soak(
         let due = now
             + TimeDelta::milliseconds(5_000 + rand::rng().random_range(0..lifetime * 667) as i64);
         sqlx::query(
-            "INSERT INTO social_accounts (id, workspace_id, provider, external_id, token_issued_at, token_expires_at,
-                 next_attempt_at, access_token_ciphertext, refresh_token_ciphertext, credentials_key_id)
-             VALUES ($1, 'ws_soak', 'X', $1, $2, $3, $4, $5, $6, $7)",
+            "WITH a AS (
+                 INSERT INTO social_accounts (id, workspace_id, provider, external_id, token_issued_at, token_expires_at,
+                     access_token_ciphertext, refresh_token_ciphertext, credentials_key_id)
+                 VALUES ($1, 'ws_soak', 'X', $1, $2, $3, $5, $6, $7)
+                 RETURNING id)
+             INSERT INTO account_schedule (account_id, next_attempt_at) SELECT id, $4 FROM a",
         )
         .bind(id.as_str())
         .bind(now)
@@ -503,7 +506,7 @@ async fn soak(
         match fault {
             "purge" => {
                 let claimed: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM social_accounts WHERE claim_id IS NOT NULL",
+                    "SELECT count(*) FROM account_schedule WHERE claim_id IS NOT NULL",
                 )
                 .fetch_one(&pool)
                 .await?;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes PostgreSQL and Redis available on loopback for the demo and the tests:
+# Makes PostgreSQL and Redis available on loopback for the demo and the tests,
+# and Chromium with chromedriver for the console's browser tests:
 # uses them where they already run, starts them where they are installed but
 # stopped, installs them with apt-get where they are absent. Then makes sure
 # the local development role and databases exist.
@@ -73,7 +74,24 @@ SELECT 'CREATE DATABASE tokenwarden_test OWNER tokenwarden'
 SQL
 }
 
+# The console's browser tests drive headless Chromium through chromedriver.
+ensure_chromium() {
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null && return
+  apt_install chromium chromium-driver
+  command -v chromedriver >/dev/null || { log "chromedriver is still missing after installing chromium-driver"; exit 1; }
+}
+
+# The connectivity tests start servers of their own (PostgreSQL with TLS,
+# Redis with TLS, Sentinel and Cluster) and make certificates with openssl.
+ensure_test_binaries() {
+  command -v openssl >/dev/null || apt_install openssl
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+  command -v redis-server >/dev/null || apt_install redis-server
+}
+
 ensure_postgres
 ensure_redis
 ensure_databases
-log "PostgreSQL and Redis are up on 127.0.0.1"
+ensure_chromium
+ensure_test_binaries
+log "PostgreSQL, Redis, Chromium and the test servers' binaries are ready"

@@ -10,6 +10,7 @@ use futures::FutureExt;
 
 use crate::api::{self, ApiState};
 use crate::app::App;
+use crate::console::{self, ConsoleState};
 use crate::gate::ProviderGates;
 use crate::queue::{self, worker};
 use crate::scheduler::Scheduler;
@@ -58,7 +59,11 @@ pub async fn run(
         let settings = app.settings.clone();
         let stop = shutdown.clone();
         let with_v1 = roles.contains(&Role::Api);
-        tasks.spawn(async move { api::serve(&settings, state, with_v1, stop).await });
+        let console = ConsoleState::new(&app.settings, app.engine.clone()).map(console::router);
+        if console.is_some() {
+            tracing::info!(path = %app.settings.console.path, "operator console served");
+        }
+        tasks.spawn(async move { api::serve(&settings, state, with_v1, console, stop).await });
     }
     if roles.contains(&Role::Api) {
         let (pool, metrics, webhooks) = (
@@ -100,6 +105,10 @@ pub async fn run(
         let gates = Arc::new(ProviderGates::from_settings(&app.settings));
         let stop = shutdown.clone();
         tasks.spawn(crate::gate::publish_gauges(gates.clone(), stop).map(Ok));
+        let stop = shutdown.clone();
+        tasks.spawn(
+            crate::gate::share_state(gates.clone(), app.pool.clone(), owner.clone(), stop).map(Ok),
+        );
         let ctx = Arc::new(worker::JobContext {
             engine: app.engine.clone(),
             gates,

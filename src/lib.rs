@@ -6,8 +6,9 @@
 //! `scopes` → `crypto` → `config` → `policy`, `metrics`, `telemetry`,
 //! `systemd` → `providers` (platform HTTP) → `store` (PostgreSQL) → `engine`
 //! (one refresh, all the safety rules), `registration` → `gate`, `webhooks`,
-//! `bulk` (import and export)
-//! → `queue` → `scheduler`, `api` → `app` (start-up) → `daemon`. The binary
+//! `bulk` (import and export) → `queue` → `scheduler`, `api` → `console`
+//! (the operator pages, above the API whose view and rate limit they use)
+//! → `app` (start-up) → `daemon`. The binary
 //! (`src/bin/tokenwarden`) holds the command line and the demo; the fake
 //! platforms are a crate of their own (`crates/fakes`).
 
@@ -15,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod bulk;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod daemon;
 pub mod domain;

@@ -102,7 +102,10 @@ impl Scheduler {
             if count == 0 {
                 break;
             }
-            let claims: Vec<uuid::Uuid> = claimed.iter().map(|c| c.claim_id).collect();
+            let claims: Vec<_> = claimed
+                .iter()
+                .map(|c| (c.account_id.clone(), c.claim_id))
+                .collect();
             let jobs: Vec<RefreshJob> = claimed.into_iter().map(RefreshJob::from).collect();
             let pushed =
                 tokio::time::timeout(queue::PUSH_TIMEOUT, queue::push(&mut self.storage, jobs))

@@ -23,7 +23,9 @@ use crate::store::events::{self, EventRow};
 pub struct EventPayload {
     /// `account.status_changed`; or `account.inactive` / `account.active`
     /// when the platform reports the account itself (in)active while its
-    /// status stays the same (`from_status` = `to_status`).
+    /// status stays the same (`from_status` = `to_status`); or
+    /// `account.operator_action` for what an operator did in the console
+    /// (`reason` says what, `operator_key_id` who).
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// When the change happened (RFC 3339).
@@ -44,6 +46,10 @@ pub struct EventData {
     pub from_status: Option<String>,
     pub to_status: String,
     pub reason: String,
+    /// `account.operator_action` only: the id of the operator key (never
+    /// the key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_key_id: Option<String>,
 }
 
 impl EventPayload {
@@ -51,6 +57,7 @@ impl EventPayload {
         let kind = match event.kind.as_str() {
             "account_inactive" => "account.inactive",
             "account_active" => "account.active",
+            "operator_action" => "account.operator_action",
             _ => "account.status_changed",
         };
         Self {
@@ -65,6 +72,7 @@ impl EventPayload {
                 from_status: event.from_status.clone(),
                 to_status: event.to_status.clone(),
                 reason: event.reason.clone(),
+                operator_key_id: event.operator_key_id.clone(),
             },
         }
     }

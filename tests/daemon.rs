@@ -365,10 +365,13 @@ async fn seed_bulk(env: &TestEnv, count: usize) {
             ids.push(id.to_string());
         }
         sqlx::query(
-            "INSERT INTO social_accounts (id, workspace_id, provider, external_id, token_issued_at, token_expires_at,
-                 next_attempt_at, access_token_ciphertext, refresh_token_ciphertext, credentials_key_id)
-             SELECT u.id, 'ws', 'X', u.id, now() - interval '1 hour', now() + interval '20 minutes', now(), u.at, u.rt, $4
-             FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS u(id, at, rt)",
+            "WITH a AS (
+                 INSERT INTO social_accounts (id, workspace_id, provider, external_id, token_issued_at, token_expires_at,
+                     access_token_ciphertext, refresh_token_ciphertext, credentials_key_id)
+                 SELECT u.id, 'ws', 'X', u.id, now() - interval '1 hour', now() + interval '20 minutes', u.at, u.rt, $4
+                 FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS u(id, at, rt)
+                 RETURNING id)
+             INSERT INTO account_schedule (account_id, next_attempt_at) SELECT id, now() FROM a",
         )
         .bind(&ids)
         .bind(&ats)
@@ -511,7 +514,7 @@ async fn with_workers_down_timed_out_claims_do_not_pile_up_in_the_queue() {
     assert_eq!(scheduler.tick().await.unwrap().queued, 50);
     // No worker runs; the claims time out.
     sqlx::query(
-        "UPDATE social_accounts SET claimed_at = now() - interval '1 hour', next_attempt_at = now() - interval '1 second'
+        "UPDATE account_schedule SET claimed_at = now() - interval '1 hour', next_attempt_at = now() - interval '1 second'
          WHERE claim_id IS NOT NULL",
     )
     .execute(env.pool())
@@ -654,7 +657,8 @@ async fn an_accounts_own_answers_never_pause_the_platform_but_several_accounts_a
     }
     for (id, _) in &bad {
         sqlx::query(
-            "UPDATE social_accounts SET next_attempt_at = now() - interval '1 second' WHERE id = $1 AND status = 'ACTIVE'",
+            "UPDATE account_schedule SET next_attempt_at = now() - interval '1 second'
+             FROM social_accounts WHERE id = $1 AND account_id = id AND status = 'ACTIVE'",
         )
         .bind(id.as_str())
         .execute(env.pool())

@@ -63,7 +63,7 @@ impl World {
                 .id;
             // Due times spread over `spread` from now.
             let offset = spread * i as i32 / accounts as i32;
-            sqlx::query("UPDATE social_accounts SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1")
+            sqlx::query("UPDATE account_schedule SET next_attempt_at = now() + make_interval(secs => $2) WHERE account_id = $1")
                 .bind(id.as_str())
                 .bind(offset.num_milliseconds() as f64 / 1000.0)
                 .execute(&db.pool)
@@ -578,7 +578,7 @@ async fn jobs_lost_are_requeued_within_seconds(keep_marker: bool) {
         .unwrap();
     let started = Instant::now();
     while world
-        .count("SELECT count(*) FROM social_accounts WHERE claim_id IS NOT NULL")
+        .count("SELECT count(*) FROM account_schedule WHERE claim_id IS NOT NULL")
         .await
         < ids.len() as i64
     {

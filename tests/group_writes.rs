@@ -257,7 +257,7 @@ async fn leases_asked_together_are_taken_in_one_transaction_each_on_its_own_term
     let mut claims = Vec::new();
     for (n, row) in rows.iter().enumerate() {
         let claim = uuid::Uuid::new_v4();
-        sqlx::query("UPDATE social_accounts SET claim_id = $2 WHERE id = $1")
+        sqlx::query("UPDATE account_schedule SET claim_id = $2 WHERE account_id = $1")
             .bind(row.id.as_str())
             .bind(claim)
             .execute(env.pool())

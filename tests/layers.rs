@@ -28,6 +28,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("admission and delivery", &["gate", "webhooks", "bulk"]),
     ("queue", &["queue"]),
     ("front doors", &["scheduler", "api"]),
+    // Above the API: it shows accounts through the API's view and forces
+    // refreshes through the API's rate limit; the API never names it.
+    ("operator console", &["console"]),
     ("start-up", &["app"]),
     ("process", &["daemon"]),
 ];

@@ -25,7 +25,11 @@ const CANARY_API_AT: &str = "canary-api-access-3c2b1a0f9e";
 const CANARY_API_RT: &str = "canary-api-refresh-8d7c6b5a4f";
 const CANARY_BULK_AT: &str = "canary-bulk-access-6e5d4c3b2a";
 const CANARY_BULK_RT: &str = "canary-bulk-refresh-1a2b3c4d5e";
-const CANARIES: [&str; 8] = [
+
+const CANARY_DB_PASSWORD: &str = "canary-db-password-6e5d4c3b";
+const CANARY_REDIS_PASSWORD: &str = "canary-redis-password-2a3b4c5d";
+const CANARY_CLIENT_KEY: &str = "canaryclientkey9f8e7d6c5b4a3";
+const CANARIES: [&str; 11] = [
     CANARY_BULK_AT,
     CANARY_BULK_RT,
     CANARY_AT,
@@ -34,6 +38,9 @@ const CANARIES: [&str; 8] = [
     CANARY_NEW_RT,
     CANARY_API_AT,
     CANARY_API_RT,
+    CANARY_DB_PASSWORD,
+    CANARY_REDIS_PASSWORD,
+    CANARY_CLIENT_KEY,
 ];
 
 #[derive(Clone, Default)]
@@ -270,6 +277,7 @@ async fn canary_tokens_never_leak() {
 
     seen.extend(through_the_api(&env).await);
     seen.extend(through_import_and_export(&env).await);
+    seen.extend(connection_failures().await);
 
     // A panic whose message formats credentials.
     let panicked = std::panic::catch_unwind(|| panic!("while handling {new:?}"));
@@ -558,4 +566,73 @@ async fn canary_tokens_stay_out_of_the_import_and_export_commands() {
     assert_eq!(exported.lines().count(), 2000);
     assert_clean("the export", &exported);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Connections that fail (every Redis mode, TLS material that cannot be
+/// used, a bad `sslmode`): the password in a URL and a client key stay out
+/// of every message.
+async fn connection_failures() -> Vec<String> {
+    use secrecy::SecretString;
+    use tokenwarden::config::{RedisMode, Settings};
+    use tokenwarden::queue::Connector;
+
+    let mut seen = Vec::new();
+    let key =
+        format!("-----BEGIN PRIVATE KEY-----\n{CANARY_CLIENT_KEY}\n-----END PRIVATE KEY-----\n");
+    let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_owned();
+    let mut settings = Settings::from_figment(figment::Figment::new()).unwrap();
+
+    settings.database.url = Some(SecretString::from(format!(
+        "postgres://tw:{CANARY_DB_PASSWORD}@127.0.0.1:5432/tw?sslmode=bogus"
+    )));
+    seen.push(settings.validate().unwrap_err().to_string());
+    settings.database.url = Some(SecretString::from(format!(
+        "postgres://tw:{CANARY_DB_PASSWORD}@127.0.0.1:5432/tw?sslmode=require"
+    )));
+    settings.database.ssl_client_cert = Some(cert.clone());
+    settings.database.ssl_client_key = Some(SecretString::from(key.clone()));
+    seen.push(format!("{:?}", settings.database));
+    let error = tokenwarden::app::connect(&settings, None)
+        .await
+        .unwrap_err();
+    seen.push(format!("{error:#} {error:?}"));
+
+    for mode in [
+        RedisMode::Standalone,
+        RedisMode::Sentinel,
+        RedisMode::Cluster,
+    ] {
+        settings.redis.mode = mode;
+        settings.redis.sentinel_master =
+            (mode == RedisMode::Sentinel).then(|| "primary".to_owned());
+        settings.redis.url = Some(SecretString::from(format!(
+            "redis://:{CANARY_REDIS_PASSWORD}@127.0.0.1:1"
+        )));
+        match Connector::new(&settings.redis).unwrap().connect().await {
+            Ok(_) => panic!("nothing listens on port 1"),
+            Err(error) => seen.push(format!("{error:#} {error:?}")),
+        }
+    }
+    settings.redis.mode = RedisMode::Standalone;
+    settings.redis.sentinel_master = None;
+    settings.redis.url = Some(SecretString::from(format!(
+        "rediss://:{CANARY_REDIS_PASSWORD}@127.0.0.1:1"
+    )));
+    settings.redis.tls_client_cert = Some(cert);
+    settings.redis.tls_client_key = Some(SecretString::from(key));
+    seen.push(format!("{:?}", settings.redis));
+    match Connector::new(&settings.redis).unwrap().connect().await {
+        Ok(_) => panic!("the client key is not usable"),
+        Err(error) => {
+            let text = format!("{error:#} {error:?}");
+            assert!(text.contains("redis.tls_client_key"), "{text}");
+            seen.push(text);
+        }
+    }
+    settings.redis.mode = RedisMode::Cluster;
+    settings.redis.url = Some(SecretString::from(format!(
+        "redis://:{CANARY_REDIS_PASSWORD}@127.0.0.1:1,rediss://:{CANARY_REDIS_PASSWORD}@127.0.0.1:2"
+    )));
+    seen.push(settings.validate().unwrap_err().to_string());
+    seen
 }

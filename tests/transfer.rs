@@ -92,7 +92,10 @@ impl World {
     /// updated_at, and its tokens in clear.
     async fn snapshot(&self) -> BTreeMap<String, Value> {
         let rows: Vec<accounts::AccountRow> =
-            sqlx::query_as("SELECT * FROM social_accounts ORDER BY id")
+            sqlx::query_as(
+                "SELECT a.*, s.next_attempt_at, s.claim_id, s.claimed_at, s.claimed_by
+                 FROM social_accounts a JOIN account_schedule s ON s.account_id = a.id ORDER BY a.id",
+            )
                 .fetch_all(self.pool())
                 .await
                 .unwrap();
@@ -262,7 +265,10 @@ async fn malformed_lines_are_reported_the_rest_imported_and_a_rerun_changes_noth
     );
     assert_eq!(
         world
-            .scalar("SELECT count(*) FROM social_accounts WHERE next_attempt_at IS NULL OR status <> 'ACTIVE'")
+            .scalar(
+                "SELECT count(*) FROM social_accounts JOIN account_schedule ON account_id = id
+                 WHERE next_attempt_at IS NULL OR status <> 'ACTIVE'"
+            )
             .await,
         0,
         "every account is ACTIVE and planned"
@@ -441,10 +447,11 @@ async fn export_and_import_into_a_fresh_database_round_trip() {
     source.import(input.as_bytes(), source.options()).await;
     sqlx::raw_sql(
         "UPDATE social_accounts SET status = 'REVOKED', status_reason = 'revoked by the user',
-             consecutive_failures = 2, last_refresh_error = 'invalid_grant', next_attempt_at = NULL
+             consecutive_failures = 2, last_refresh_error = 'invalid_grant'
          WHERE external_id IN ('ext-1', 'ext-2');
-         UPDATE social_accounts SET status = 'TOKEN_EXPIRED', next_attempt_at = NULL
-         WHERE external_id = 'ext-3';",
+         UPDATE social_accounts SET status = 'TOKEN_EXPIRED' WHERE external_id = 'ext-3';
+         UPDATE account_schedule SET next_attempt_at = NULL FROM social_accounts
+         WHERE id = account_id AND external_id IN ('ext-1', 'ext-2', 'ext-3');",
     )
     .execute(source.pool())
     .await

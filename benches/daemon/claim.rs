@@ -22,15 +22,20 @@ pub async fn claim_timing(admin: &PgPool, rows: i64) -> anyhow::Result<()> {
         let started = Instant::now();
         // Most rows are planned in the future; 1 % are due.
         sqlx::query(
-            "INSERT INTO social_accounts (id, workspace_id, provider, external_id, token_expires_at, next_attempt_at)
-             SELECT 'acc_' || lpad(to_hex(g), 32, '0'), 'ws', 'X', g::text, now() + interval '1 day',
-                    CASE WHEN g % 100 = 0 THEN now() - interval '1 minute' ELSE now() + (g % 86400) * interval '1 second' END
-             FROM generate_series(1, $1) g",
+            "WITH a AS (
+                 INSERT INTO social_accounts (id, workspace_id, provider, external_id, token_expires_at)
+                 SELECT 'acc_' || lpad(to_hex(g), 32, '0'), 'ws', 'X', g::text, now() + interval '1 day'
+                 FROM generate_series(1, $1) g
+                 RETURNING id, external_id::int8 AS g)
+             INSERT INTO account_schedule (account_id, next_attempt_at)
+             SELECT id, CASE WHEN g % 100 = 0 THEN now() - interval '1 minute'
+                             ELSE now() + (g % 86400) * interval '1 second' END
+             FROM a",
         )
         .bind(rows)
         .execute(&pool)
         .await?;
-        sqlx::query("ANALYZE social_accounts").execute(&pool).await?;
+        sqlx::query("ANALYZE social_accounts, account_schedule").execute(&pool).await?;
         println!("claim table: {rows} rows in {:.0} s", started.elapsed().as_secs_f64());
         let mut times = Vec::new();
         for _ in 0..5 {

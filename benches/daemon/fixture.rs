@@ -88,10 +88,13 @@ impl Fixture {
                 ids.push(id.to_string());
             }
             sqlx::query(
-                "INSERT INTO social_accounts (id, workspace_id, provider, external_id, token_issued_at,
-                     token_expires_at, access_token_ciphertext, refresh_token_ciphertext, credentials_key_id)
-                 SELECT u.id, 'ws_bench', 'X', u.id, $3 - interval '1 hour', $4, u.at, u.rt, 'b1'
-                 FROM unnest($1::text[], $2::bytea[], $5::bytea[]) AS u(id, at, rt)",
+                "WITH a AS (
+                     INSERT INTO social_accounts (id, workspace_id, provider, external_id, token_issued_at,
+                         token_expires_at, access_token_ciphertext, refresh_token_ciphertext, credentials_key_id)
+                     SELECT u.id, 'ws_bench', 'X', u.id, $3 - interval '1 hour', $4, u.at, u.rt, 'b1'
+                     FROM unnest($1::text[], $2::bytea[], $5::bytea[]) AS u(id, at, rt)
+                     RETURNING id)
+                 INSERT INTO account_schedule (account_id) SELECT id FROM a",
             )
             .bind(&ids)
             .bind(&ats)
@@ -125,15 +128,16 @@ impl Fixture {
     /// run vacuumed (autovacuum may be off), so rounds stay comparable.
     pub async fn settle(&self) -> anyhow::Result<()> {
         sqlx::raw_sql(
-            "UPDATE social_accounts SET next_attempt_at = NULL, claim_id = NULL, claimed_at = NULL,
-                 claimed_by = NULL, consecutive_failures = 0
+            "UPDATE account_schedule SET next_attempt_at = NULL, claim_id = NULL, claimed_at = NULL,
+                 claimed_by = NULL
              WHERE next_attempt_at IS NOT NULL OR claim_id IS NOT NULL;
+             UPDATE social_accounts SET consecutive_failures = 0 WHERE consecutive_failures <> 0;
              TRUNCATE refresh_attempts, account_events, bench_min_attempt;",
         )
         .execute(&self.pool)
         .await?;
         sqlx::raw_sql(
-            "VACUUM ANALYZE social_accounts, refresh_attempts, account_events, bench_plan,
+            "VACUUM ANALYZE social_accounts, account_schedule, refresh_attempts, account_events, bench_plan,
                  bench_min_account, bench_min_attempt",
         )
         .execute(&self.pool)
@@ -145,9 +149,12 @@ impl Fixture {
     /// thirds into their token's lifetime.
     pub async fn make_due_now(&self, count: usize) -> anyhow::Result<()> {
         sqlx::query(
-            "UPDATE social_accounts a SET next_attempt_at = now(),
-                 token_issued_at = now() - interval '40 minutes', token_expires_at = now() + interval '20 minutes'
-             FROM bench_plan p WHERE p.id = a.id AND p.n < $1",
+            "WITH a AS (
+                 UPDATE social_accounts a
+                 SET token_issued_at = now() - interval '40 minutes', token_expires_at = now() + interval '20 minutes'
+                 FROM bench_plan p WHERE p.id = a.id AND p.n < $1
+                 RETURNING a.id)
+             UPDATE account_schedule s SET next_attempt_at = now() FROM a WHERE s.account_id = a.id",
         )
         .bind(count as i64)
         .execute(&self.pool)
@@ -175,9 +182,12 @@ impl Fixture {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE social_accounts a SET next_attempt_at = p.planned_at, token_expires_at = p.expires_at,
-                 token_issued_at = p.planned_at - interval '40 minutes'
-             FROM bench_plan p WHERE p.id = a.id AND p.n < $1",
+            "WITH a AS (
+                 UPDATE social_accounts a SET token_expires_at = p.expires_at,
+                     token_issued_at = p.planned_at - interval '40 minutes'
+                 FROM bench_plan p WHERE p.id = a.id AND p.n < $1
+                 RETURNING a.id, p.planned_at)
+             UPDATE account_schedule s SET next_attempt_at = a.planned_at FROM a WHERE s.account_id = a.id",
         )
         .bind(count as i64)
         .execute(&mut *tx)

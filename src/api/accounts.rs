@@ -99,6 +99,7 @@ fn list_filter(q: ListQuery) -> Result<ListFilter, ApiError> {
         after: q.cursor.as_deref().map(decode_list_cursor).transpose()?,
         // One more than asked tells whether another page exists.
         limit: limit + 1,
+        ..ListFilter::default()
     })
 }
 
@@ -189,36 +190,29 @@ pub async fn refresh(
     State(state): State<ApiState>,
     AccountPath(id): AccountPath,
 ) -> Result<Json<AccountView>, ApiError> {
-    // Taken before the limit is checked: a refresh that finishes after this
-    // moment (one this caller raced past the check) is this caller's answer.
-    let requested_at = Utc::now();
-    // Counted from the attempt history, so the limit holds across replicas;
-    // callers arriving while a refresh is in flight join it instead.
-    let min_interval = crate::policy::delta(state.inner.force_refresh_min_interval);
-    if let Some(last) = attempts::last_forced(&state.inner.pool, &id).await? {
-        let since = Utc::now() - last;
-        // A forced refresh that finished after this request arrived is
-        // this request's answer (the engine joins it), never a 429.
-        if since < min_interval && last < requested_at {
-            let wait = (min_interval - since).num_seconds().max(1) as u64;
+    let report = match forced_refresh(
+        &state.inner.engine,
+        &id,
+        state.inner.force_refresh_min_interval,
+    )
+    .await?
+    {
+        ForcedRefresh::Ran(report) => report,
+        ForcedRefresh::TooSoon {
+            since_seconds,
+            wait_seconds,
+            min_interval_seconds,
+        } => {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
                 format!(
-                    "account {id} was force-refreshed {}s ago; at most one forced refresh per {}s",
-                    since.num_seconds().max(0),
-                    min_interval.num_seconds()
+                    "account {id} was force-refreshed {since_seconds}s ago; at most one forced refresh per {min_interval_seconds}s"
                 ),
             )
-            .with_retry_after(wait));
+            .with_retry_after(wait_seconds));
         }
-    }
-    let result = state
-        .inner
-        .engine
-        .refresh_requested_at(&id, Trigger::Forced, requested_at)
-        .await;
-    let report = result?;
+    };
     let row = accounts::get(&state.inner.pool, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown account {id}")))?;
@@ -232,6 +226,50 @@ pub async fn refresh(
         serde_json::to_value(&view).expect("account view serializes"),
     )));
     Err(error)
+}
+
+/// What a forced refresh came to.
+pub enum ForcedRefresh {
+    /// It ran (or joined one that finished after it was asked for).
+    Ran(RefreshReport),
+    /// The account was force-refreshed moments ago: no platform call.
+    TooSoon {
+        since_seconds: i64,
+        wait_seconds: u64,
+        min_interval_seconds: i64,
+    },
+}
+
+/// A forced refresh under `api.force_refresh_min_interval`, through the
+/// engine's single flight and lease: the API's `POST .../refresh` and the
+/// console's Refresh now both come here.
+pub async fn forced_refresh(
+    engine: &crate::engine::Engine,
+    id: &crate::domain::AccountId,
+    min_interval: std::time::Duration,
+) -> Result<ForcedRefresh, EngineError> {
+    // Taken before the limit is checked: a refresh that finishes after this
+    // moment (one this caller raced past the check) is this caller's answer.
+    let requested_at = Utc::now();
+    // Counted from the attempt history, so the limit holds across replicas;
+    // callers arriving while a refresh is in flight join it instead.
+    let min_interval = crate::policy::delta(min_interval);
+    if let Some(last) = attempts::last_forced(engine.pool(), id).await? {
+        let since = Utc::now() - last;
+        // A forced refresh that finished after this request arrived is
+        // this request's answer (the engine joins it), never a 429.
+        if since < min_interval && last < requested_at {
+            return Ok(ForcedRefresh::TooSoon {
+                since_seconds: since.num_seconds().max(0),
+                wait_seconds: (min_interval - since).num_seconds().max(1) as u64,
+                min_interval_seconds: min_interval.num_seconds(),
+            });
+        }
+    }
+    engine
+        .refresh_requested_at(id, Trigger::Forced, requested_at)
+        .await
+        .map(ForcedRefresh::Ran)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

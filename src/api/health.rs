@@ -66,7 +66,9 @@ async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     )
     .await;
     let (postgres, migrations) = match applied {
-        Err(_) => ("timed out".to_owned(), "unknown".to_owned()),
+        Err(_) | Ok(Err(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_))) => {
+            (diagnose_postgres(&state).await, "unknown".to_owned())
+        }
         Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("42P01") => (
             "ok".to_owned(),
             "not applied (run tokenwarden migrate)".to_owned(),
@@ -88,9 +90,9 @@ async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     };
     let redis = match &state.inner.redis {
         None => "not configured".to_owned(),
-        Some(client) => match tokio::time::timeout(CHECK_TIMEOUT, ping(client)).await {
+        Some(connector) => match tokio::time::timeout(CHECK_TIMEOUT, ping(connector)).await {
             Ok(Ok(())) => "ok".to_owned(),
-            Ok(Err(_)) => "unreachable".to_owned(),
+            Ok(Err(problem)) => problem,
             Err(_) => "timed out".to_owned(),
         },
     };
@@ -111,9 +113,35 @@ async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-async fn ping(client: &redis::Client) -> redis::RedisResult<()> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    redis::cmd("PING").query_async::<String>(&mut conn).await?;
+/// The pool failed: a fresh connection says why (a rejected certificate
+/// rather than just a timeout). "timed out" when that hangs too.
+async fn diagnose_postgres(state: &ApiState) -> String {
+    let Some(options) = &state.inner.database else {
+        return "unreachable".to_owned();
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, crate::store::diagnose(options)).await {
+        // The pool failed but a new connection works: it was busy.
+        Ok(reason) if reason == "ok" => "timed out".to_owned(),
+        Ok(reason) => reason,
+        Err(_) => "timed out".to_owned(),
+    }
+}
+
+/// PING in the configured mode; a TLS failure is named, anything else is
+/// "unreachable".
+async fn ping(connector: &crate::queue::Connector) -> Result<(), String> {
+    let mut conn = connector.connect().await.map_err(|e| {
+        let text = format!("{e:#}");
+        if text.contains("TLS to Redis failed") {
+            text
+        } else {
+            "unreachable".to_owned()
+        }
+    })?;
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map_err(|_| "unreachable".to_owned())?;
     Ok(())
 }
 

@@ -33,7 +33,9 @@ use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
+pub use accounts::{ForcedRefresh, forced_refresh};
 pub use error::ApiError;
+pub use params::{decode_list_cursor, encode_list_cursor};
 
 use crate::config::Settings;
 use crate::engine::Engine;
@@ -47,7 +49,10 @@ pub struct ApiState {
 struct Inner {
     engine: Engine,
     pool: PgPool,
-    redis: Option<redis::Client>,
+    redis: Option<crate::queue::Connector>,
+    /// For `/readyz` to say why PostgreSQL is unreachable (a fresh connection
+    /// shows a TLS failure the pool only reports as a timeout).
+    database: Option<sqlx::postgres::PgConnectOptions>,
     keys: Vec<SecretString>,
     force_refresh_min_interval: Duration,
     openapi: String,
@@ -56,7 +61,8 @@ struct Inner {
 
 impl ApiState {
     pub fn new(settings: &Settings, engine: Engine) -> anyhow::Result<Self> {
-        let redis = crate::queue::client(settings).ok();
+        let redis = crate::queue::Connector::new(&settings.redis).ok();
+        let database = crate::store::connect_options(&settings.database, None).ok();
         let keys = settings
             .api
             .keys
@@ -74,6 +80,7 @@ impl ApiState {
                 pool: engine.pool().clone(),
                 engine,
                 redis,
+                database,
                 keys,
                 force_refresh_min_interval: settings.api.force_refresh_min_interval,
                 openapi: serde_json::to_string(&openapi)
@@ -413,7 +420,7 @@ pub async fn catch_panic(request: Request, next: Next) -> Response {
 /// A request id (the caller's `x-request-id`, or a new one) on the span of
 /// every log line of the request and on the response; one log line and one
 /// counter per request, labelled by route template, never by path.
-async fn observe(request: Request, next: Next) -> Response {
+pub async fn observe(request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -441,22 +448,30 @@ async fn observe(request: Request, next: Next) -> Response {
 
 /// Serves until `stop`, then lets requests in flight finish. Without the
 /// `api` role (`with_v1` false) a process still serves its probes and
-/// metrics, so every replica can be probed and scraped alike.
+/// metrics, so every replica can be probed and scraped alike. `beside` is
+/// served on the same listener next to `/v1` (the operator console): with
+/// its own layers, outside the API's JSON error handling, and never in the
+/// OpenAPI document.
 pub async fn serve(
     settings: &Settings,
     state: ApiState,
     with_v1: bool,
+    beside: Option<Router>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     crate::metrics::install();
     let listen: SocketAddr = settings.api.listen.parse().context("api.listen")?;
     let separate_metrics = !settings.api.metrics_listen.is_empty();
     let app = if with_v1 {
-        router(
+        let app = router(
             state.clone(),
             settings.api.max_body_bytes,
             !separate_metrics,
-        )
+        );
+        match beside {
+            Some(beside) => app.merge(beside),
+            None => app,
+        }
     } else {
         metrics_router(state.clone())
     };

@@ -14,6 +14,7 @@
 mod api;
 mod checks;
 mod circuit;
+mod console;
 mod crypto;
 mod database;
 mod engine;
@@ -29,6 +30,7 @@ mod secrets;
 mod shutdown;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod webhooks;
 mod worker;
 
@@ -39,8 +41,9 @@ use serde::{Deserialize, Serialize};
 pub use self::api::ApiSettings;
 pub use self::checks::MAX_DURATION;
 pub use self::circuit::CircuitSettings;
+pub use self::console::{ConsoleSettings, OperatorKey, operator_keys};
 pub use self::crypto::CryptoSettings;
-pub use self::database::DatabaseSettings;
+pub use self::database::{DatabaseSettings, SSL_MODES};
 pub use self::engine::EngineSettings;
 pub use self::error::ConfigError;
 pub use self::http::HttpSettings;
@@ -48,7 +51,7 @@ pub use self::load::{DEFAULT_TOML, Defaults, ENV_PREFIX};
 pub use self::log::{LogFormat, LogSettings};
 pub use self::metrics::MetricsSettings;
 pub use self::providers::{ClientAuth, Flow, ProviderSettings, ProvidersSettings, RefreshMode};
-pub use self::redis::RedisSettings;
+pub use self::redis::{APALIS_QUEUES_KEY, RedisMode, RedisSettings};
 pub use self::scheduler::SchedulerSettings;
 pub use self::secrets::api_keys;
 pub use self::shutdown::ShutdownSettings;
@@ -70,6 +73,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
     pub api: ApiSettings,
+    pub console: ConsoleSettings,
     pub metrics: MetricsSettings,
     pub webhooks: WebhookSettings,
     pub providers: ProvidersSettings,
@@ -99,6 +103,7 @@ impl Settings {
         self.shutdown.validate()?;
         self.log.validate()?;
         self.api.validate()?;
+        self.console.validate()?;
         self.metrics.validate()?;
         self.webhooks.validate()?;
         self.providers.validate()?;
@@ -139,6 +144,12 @@ impl Settings {
 
     /// Settings that are valid but worth an operator's attention.
     pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.database.warnings();
+        warnings.extend(self.provider_warnings());
+        warnings
+    }
+
+    fn provider_warnings(&self) -> Vec<String> {
         Provider::ALL
             .iter()
             .filter(|p| self.providers.get(**p).app_in_testing)

@@ -11,14 +11,23 @@ use super::{ConfigError, Settings};
 use crate::domain::Provider;
 
 impl Settings {
-    /// Every secret that can come inline or from a `_file`, by key.
+    /// Every key that can come inline or from a `_file` (secrets and
+    /// certificates).
     fn secret_keys() -> Vec<String> {
         let mut keys: Vec<String> = [
             "database.url",
             "crypto.keys",
             "redis.url",
             "api.keys",
+            "console.operator_keys",
             "webhooks.secret",
+            "database.ssl_client_key",
+            "redis.tls_client_key",
+            // Not secret, but given inline or as a file the same way.
+            "database.ssl_root_cert",
+            "database.ssl_client_cert",
+            "redis.tls_ca_cert",
+            "redis.tls_client_cert",
         ]
         .map(str::to_owned)
         .to_vec();
@@ -75,6 +84,41 @@ impl Settings {
         resolve_secret_file("redis.url", &mut self.redis.url, &self.redis.url_file)?;
         resolve_secret_file("api.keys", &mut self.api.keys, &self.api.keys_file)?;
         resolve_secret_file(
+            "console.operator_keys",
+            &mut self.console.operator_keys,
+            &self.console.operator_keys_file,
+        )?;
+        resolve_secret_file(
+            "database.ssl_client_key",
+            &mut self.database.ssl_client_key,
+            &self.database.ssl_client_key_file,
+        )?;
+        resolve_secret_file(
+            "redis.tls_client_key",
+            &mut self.redis.tls_client_key,
+            &self.redis.tls_client_key_file,
+        )?;
+        resolve_text_file(
+            "database.ssl_root_cert",
+            &mut self.database.ssl_root_cert,
+            &self.database.ssl_root_cert_file,
+        )?;
+        resolve_text_file(
+            "database.ssl_client_cert",
+            &mut self.database.ssl_client_cert,
+            &self.database.ssl_client_cert_file,
+        )?;
+        resolve_text_file(
+            "redis.tls_ca_cert",
+            &mut self.redis.tls_ca_cert,
+            &self.redis.tls_ca_cert_file,
+        )?;
+        resolve_text_file(
+            "redis.tls_client_cert",
+            &mut self.redis.tls_client_cert,
+            &self.redis.tls_client_cert_file,
+        )?;
+        resolve_secret_file(
             "webhooks.secret",
             &mut self.webhooks.secret,
             &self.webhooks.secret_file,
@@ -99,6 +143,20 @@ pub fn api_keys(keys: &SecretString) -> Vec<&str> {
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .collect()
+}
+
+/// Fills a plain value (a certificate) from its `_file` the same way.
+fn resolve_text_file(
+    key: &str,
+    value: &mut Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    let mut read = None;
+    resolve_secret_file(key, &mut read, file)?;
+    if let Some(read) = read {
+        *value = Some(read.expose_secret().to_owned());
+    }
+    Ok(())
 }
 
 /// Fills `secret` from `file` when the `_file` variant is set; both at once is

@@ -46,6 +46,69 @@ pub async fn publish_gauges(gates: Arc<ProviderGates>, stop: CancellationToken) 
     }
 }
 
+/// Every few seconds until `stop`: applies operators' resume requests made
+/// since this process started, then reports every platform's breaker to
+/// PostgreSQL under `instance`, where the console reads it.
+pub async fn share_state(
+    gates: Arc<ProviderGates>,
+    pool: sqlx::PgPool,
+    instance: String,
+    stop: CancellationToken,
+) {
+    let mut seen = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = share_once(&gates, &pool, &instance, &mut seen).await {
+            tracing::warn!(error = %e, "circuit-breaker state not shared");
+        }
+    }
+}
+
+/// One round of [`share_state`]; `seen` is the newest resume request
+/// applied (None before the first round).
+pub async fn share_once(
+    gates: &ProviderGates,
+    pool: &sqlx::PgPool,
+    instance: &str,
+    seen: &mut Option<i64>,
+) -> Result<(), sqlx::Error> {
+    use crate::store::gate_states;
+    match *seen {
+        None => *seen = Some(gate_states::latest_resume_id(pool).await?),
+        Some(after) => {
+            for request in gate_states::resumes_after(pool, after).await? {
+                *seen = Some(request.id);
+                if let Ok(provider) = request.provider.parse::<Provider>() {
+                    gates.resume(provider);
+                    tracing::info!(%provider, operator_key_id = %request.operator_key_id, "provider resumed by an operator");
+                }
+            }
+        }
+    }
+    let now = chrono::Utc::now();
+    let reports: Vec<gate_states::GateReport> = Provider::ALL
+        .iter()
+        .map(|p| {
+            let snapshot = gates.snapshot(*p);
+            gate_states::GateReport {
+                provider: p.as_str(),
+                paused_until: snapshot
+                    .paused_for
+                    .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+                    .map(|d| now + d),
+                pause_reason: snapshot.reason,
+                config_error: snapshot.config_error,
+            }
+        })
+        .collect();
+    gate_states::report(pool, instance, &reports).await
+}
+
 pub struct ProviderGates {
     gates: HashMap<Provider, Gate>,
     circuit: CircuitSettings,
@@ -82,6 +145,17 @@ struct GateState {
     probe_started: Option<Instant>,
     /// The provider is paused on app-level evidence (cleared by a success).
     config_error: bool,
+    /// Why the latest pause began, for operators.
+    pause_reason: Option<String>,
+}
+
+/// One platform's breaker as an operator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateSnapshot {
+    /// How much longer the pause lasts; None when not paused.
+    pub paused_for: Option<Duration>,
+    pub reason: Option<String>,
+    pub config_error: bool,
 }
 
 pub enum Admission {
@@ -141,6 +215,7 @@ impl ProviderGates {
                         paused_until: None,
                         probe_started: None,
                         config_error: false,
+                        pause_reason: None,
                     }),
                 };
                 (*p, gate)
@@ -248,6 +323,11 @@ impl ProviderGates {
         let was_probe = state.probe_started.take().is_some();
         if was_probe {
             state.paused_until = failed.then(|| later(now, circuit.cooldown));
+            if failed {
+                state.pause_reason = Some(format!(
+                    "the probe call after a pause failed ({outcome}); paused again"
+                ));
+            }
             state.recent.clear();
         }
         match outcome {
@@ -271,6 +351,10 @@ impl ProviderGates {
                 if accounts >= circuit.app_error_accounts || (was_probe && state.config_error) {
                     state.config_error = true;
                     state.paused_until = Some(later(now, circuit.cooldown));
+                    state.pause_reason = Some(format!(
+                        "app-level answers (such as invalid_client) from {accounts} accounts: \
+                         check the platform's client configuration"
+                    ));
                     drop(state);
                     tracing::error!(%provider, accounts, "provider paused: app-level answers from several accounts (check its client configuration)");
                     return;
@@ -282,6 +366,8 @@ impl ProviderGates {
             Outcome::RateLimited => {
                 let until = later(now, retry_after.unwrap_or(circuit.cooldown));
                 state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
+                state.pause_reason =
+                    Some("the platform's rate limit: waiting for its reset".to_owned());
             }
             _ => {}
         }
@@ -302,6 +388,9 @@ impl ProviderGates {
             && state.paused_until.is_none_or(|u| u <= now)
         {
             state.paused_until = Some(later(now, circuit.cooldown));
+            state.pause_reason = Some(format!(
+                "{failures} of the latest {accounts} accounts' refreshes failed (failure ratio over circuit.failure_ratio)"
+            ));
             state.recent.clear();
             drop(state);
             tracing::warn!(%provider, failures, accounts, "provider paused: failure ratio over threshold");
@@ -311,6 +400,32 @@ impl ProviderGates {
     /// Whether the provider is paused on app-level evidence.
     pub fn has_config_error(&self, provider: Provider) -> bool {
         self.gates[&provider].lock().config_error
+    }
+
+    /// The breaker as an operator sees it.
+    pub fn snapshot(&self, provider: Provider) -> GateSnapshot {
+        let state = self.gates[&provider].lock();
+        let paused_for = state
+            .paused_until
+            .and_then(|u| u.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero());
+        GateSnapshot {
+            paused_for,
+            reason: state.pause_reason.clone().filter(|_| paused_for.is_some()),
+            config_error: state.config_error,
+        }
+    }
+
+    /// An operator's resume: the pause ends now and the evidence behind it
+    /// is forgotten, so the next calls run as after a fresh start.
+    pub fn resume(&self, provider: Provider) {
+        let mut state = self.gates[&provider].lock();
+        state.paused_until = None;
+        state.probe_started = None;
+        state.recent.clear();
+        state.app_errors.clear();
+        state.config_error = false;
+        state.pause_reason = None;
     }
 
     /// Whether the provider is paused now (for metrics and logs).

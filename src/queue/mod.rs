@@ -3,15 +3,14 @@
 //! Redis costs a delay (its claim times out and is claimed again), and a
 //! duplicate job does nothing (its claim no longer matches).
 
+pub mod connection;
 pub mod worker;
 
 use std::time::Duration;
 
-use anyhow::Context;
 use apalis::prelude::TaskSink;
 use apalis_redis::{Config as QueueConfig, RedisStorage};
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -41,23 +40,18 @@ impl From<Claimed> for RefreshJob {
     }
 }
 
-pub type JobStorage = RedisStorage<RefreshJob>;
+pub type JobStorage = RedisStorage<RefreshJob, QueueConnection>;
 
-/// Connects to Redis with our own connection manager (5 s response timeout
-/// by default instead of the driver's 500 ms) and applies the settings that
+pub use connection::{Connector, QueueConnection};
+
+/// Connects to Redis in the configured mode (our own connection settings: 5 s
+/// response timeout by default instead of the driver's 500 ms) and applies
+/// the settings that
 /// DEPENDENCIES.md found necessary: an explicit queue name, no per-task list
 /// scan (`lock_tasks(false)`), and a short heartbeat so a dead worker's jobs
 /// move on within seconds.
 pub async fn connect(settings: &Settings, queue: &str) -> anyhow::Result<JobStorage> {
-    let client = client(settings)?;
-    let manager_config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(settings.redis.response_timeout))
-        .set_connection_timeout(Some(settings.redis.response_timeout))
-        .set_number_of_retries(2);
-    let conn = client
-        .get_connection_manager_with_config(manager_config)
-        .await
-        .context("cannot connect to Redis (redis.url)")?;
+    let conn = Connector::new(&settings.redis)?.connect().await?;
     let config = QueueConfig::default()
         .queue(queue)
         .lock_tasks(false)
@@ -70,18 +64,6 @@ pub async fn connect(settings: &Settings, queue: &str) -> anyhow::Result<JobStor
         // without them no ack is sent and jobs are re-run.)
         .emit_events(false);
     Ok(RedisStorage::new(conn).with_config(config))
-}
-
-/// A client for the configured Redis; the URL may carry a password, so the
-/// error does not repeat it.
-pub(crate) fn client(settings: &Settings) -> anyhow::Result<redis::Client> {
-    let url = settings
-        .redis
-        .url
-        .as_ref()
-        .context("redis.url is not set")?;
-    redis::Client::open(url.expose_secret())
-        .map_err(|_| anyhow::anyhow!("redis.url is not a valid Redis URL"))
 }
 
 /// Pushes jobs in one round of commands.
@@ -100,8 +82,7 @@ pub const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Deletes every key of a queue (demo and test queues are per run).
 pub async fn purge(settings: &Settings, queue: &str) -> anyhow::Result<u64> {
-    let client = client(settings)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = Connector::new(&settings.redis)?.connect().await?;
     let pattern = format!("{}*", redis_glob_escape(queue));
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(&pattern)

@@ -36,7 +36,9 @@ impl JobContext {
             Admission::Go(permit) => permit,
             Admission::Paused { retry_in } => {
                 let until = Utc::now() + delta(retry_in);
-                if let Err(e) = scheduling::postpone(&self.pool, job.claim_id, until).await {
+                if let Err(e) =
+                    scheduling::postpone(&self.pool, &job.account_id, job.claim_id, until).await
+                {
                     tracing::warn!(account_id = %job.account_id, error = %e, "could not postpone; the claim will time out instead");
                 }
                 return;

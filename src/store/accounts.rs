@@ -11,8 +11,18 @@ use crate::policy::RefreshPolicy;
 use crate::providers::{DpopKey, needs_dpop_key};
 use crate::store::events;
 
-/// One row of `social_accounts`. Ciphertexts are opaque bytes here; the
-/// engine decrypts them only for the duration of a provider call.
+/// The columns of an account row beyond `social_accounts a`: its schedule,
+/// kept in `account_schedule s` (migration 0009).
+macro_rules! schedule_columns {
+    () => {
+        "s.next_attempt_at, s.claim_id, s.claimed_at, s.claimed_by"
+    };
+}
+pub(crate) use schedule_columns;
+
+/// One account: its row of `social_accounts` with its schedule. Ciphertexts
+/// are opaque bytes here; the engine decrypts them only for the duration of
+/// a provider call.
 #[derive(Debug, Clone, FromRow)]
 pub struct AccountRow {
     #[sqlx(try_from = "String")]
@@ -43,6 +53,8 @@ pub struct AccountRow {
     pub last_refresh_error: Option<String>,
     pub last_refresh_error_status: Option<i32>,
     pub consecutive_failures: i32,
+    /// The scheduler's plan: None when nothing is planned or the account is
+    /// not ACTIVE.
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub access_token_ciphertext: Option<Vec<u8>>,
     pub refresh_token_ciphertext: Option<Vec<u8>>,
@@ -188,14 +200,15 @@ async fn register_once(
             .map(|l| new.token_issued_at + crate::policy::delta(l))
     });
 
-    let account: AccountRow = sqlx::query_as(
-        "INSERT INTO social_accounts (
+    let account: AccountRow = sqlx::query_as(concat!(
+        "WITH a AS (
+         INSERT INTO social_accounts (
              id, workspace_id, provider, external_id, handle, display_name, avatar_url,
              status, connection_type, granted_scopes, meta, default_board_id,
-             token_issued_at, token_expires_at, refresh_token_expires_at, next_attempt_at,
+             token_issued_at, token_expires_at, refresh_token_expires_at,
              access_token_ciphertext, refresh_token_ciphertext, credentials_key_id, missing_scopes,
              dpop_key_ciphertext)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ACTIVE', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ACTIVE', $8, $9, $10, $11, $12, $13, $14, $16, $17, $18, $19, $20)
          ON CONFLICT (id) DO UPDATE SET
              handle = EXCLUDED.handle,
              display_name = EXCLUDED.display_name,
@@ -211,7 +224,6 @@ async fn register_once(
              token_issued_at = EXCLUDED.token_issued_at,
              token_expires_at = EXCLUDED.token_expires_at,
              refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
-             next_attempt_at = EXCLUDED.next_attempt_at,
              last_refresh_error = NULL,
              last_refresh_error_status = NULL,
              consecutive_failures = 0,
@@ -225,10 +237,19 @@ async fn register_once(
              account_inactive_reason = NULL,
              account_inactive_since = NULL,
              unrecognised_answer = false,
-             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
-         RETURNING *",
-    )
+         RETURNING *),
+         s AS (
+         INSERT INTO account_schedule (account_id, next_attempt_at)
+         SELECT id, $15 FROM a
+         ON CONFLICT (account_id) DO UPDATE SET
+             next_attempt_at = EXCLUDED.next_attempt_at,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL
+         RETURNING *)
+         SELECT a.*, ",
+        schedule_columns!(),
+        " FROM a JOIN s ON s.account_id = a.id"
+    ))
     .bind(id.as_str())
     .bind(&new.workspace_id)
     .bind(new.provider.as_str())
@@ -287,12 +308,16 @@ pub async fn update_scopes(
     policy: &RefreshPolicy,
     granted: &[String],
 ) -> Result<Option<AccountRow>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE social_accounts
-         SET granted_scopes = $2, missing_scopes = $3, updated_at = now()
-         WHERE id = $1
-         RETURNING *",
-    )
+    sqlx::query_as(concat!(
+        "WITH a AS (
+             UPDATE social_accounts
+             SET granted_scopes = $2, missing_scopes = $3, updated_at = now()
+             WHERE id = $1
+             RETURNING *)
+         SELECT a.*, ",
+        schedule_columns!(),
+        " FROM a LEFT JOIN account_schedule s ON s.account_id = a.id"
+    ))
     .bind(id.as_str())
     .bind(granted)
     .bind(crate::scopes::missing(&policy.publish_scopes, granted))
@@ -301,10 +326,15 @@ pub async fn update_scopes(
 }
 
 pub async fn get(pool: &PgPool, id: &AccountId) -> Result<Option<AccountRow>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM social_accounts WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(concat!(
+        "SELECT a.*, ",
+        schedule_columns!(),
+        " FROM social_accounts a LEFT JOIN account_schedule s ON s.account_id = a.id
+         WHERE a.id = $1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await
 }
 
 #[derive(Debug, Default, Clone)]
@@ -319,6 +349,67 @@ pub struct ListFilter {
     /// Keyset position: rows strictly after this one in listing order.
     pub after: Option<ListCursor>,
     pub limit: i64,
+    /// The console's search: part of the handle or display name (any
+    /// case), or exactly the external id, the workspace id or the id.
+    pub search: Option<String>,
+    /// Only accounts of this health (see [`HEALTH_SQL`]).
+    pub health: Option<HealthFilter>,
+    /// Only ACTIVE accounts whose refreshes fail now (failures counted, an
+    /// expired access token, or an answer not recognised).
+    pub failing: bool,
+}
+
+/// An account's health word in SQL, the same rules as the API's view of an
+/// account: `disconnected`, `revoked`, `expired`, `inactive` (the platform
+/// reports the account itself inactive), `degraded` (failures, or an
+/// expired access token), `healthy`.
+pub const HEALTH_SQL: &str = "CASE
+        WHEN status = 'DISCONNECTED' THEN 'disconnected'
+        WHEN status = 'REVOKED' THEN 'revoked'
+        WHEN status = 'TOKEN_EXPIRED' THEN 'expired'
+        WHEN account_inactive_reason IS NOT NULL THEN 'inactive'
+        WHEN token_expires_at <= now() OR consecutive_failures > 0 THEN 'degraded'
+        ELSE 'healthy' END";
+
+/// What the console filters accounts by: a health word, or lacking
+/// publish scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthFilter {
+    Healthy,
+    Degraded,
+    Inactive,
+    Expired,
+    Revoked,
+    Disconnected,
+    MissingScopes,
+}
+
+impl HealthFilter {
+    pub const ALL: [HealthFilter; 7] = [
+        HealthFilter::Healthy,
+        HealthFilter::Degraded,
+        HealthFilter::Inactive,
+        HealthFilter::Expired,
+        HealthFilter::Revoked,
+        HealthFilter::Disconnected,
+        HealthFilter::MissingScopes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthFilter::Healthy => "healthy",
+            HealthFilter::Degraded => "degraded",
+            HealthFilter::Inactive => "inactive",
+            HealthFilter::Expired => "expired",
+            HealthFilter::Revoked => "revoked",
+            HealthFilter::Disconnected => "disconnected",
+            HealthFilter::MissingScopes => "missing_scopes",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.as_str() == text)
+    }
 }
 
 /// A position in the listing order (newest connected first, then id).
@@ -340,32 +431,100 @@ impl ListCursor {
 /// Newest connected first, keyset-paginated so that inserts between pages
 /// neither repeat nor skip rows already in the listing.
 pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<AccountRow>, sqlx::Error> {
-    let pattern = filter.query.as_deref().map(|q| {
-        let escaped = q
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("%{escaped}%")
-    });
-    sqlx::query_as(
-        "SELECT * FROM social_accounts
+    let pattern = filter.query.as_deref().map(like_pattern);
+    let search_pattern = filter.search.as_deref().map(like_pattern);
+    // A health filter names its own statuses, as a status filter does.
+    let include_disconnected =
+        filter.include_disconnected || filter.health == Some(HealthFilter::Disconnected);
+    let sql = format!(concat!(
+        "SELECT a.*, ",
+        schedule_columns!(),
+        " FROM social_accounts a LEFT JOIN account_schedule s ON s.account_id = a.id
          WHERE ($1::text IS NULL OR status = $1)
            AND ($2::text IS NULL OR provider = $2)
            AND ($3::text IS NULL OR workspace_id = $3)
            AND ($4::text IS NULL OR handle ILIKE $4 OR display_name ILIKE $4)
            AND ($5 OR $1::text IS NOT NULL OR status <> 'DISCONNECTED')
            AND ($6::timestamptz IS NULL OR (connected_at, id) < ($6, $7))
+           AND ($9::text IS NULL OR handle ILIKE $10 OR display_name ILIKE $10
+                OR external_id = $9 OR workspace_id = $9 OR id = $9)
+           AND ($11::text IS NULL
+                OR ($11 = 'missing_scopes' AND status = 'ACTIVE' AND cardinality(missing_scopes) > 0)
+                OR {HEALTH_SQL} = $11)
+           AND (NOT $12 OR (status = 'ACTIVE' AND (consecutive_failures > 0
+                OR token_expires_at <= now() OR unrecognised_answer)))
          ORDER BY connected_at DESC, id DESC
-         LIMIT $8",
-    )
-    .bind(filter.status.map(|s| s.as_str()))
-    .bind(filter.provider.map(|p| p.as_str()))
-    .bind(&filter.workspace_id)
-    .bind(pattern)
-    .bind(filter.include_disconnected)
-    .bind(filter.after.as_ref().map(|c| c.connected_at))
-    .bind(filter.after.as_ref().map(|c| c.id.as_str()))
-    .bind(filter.limit)
+         LIMIT $8"
+        ),
+        HEALTH_SQL = HEALTH_SQL
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.provider.map(|p| p.as_str()))
+        .bind(&filter.workspace_id)
+        .bind(pattern)
+        .bind(include_disconnected)
+        .bind(filter.after.as_ref().map(|c| c.connected_at))
+        .bind(filter.after.as_ref().map(|c| c.id.as_str()))
+        .bind(filter.limit)
+        .bind(filter.search.as_deref())
+        .bind(search_pattern)
+        .bind(filter.health.map(HealthFilter::as_str))
+        .bind(filter.failing)
+        .fetch_all(pool)
+        .await
+}
+
+/// `text` as an ILIKE pattern matching it anywhere, its wildcards escaped.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// ACTIVE accounts whose access token expires within `within` (not yet
+/// refreshed: a refresh moves the expiry), soonest first.
+pub async fn expiring_within(
+    pool: &PgPool,
+    within: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<AccountRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT a.*, ",
+        schedule_columns!(),
+        " FROM social_accounts a LEFT JOIN account_schedule s ON s.account_id = a.id
+         WHERE status = 'ACTIVE' AND token_expires_at > now() AND token_expires_at <= now() + $1
+         ORDER BY token_expires_at LIMIT $2"
+    ))
+    .bind(within)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// ACTIVE accounts whose refresh token ends within `within`, or whose
+/// access token does and that hold no refresh token: the candidates for a
+/// reconnect deadline (the view decides, knowing each platform's flow),
+/// soonest first.
+pub async fn reconnect_candidates(
+    pool: &PgPool,
+    within: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<AccountRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT a.*, ",
+        schedule_columns!(),
+        " FROM social_accounts a LEFT JOIN account_schedule s ON s.account_id = a.id
+         WHERE status = 'ACTIVE'
+           AND ((refresh_token_expires_at > now() AND refresh_token_expires_at <= now() + $1)
+                OR (refresh_token_expires_at IS NULL AND refresh_token_ciphertext IS NULL
+                    AND token_expires_at > now() AND token_expires_at <= now() + $1))
+         ORDER BY COALESCE(refresh_token_expires_at, token_expires_at) LIMIT $2"
+    ))
+    .bind(within)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }
@@ -391,18 +550,25 @@ pub async fn disconnect(
     let from: AccountStatus = status
         .parse()
         .map_err(|e: crate::domain::UnknownVariant| sqlx::Error::Decode(e.into()))?;
-    let account: AccountRow = sqlx::query_as(
-        "UPDATE social_accounts SET
-             status = 'DISCONNECTED', status_reason = $2,
-             access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
-             credentials_key_id = NULL,
-             credentials_version = credentials_version + 1,
-             next_attempt_at = NULL,
-             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
-             updated_at = now()
-         WHERE id = $1
-         RETURNING *",
-    )
+    let account: AccountRow = sqlx::query_as(concat!(
+        "WITH a AS (
+             UPDATE social_accounts SET
+                 status = 'DISCONNECTED', status_reason = $2,
+                 access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
+                 credentials_key_id = NULL,
+                 credentials_version = credentials_version + 1,
+                 updated_at = now()
+             WHERE id = $1
+             RETURNING *),
+         s AS (
+             UPDATE account_schedule SET
+                 next_attempt_at = NULL, claim_id = NULL, claimed_at = NULL, claimed_by = NULL
+             WHERE account_id = $1
+             RETURNING *)
+         SELECT a.*, ",
+        schedule_columns!(),
+        " FROM a LEFT JOIN s ON s.account_id = a.id"
+    ))
     .bind(id.as_str())
     .bind(reason)
     .fetch_one(&mut *tx)
@@ -426,8 +592,8 @@ pub async fn due_ids(
     limit: i64,
 ) -> Result<Vec<AccountId>, sqlx::Error> {
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM social_accounts
-         WHERE status = 'ACTIVE' AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1
+        "SELECT account_id FROM account_schedule
+         WHERE next_attempt_at <= $1
          ORDER BY next_attempt_at
          LIMIT $2",
     )

@@ -144,3 +144,65 @@ pub async fn last_forced(
     .fetch_optional(pool)
     .await
 }
+
+/// Attempts that finished since `since`, by minute and outcome (skips left
+/// out: they reached no platform).
+pub async fn per_minute(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT date_trunc('minute', finished_at) AS minute, outcome, count(*)
+         FROM refresh_attempts WHERE finished_at >= $1 AND outcome <> 'skipped'
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+}
+
+/// One class of a provider's answers: an outcome with its HTTP status and
+/// platform error code.
+#[derive(Debug, Clone, FromRow)]
+pub struct ErrorClass {
+    pub outcome: String,
+    pub http_status: Option<i32>,
+    pub provider_error_code: Option<String>,
+    pub attempts: i64,
+    pub accounts: i64,
+    pub last_at: DateTime<Utc>,
+}
+
+/// The provider's failed attempts since `since`, by class, most frequent
+/// first.
+pub async fn error_classes(
+    pool: &PgPool,
+    provider: Provider,
+    since: DateTime<Utc>,
+) -> Result<Vec<ErrorClass>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT outcome, http_status, provider_error_code, count(*) AS attempts,
+                count(DISTINCT account_id) AS accounts, max(finished_at) AS last_at
+         FROM refresh_attempts
+         WHERE finished_at >= $1 AND provider = $2
+           AND outcome NOT IN ('refreshed', 'healthy', 'skipped')
+         GROUP BY 1, 2, 3 ORDER BY attempts DESC, outcome LIMIT 50",
+    )
+    .bind(since)
+    .bind(provider.as_str())
+    .fetch_all(pool)
+    .await
+}
+
+/// One attempt of an account, by id.
+pub async fn get(
+    pool: &PgPool,
+    account: &AccountId,
+    id: i64,
+) -> Result<Option<AttemptRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM refresh_attempts WHERE account_id = $1 AND id = $2")
+        .bind(account.as_str())
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}

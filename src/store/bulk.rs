@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::domain::{AccountId, AccountStatus, ConnectionType, Provider};
-use crate::store::accounts::AccountRow;
+use crate::store::accounts::{AccountRow, schedule_columns};
 
 /// The natural key of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,16 +75,19 @@ pub async fn lock_existing(
     let externals: Vec<&str> = identities.iter().map(|i| i.external_id.as_str()).collect();
     // Two lookups joined by UNION rather than one OR, so that each uses
     // its index (the identity constraint, the primary key).
-    sqlx::query_as(
-        "SELECT * FROM social_accounts WHERE id IN (
-             SELECT a.id FROM social_accounts a
-             JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(w, p, e)
-               ON a.workspace_id = k.w AND a.provider = k.p AND a.external_id = k.e
-             UNION
-             SELECT id FROM social_accounts WHERE id = ANY($4::text[]))
-         ORDER BY id
-         FOR UPDATE",
-    )
+    sqlx::query_as(concat!(
+        "SELECT a.*, ",
+        schedule_columns!(),
+        " FROM social_accounts a LEFT JOIN account_schedule s ON s.account_id = a.id
+             WHERE a.id IN (
+                 SELECT a.id FROM social_accounts a
+                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(w, p, e)
+                   ON a.workspace_id = k.w AND a.provider = k.p AND a.external_id = k.e
+                 UNION
+                 SELECT id FROM social_accounts WHERE id = ANY($4::text[]))
+             ORDER BY a.id
+             FOR UPDATE OF a"
+    ))
     .bind(&workspaces)
     .bind(&providers)
     .bind(&externals)
@@ -161,19 +164,22 @@ pub async fn upsert(
         .collect();
     let inactive_since: Vec<_> = histories.iter().map(|h| h.account_inactive_since).collect();
 
+    // The schedule rows follow in the same statement: a plan only for an
+    // ACTIVE account, any claim cleared (see migration 0009).
     sqlx::query(
-        "INSERT INTO social_accounts (
+        "WITH a AS (
+         INSERT INTO social_accounts (
              id, workspace_id, provider, external_id, handle, display_name, avatar_url,
              status, status_reason, connection_type, granted_scopes, missing_scopes, meta,
              default_board_id, token_issued_at, token_expires_at, refresh_token_expires_at,
-             next_attempt_at, access_token_ciphertext, refresh_token_ciphertext,
+             access_token_ciphertext, refresh_token_ciphertext,
              credentials_key_id, dpop_key_ciphertext, connected_at, last_refreshed_at,
              last_refresh_attempt_at, last_refresh_error, last_refresh_error_status,
              consecutive_failures, account_inactive_reason, account_inactive_since)
          SELECT id, w, p, e, handle, name, avatar, status, reason, ctype,
                 ARRAY(SELECT jsonb_array_elements_text(granted::jsonb)),
                 ARRAY(SELECT jsonb_array_elements_text(missing::jsonb)),
-                meta, board, issued, expires, rexpires, next, access, refresh,
+                meta, board, issued, expires, rexpires, access, refresh,
                 CASE WHEN access IS NULL THEN NULL ELSE $30 END, dpop,
                 COALESCE(connected, now()), refreshed, attempted, error, error_status,
                 failures, inactive, inactive_since
@@ -203,7 +209,6 @@ pub async fn upsert(
              token_issued_at = EXCLUDED.token_issued_at,
              token_expires_at = EXCLUDED.token_expires_at,
              refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
-             next_attempt_at = EXCLUDED.next_attempt_at,
              last_refreshed_at = EXCLUDED.last_refreshed_at,
              last_refresh_attempt_at = EXCLUDED.last_refresh_attempt_at,
              last_refresh_error = EXCLUDED.last_refresh_error,
@@ -219,8 +224,14 @@ pub async fn upsert(
              account_inactive_reason = EXCLUDED.account_inactive_reason,
              account_inactive_since = EXCLUDED.account_inactive_since,
              unrecognised_answer = false,
-             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
-             updated_at = now()",
+             updated_at = now()
+         RETURNING id, status)
+         INSERT INTO account_schedule (account_id, next_attempt_at)
+         SELECT a.id, CASE WHEN a.status = 'ACTIVE' THEN n.next END
+         FROM a JOIN unnest($1::text[], $18::timestamptz[]) AS n(id, next) ON n.id = a.id
+         ON CONFLICT (account_id) DO UPDATE SET
+             next_attempt_at = EXCLUDED.next_attempt_at,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL",
     )
     .bind(&ids)
     .bind(&workspaces)
@@ -302,14 +313,16 @@ pub async fn page_after(
     provider: Option<Provider>,
     limit: i64,
 ) -> Result<Vec<AccountRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT * FROM social_accounts
+    sqlx::query_as(concat!(
+        "SELECT a.*, ",
+        schedule_columns!(),
+        " FROM social_accounts a LEFT JOIN account_schedule s ON s.account_id = a.id
          WHERE ($1::text IS NULL OR id > $1)
            AND ($2::text IS NULL OR workspace_id = $2)
            AND ($3::text IS NULL OR provider = $3)
          ORDER BY id
-         LIMIT $4",
-    )
+         LIMIT $4"
+    ))
     .bind(after)
     .bind(workspace_id)
     .bind(provider.map(|p| p.as_str()))
@@ -321,7 +334,7 @@ pub async fn page_after(
 /// Fresh planner statistics after a large write (autovacuum may be off,
 /// and the due-account scan's plan depends on them).
 pub async fn analyze(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query("ANALYZE social_accounts, account_events")
+    sqlx::query("ANALYZE social_accounts, account_schedule, account_events")
         .execute(pool)
         .await?;
     Ok(())

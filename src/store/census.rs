@@ -35,18 +35,19 @@ pub async fn collect_state(
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct StateRow {
-    provider: String,
-    status: String,
-    accounts: i64,
-    expiring_1h: i64,
-    expiring_24h: i64,
-    expiring_7d: i64,
-    expired: i64,
-    overdue: i64,
-    rt_expiring_7d: i64,
-    rt_expiring_30d: i64,
+/// Accounts of one provider and status, with the expiry counts among them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StateRow {
+    pub provider: String,
+    pub status: String,
+    pub accounts: i64,
+    pub expiring_1h: i64,
+    pub expiring_24h: i64,
+    pub expiring_7d: i64,
+    pub expired: i64,
+    pub overdue: i64,
+    pub rt_expiring_7d: i64,
+    pub rt_expiring_30d: i64,
 }
 
 /// One pass over the accounts; every provider × status series is written,
@@ -56,7 +57,25 @@ pub async fn compute_state(
     overdue_after: Duration,
     webhooks_enabled: bool,
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<StateRow> = sqlx::query_as(
+    let rows = state_rows(pool, overdue_after).await?;
+    let claims = claims(pool).await?;
+    let (outstanding, oldest) = (claims.outstanding, claims.oldest_age_seconds);
+    let undelivered = if webhooks_enabled {
+        Some(super::events::undelivered(pool).await?)
+    } else {
+        None
+    };
+    publish(&rows, outstanding, oldest, undelivered);
+    Ok(())
+}
+
+/// Accounts by provider and status, with how many expire soon (un-refreshed:
+/// a refresh moves the expiry) and how many are overdue.
+pub async fn state_rows(
+    pool: &PgPool,
+    overdue_after: Duration,
+) -> Result<Vec<StateRow>, sqlx::Error> {
+    sqlx::query_as(
         "SELECT provider, status, count(*) AS accounts,
             count(*) FILTER (WHERE status = 'ACTIVE' AND token_expires_at > now()
                              AND token_expires_at <= now() + interval '1 hour') AS expiring_1h,
@@ -70,23 +89,64 @@ pub async fn compute_state(
                              AND refresh_token_expires_at <= now() + interval '7 days') AS rt_expiring_7d,
             count(*) FILTER (WHERE status = 'ACTIVE' AND refresh_token_expires_at > now()
                              AND refresh_token_expires_at <= now() + interval '30 days') AS rt_expiring_30d
-         FROM social_accounts GROUP BY provider, status",
+         FROM social_accounts LEFT JOIN account_schedule ON account_id = id
+         GROUP BY provider, status",
     )
     .bind(overdue_after)
     .fetch_all(pool)
-    .await?;
-    let (outstanding, oldest): (i64, f64) = sqlx::query_as(
-        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(claimed_at))::float8, 0)
-         FROM social_accounts WHERE claim_id IS NOT NULL",
+    .await
+}
+
+/// The refresh queue as PostgreSQL sees it.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Claims {
+    /// Accounts claimed for a job that has not finished.
+    pub outstanding: i64,
+    /// Age of the oldest such claim; 0 with none.
+    pub oldest_age_seconds: f64,
+    /// ACTIVE accounts due now and not yet claimed.
+    pub due_unclaimed: i64,
+}
+
+pub async fn claims(pool: &PgPool) -> Result<Claims, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE claim_id IS NOT NULL) AS outstanding,
+                COALESCE(EXTRACT(EPOCH FROM now() - min(claimed_at) FILTER (WHERE claim_id IS NOT NULL))::float8, 0)
+                    AS oldest_age_seconds,
+                count(*) FILTER (WHERE claim_id IS NULL AND next_attempt_at <= now())
+                    AS due_unclaimed
+         FROM account_schedule JOIN social_accounts ON id = account_id",
     )
     .fetch_one(pool)
-    .await?;
-    let undelivered = if webhooks_enabled {
-        Some(super::events::undelivered(pool).await?)
-    } else {
-        None
-    };
+    .await
+}
 
+/// Accounts by provider and health word (see
+/// [`super::accounts::HEALTH_SQL`]), with how many of each lack publish
+/// scopes or gave an unrecognised answer last.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HealthRow {
+    pub provider: String,
+    pub health: String,
+    pub accounts: i64,
+    pub missing_scopes: i64,
+    pub unrecognised: i64,
+}
+
+pub async fn health_rows(pool: &PgPool) -> Result<Vec<HealthRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT provider, {health} AS health, count(*) AS accounts,
+                count(*) FILTER (WHERE status = 'ACTIVE' AND cardinality(missing_scopes) > 0) AS missing_scopes,
+                count(*) FILTER (WHERE unrecognised_answer) AS unrecognised
+         FROM social_accounts GROUP BY 1, 2 ORDER BY 1, 2",
+        health = super::accounts::HEALTH_SQL
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+}
+
+fn publish(rows: &[StateRow], outstanding: i64, oldest: f64, undelivered: Option<(i64, f64)>) {
     for provider in Provider::ALL {
         let mine = || rows.iter().filter(|r| r.provider == provider.as_str());
         let sum = |f: fn(&StateRow) -> i64| mine().map(f).sum::<i64>() as f64;
@@ -124,5 +184,4 @@ pub async fn compute_state(
     gauge!("tokenwarden_events_undelivered").set(count as f64);
     gauge!("tokenwarden_events_oldest_undelivered_age_seconds").set(age);
     gauge!("tokenwarden_state_computed_timestamp_seconds").set(Utc::now().timestamp() as f64);
-    Ok(())
 }

@@ -21,8 +21,11 @@ pub struct EventRow {
     pub seq: Option<i64>,
     pub delivery_attempts: i32,
     /// `status`, or a change of the account's own state with the status
-    /// unchanged (`account_inactive`, `account_active`).
+    /// unchanged (`account_inactive`, `account_active`), or an
+    /// `operator_action` taken in the console.
     pub kind: String,
+    /// For `operator_action`: the id of the operator key that acted.
+    pub operator_key_id: Option<String>,
 }
 
 /// Must run in the transaction that changed the status.
@@ -61,6 +64,44 @@ pub async fn insert_kind(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// What an operator did to an account (in `reason`), by which operator
+/// key: an event of kind `operator_action`, the status unchanged.
+pub async fn insert_operator_action(
+    pool: &sqlx::PgPool,
+    account: &AccountRow,
+    action: &str,
+    operator_key_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status,
+                                     reason, kind, operator_key_id)
+         VALUES ($1, $2, $3, $4, $5, $5, $6, 'operator_action', $7)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(account.id.as_str())
+    .bind(&account.workspace_id)
+    .bind(account.provider.as_str())
+    .bind(account.status.as_str())
+    .bind(action)
+    .bind(operator_key_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The account's newest events, newest first.
+pub async fn latest_for_account(
+    pool: &sqlx::PgPool,
+    account_id: &str,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM account_events WHERE account_id = $1 ORDER BY id DESC LIMIT $2")
+        .bind(account_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
 }
 
 pub async fn for_account(

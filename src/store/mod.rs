@@ -7,6 +7,7 @@ pub mod batch;
 pub mod bulk;
 pub mod census;
 pub mod events;
+pub mod gate_states;
 pub mod keys;
 pub mod refresh;
 pub mod scheduling;
@@ -36,6 +37,15 @@ pub fn connect_options(
     if let Some(schema) = schema {
         options = options.options([("search_path", schema)]);
     }
+    if let Some(pem) = &settings.ssl_root_cert {
+        options = options.ssl_root_cert_from_pem(pem.as_bytes().to_vec());
+    }
+    if let Some(pem) = &settings.ssl_client_cert {
+        options = options.ssl_client_cert_from_pem(pem.as_bytes());
+    }
+    if let Some(pem) = &settings.ssl_client_key {
+        options = options.ssl_client_key_from_pem(pem.expose_secret().as_bytes());
+    }
     Ok(options.log_statements(tracing::log::LevelFilter::Trace))
 }
 
@@ -48,6 +58,60 @@ pub async fn connect(
         .acquire_timeout(settings.acquire_timeout)
         .connect_with(connect_options(settings, schema)?)
         .await
+        .map_err(explain_tls)
+}
+
+/// A failed TLS handshake says what to check; the rustls reason (an unknown
+/// issuer, a name mismatch, an expired certificate) carries no secret.
+pub fn explain_tls(error: sqlx::Error) -> sqlx::Error {
+    match tls_reason(&error) {
+        Some(reason) => sqlx::Error::Configuration(
+            format!(
+                "TLS to PostgreSQL failed: {reason} (check database.ssl_root_cert and the sslmode in \
+                 database.url)"
+            )
+            .into(),
+        ),
+        None => error,
+    }
+}
+
+/// The TLS reason in a connection error: sqlx reports a rejected
+/// certificate during the handshake as an I/O error carrying rustls's
+/// message, and a bad local certificate as a TLS error.
+fn tls_reason(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Tls(reason) => Some(reason.to_string()),
+        sqlx::Error::Io(io) => {
+            let text = io.to_string();
+            let lowered = text.to_ascii_lowercase();
+            ["certificate", "handshake", "alert", "tls"]
+                .iter()
+                .any(|word| lowered.contains(word))
+                .then_some(text)
+        }
+        _ => None,
+    }
+}
+
+/// Why a fresh connection cannot be made right now, in words for `/readyz`:
+/// the pool alone only says it timed out.
+pub async fn diagnose(options: &PgConnectOptions) -> String {
+    use sqlx::Connection;
+    match sqlx::PgConnection::connect_with(options).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            "ok".to_owned()
+        }
+        Err(error) => match (tls_reason(&error), error) {
+            (Some(reason), _) => format!("TLS failed: {reason}"),
+            (None, sqlx::Error::Database(e)) => format!(
+                "refused by the server (SQLSTATE {})",
+                e.code().as_deref().unwrap_or("unknown")
+            ),
+            (None, _) => "unreachable".to_owned(),
+        },
+    }
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

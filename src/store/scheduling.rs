@@ -1,6 +1,11 @@
 //! The scheduler's queries: claiming due accounts, counting outstanding
 //! claims, releasing claims whose job could not be queued, and the sweep of
 //! accounts whose credentials died by time.
+//!
+//! Locking rule for `account_schedule`: every writer but the claim locks the
+//! account row first (in id order), so writers of one account queue on that
+//! row and never deadlock on the schedule rows; the claim only skips what
+//! is locked.
 
 use std::time::Duration;
 
@@ -21,11 +26,12 @@ pub struct Claimed {
     pub planned_at: DateTime<Utc>,
 }
 
-/// id, provider, claim, planned at, consecutive failures, token expiry.
+/// id, provider, claim (None: not ACTIVE), planned at, consecutive
+/// failures, token expiry.
 type ClaimRow = (
     String,
     String,
-    Uuid,
+    Option<Uuid>,
     DateTime<Utc>,
     i32,
     Option<DateTime<Utc>>,
@@ -35,7 +41,7 @@ type ClaimRow = (
 /// queued or running.
 pub async fn outstanding(pool: &PgPool, claim_timeout: Duration) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT count(*) FROM social_accounts
+        "SELECT count(*) FROM account_schedule
          WHERE claim_id IS NOT NULL AND claimed_at > now() - make_interval(secs => $1)",
     )
     .bind(claim_timeout.as_secs_f64())
@@ -46,7 +52,8 @@ pub async fn outstanding(pool: &PgPool, claim_timeout: Duration) -> Result<i64, 
 /// Claims up to `limit` due accounts, oldest plan first. Rows another
 /// scheduler is claiming are skipped, never waited for. The claim moves
 /// `next_attempt_at` to the claim timeout: a lost job makes the account due
-/// again by itself.
+/// again by itself. Only the narrow schedule rows are written; the account
+/// rows are read for the job's provider and trigger.
 pub async fn claim_due(
     pool: &PgPool,
     owner: &str,
@@ -55,16 +62,28 @@ pub async fn claim_due(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let rows: Vec<ClaimRow> = sqlx::query_as(
         "WITH due AS (
-             SELECT id, next_attempt_at AS planned_at FROM social_accounts
-             WHERE status = 'ACTIVE' AND next_attempt_at IS NOT NULL AND next_attempt_at <= now()
-             ORDER BY next_attempt_at
+             SELECT s.account_id, s.next_attempt_at AS planned_at, a.*
+             FROM account_schedule s
+             CROSS JOIN LATERAL (
+                 -- OFFSET 0 keeps this a keyed lookup per due row: joined
+                 -- any other way, a generic plan may scan the whole table.
+                 SELECT provider, consecutive_failures, token_expires_at,
+                        status = 'ACTIVE' AS active
+                 FROM social_accounts WHERE id = s.account_id OFFSET 0) a
+             WHERE s.next_attempt_at <= now()
+             ORDER BY s.next_attempt_at
              LIMIT $2
-             FOR UPDATE SKIP LOCKED)
-         UPDATE social_accounts a
-         SET claim_id = gen_random_uuid(), claimed_at = now(), claimed_by = $1,
-             next_attempt_at = now() + make_interval(secs => $3)
-         FROM due WHERE a.id = due.id
-         RETURNING a.id, a.provider, a.claim_id, due.planned_at, a.consecutive_failures, a.token_expires_at",
+             FOR UPDATE OF s SKIP LOCKED)
+         UPDATE account_schedule s
+         SET claim_id = CASE WHEN active THEN gen_random_uuid() END,
+             claimed_at = CASE WHEN active THEN now() END,
+             claimed_by = CASE WHEN active THEN $1 END,
+             next_attempt_at = CASE WHEN active THEN now() + make_interval(secs => $3) END
+         FROM due
+         WHERE s.account_id = due.account_id
+           AND s.account_id = ANY(ARRAY(SELECT account_id FROM due))
+         RETURNING due.account_id, due.provider, s.claim_id, due.planned_at,
+                   due.consecutive_failures, due.token_expires_at",
     )
     .bind(owner)
     .bind(limit)
@@ -72,6 +91,11 @@ pub async fn claim_due(
     .fetch_all(pool)
     .await?;
     rows.into_iter()
+        // An account that is no longer ACTIVE was left planned by a writer
+        // that broke the schedule's rule: its plan is cleared, nothing queued.
+        .filter_map(|(id, provider, claim_id, planned_at, failures, expires)| {
+            Some((id, provider, claim_id?, planned_at, failures, expires))
+        })
         .map(|(id, provider, claim_id, planned_at, failures, expires)| {
             let decode = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
             let trigger = if expires.is_none() {
@@ -97,12 +121,26 @@ pub async fn claim_due(
 }
 
 /// Gives claims back when their jobs could not be queued; due at once again.
-pub async fn release_claims(pool: &PgPool, claims: &[Uuid]) -> Result<u64, sqlx::Error> {
+/// `claims`: (account, claim) of each job.
+pub async fn release_claims(
+    pool: &PgPool,
+    claims: &[(AccountId, Uuid)],
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<&str> = claims.iter().map(|(id, _)| id.as_str()).collect();
+    let claim_ids: Vec<Uuid> = claims.iter().map(|(_, claim)| *claim).collect();
     let done = sqlx::query(
-        "UPDATE social_accounts SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = now()
-         WHERE claim_id = ANY($1)",
+        "WITH locked AS (
+             SELECT id FROM social_accounts
+             WHERE id = ANY($1) AND status = 'ACTIVE'
+             ORDER BY id FOR UPDATE)
+         UPDATE account_schedule s
+         SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = now()
+         FROM unnest($1::text[], $2::uuid[]) AS c(account_id, claim_id)
+         WHERE s.account_id = ANY(ARRAY(SELECT id FROM locked))
+           AND s.account_id = c.account_id AND s.claim_id = c.claim_id",
     )
-    .bind(claims)
+    .bind(&ids)
+    .bind(&claim_ids)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
@@ -115,11 +153,20 @@ pub async fn release_claims(pool: &PgPool, claims: &[Uuid]) -> Result<u64, sqlx:
 /// `older_than`: only claims at least that old (a claim just made may not
 /// have its job pushed yet).
 pub async fn release_lost_claims(pool: &PgPool, older_than: Duration) -> Result<u64, sqlx::Error> {
+    // Every step is a keyed lookup (`= ANY(ARRAY(…))`), so no plan scans
+    // the account table however the row estimates come out.
     let done = sqlx::query(
-        "UPDATE social_accounts SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
-                                    next_attempt_at = now()
-         WHERE claim_id IS NOT NULL AND (lease_owner IS NULL OR lease_until < now())
-           AND claimed_at <= now() - make_interval(secs => $1)",
+        "WITH stale AS (
+             SELECT account_id FROM account_schedule
+             WHERE claim_id IS NOT NULL AND claimed_at <= now() - make_interval(secs => $1)),
+         locked AS (
+             SELECT id FROM social_accounts
+             WHERE id = ANY(ARRAY(SELECT account_id FROM stale))
+               AND status = 'ACTIVE' AND (lease_owner IS NULL OR lease_until < now())
+             ORDER BY id FOR UPDATE SKIP LOCKED)
+         UPDATE account_schedule
+         SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = now()
+         WHERE account_id = ANY(ARRAY(SELECT id FROM locked)) AND claim_id IS NOT NULL",
     )
     .bind(older_than.as_secs_f64())
     .execute(pool)
@@ -160,10 +207,13 @@ pub async fn sweep_expired(
              FOR UPDATE SKIP LOCKED),
          expired AS (
              UPDATE social_accounts a
-             SET status = 'TOKEN_EXPIRED', status_reason = dead.reason,
-                 claim_id = NULL, claimed_at = NULL, claimed_by = NULL, updated_at = now()
+             SET status = 'TOKEN_EXPIRED', status_reason = dead.reason, updated_at = now()
              FROM dead WHERE a.id = dead.id
-             RETURNING a.id, a.workspace_id, a.provider, dead.reason)
+             RETURNING a.id, a.workspace_id, a.provider, dead.reason),
+         unplanned AS (
+             UPDATE account_schedule s
+             SET next_attempt_at = NULL, claim_id = NULL, claimed_at = NULL, claimed_by = NULL
+             FROM expired WHERE s.account_id = expired.id)
          INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
          SELECT gen_random_uuid(), id, workspace_id, provider, 'ACTIVE', 'TOKEN_EXPIRED', reason FROM expired",
     )
@@ -176,11 +226,20 @@ pub async fn sweep_expired(
 
 /// Moves a claimed account's next attempt (its provider is paused) and gives
 /// the claim back; no status change, no failure counted.
-pub async fn postpone(pool: &PgPool, claim: Uuid, until: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn postpone(
+    pool: &PgPool,
+    id: &AccountId,
+    claim: Uuid,
+    until: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE social_accounts SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = $2
-         WHERE claim_id = $1",
+        "WITH locked AS (
+             SELECT id FROM social_accounts WHERE id = $1 AND status = 'ACTIVE' FOR UPDATE)
+         UPDATE account_schedule
+         SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = $3
+         FROM locked WHERE account_id = locked.id AND claim_id = $2",
     )
+    .bind(id.as_str())
     .bind(claim)
     .bind(until)
     .execute(pool)

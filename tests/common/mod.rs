@@ -229,6 +229,17 @@ impl TestEnv {
         .unwrap();
     }
 
+    /// Sets columns of the account's schedule row (`account_schedule`).
+    pub async fn update_schedule(&self, id: &AccountId, set: &str) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE account_schedule SET {set} WHERE account_id = $1"
+        )))
+        .bind(id.as_str())
+        .execute(self.pool())
+        .await
+        .unwrap();
+    }
+
     pub async fn row(&self, id: &AccountId) -> accounts::AccountRow {
         accounts::get(self.pool(), id)
             .await

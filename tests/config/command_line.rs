@@ -120,3 +120,45 @@ fn keys_generate_refuses_an_id_start_up_would_refuse() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
 }
+
+/// `check-config` says which TLS mode is in force and how Redis is reached,
+/// without the passwords in the URLs.
+#[test]
+fn check_config_reports_the_tls_modes_without_secrets() {
+    let out = run(
+        &[
+            (
+                "TOKENWARDEN__DATABASE__URL",
+                "postgres://app:db-pass-canary@db.example:5432/tw?sslmode=verify-full",
+            ),
+            ("TOKENWARDEN__REDIS__MODE", "sentinel"),
+            ("TOKENWARDEN__REDIS__SENTINEL_MASTER", "primary"),
+            (
+                "TOKENWARDEN__REDIS__URL",
+                "rediss://:redis-pass-canary@s1.example:26379,rediss://:redis-pass-canary@s2.example:26379",
+            ),
+        ],
+        &["check-config"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("database TLS: verify-full (TLS; certificate and host name checked)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "redis: sentinel (master \"primary\", 2 sentinel(s)), TLS: on, CA: system roots"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("pass-canary"), "{stdout}");
+
+    let out = run(&[], &["check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("database TLS: prefer (TLS if offered; server not verified)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("redis: standalone, TLS: off"), "{stdout}");
+}

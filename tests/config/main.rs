@@ -5,6 +5,7 @@
 //! `layering`: defaults, file and environment in order, and errors naming the
 //! file; `validation`: every section's values refused naming their key;
 //! `secrets`: secrets from files, key specs, a secret given twice;
+//! `connectivity`: TLS to PostgreSQL and Redis, and the Redis modes;
 //! `numbers_property`: any value for any numeric key; `command_line`: the
 //! binary's exit codes.
 
@@ -12,6 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 mod command_line;
+mod connectivity;
 mod layering;
 mod numbers_property;
 mod secrets;

@@ -52,7 +52,7 @@ async fn successful_refresh_rotates_and_persists_the_new_refresh_token() {
     assert!((35 * 60 - 10..=40 * 60 + 10).contains(&next), "{next}s");
 
     // The next scheduled refresh uses the new token and works again.
-    env.update_account(&id, "next_attempt_at = now() - interval '1 second'")
+    env.update_schedule(&id, "next_attempt_at = now() - interval '1 second'")
         .await;
     let report = env.refresh(&id, Trigger::Scheduled).await;
     assert_eq!(report.outcome, Outcome::Refreshed);

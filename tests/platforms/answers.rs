@@ -288,8 +288,9 @@ async fn row_account(flow: &RowFlow, name: &str, access: &str, refresh: &str) ->
     let id = register(&flow.env, account).await;
     // Each row's account is an account of its own, and due now.
     sqlx::query(
-        "UPDATE social_accounts SET external_id = $2,
-             next_attempt_at = now() - interval '1 second' WHERE id = $1",
+        "WITH a AS (UPDATE social_accounts SET external_id = $2 WHERE id = $1 RETURNING id)
+         UPDATE account_schedule SET next_attempt_at = now() - interval '1 second'
+         FROM a WHERE account_id = a.id",
     )
     .bind(id.as_str())
     .bind(name)

@@ -80,7 +80,7 @@ pub async fn register(env: &TestEnv, account: Account<'_>) -> AccountId {
 /// expire) due now.
 pub async fn due_now(env: &TestEnv, id: &AccountId) {
     sqlx::query(
-        "UPDATE social_accounts SET next_attempt_at = now() - interval '1 second' WHERE id = $1",
+        "UPDATE account_schedule SET next_attempt_at = now() - interval '1 second' WHERE account_id = $1",
     )
     .bind(id.as_str())
     .execute(env.pool())

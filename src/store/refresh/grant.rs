@@ -28,9 +28,10 @@ macro_rules! credentials_columns {
 }
 
 /// The SET clause of a credentials write to `social_accounts a` from input
-/// row `i`. Releases the lease when `$13` (this process) holds it: new
-/// tokens may land after the lease expired and another process took it;
-/// that process's own result is then fenced by the credentials version.
+/// row `i` (its schedule: `schedule_set!()`). Releases the lease when `$13`
+/// (this process) holds it: new tokens may land after the lease expired and
+/// another process took it; that process's own result is then fenced by the
+/// credentials version.
 macro_rules! credentials_set {
     () => {
         "access_token_ciphertext = i.access,
@@ -45,7 +46,6 @@ macro_rules! credentials_set {
              ELSE ARRAY(SELECT jsonb_array_elements_text(i.granted::jsonb)) END,
          missing_scopes = CASE WHEN i.missing IS NULL THEN a.missing_scopes
              ELSE ARRAY(SELECT jsonb_array_elements_text(i.missing::jsonb)) END,
-         next_attempt_at = i.next_attempt_at,
          last_refresh_attempt_at = i.attempted_at,
          dpop_key_ciphertext = i.dpop,
          unrecognised_answer = false,
@@ -56,11 +56,18 @@ macro_rules! credentials_set {
          status_reason = NULL,
          interrupted_refresh_at = NULL,
          interrupted_refresh_cause = NULL,
-         claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
          updated_at = now(),
          lease_owner = CASE WHEN a.lease_owner = $13 THEN NULL ELSE a.lease_owner END,
          lease_until = CASE WHEN a.lease_owner = $13 THEN NULL ELSE a.lease_until END,
          lease_started_at = CASE WHEN a.lease_owner = $13 THEN NULL ELSE a.lease_started_at END"
+    };
+}
+
+/// The schedule of an account whose credentials were written from input
+/// row `i`: it is ACTIVE, its next attempt is the new plan, its claim done.
+macro_rules! schedule_set {
+    () => {
+        "next_attempt_at = i.next_attempt_at, claim_id = NULL, claimed_at = NULL, claimed_by = NULL"
     };
 }
 
@@ -151,13 +158,17 @@ pub(super) async fn write_credentials(
 ) -> Result<(), sqlx::Error> {
     let columns = CredentialColumns::new(&[(id, creds, attempted_at)]);
     let query = sqlx::query(concat!(
-        "UPDATE social_accounts a SET ",
-        credentials_set!(),
-        " FROM unnest(",
+        "WITH input AS (SELECT * FROM unnest(",
         credentials_input!(),
         ") AS i(",
         credentials_columns!(),
-        ") WHERE a.id = i.id"
+        ")),
+         upd AS (UPDATE social_accounts a SET ",
+        credentials_set!(),
+        " FROM input i WHERE a.id = i.id RETURNING a.id)
+         UPDATE account_schedule s SET ",
+        schedule_set!(),
+        " FROM upd JOIN input i ON i.id = upd.id WHERE s.account_id = upd.id"
     ));
     columns.bind(query).bind(owner).execute(tx).await?;
     Ok(())
@@ -241,7 +252,11 @@ pub(super) async fn commit_refreshed_many(
          event AS (
              INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
              SELECT event_id, id, workspace_id, provider, status, 'ACTIVE', 'refreshed'
-             FROM upd WHERE status <> 'ACTIVE')
+             FROM upd WHERE status <> 'ACTIVE'),
+         schedule AS (
+             UPDATE account_schedule s SET ",
+        schedule_set!(),
+        " FROM upd JOIN input i ON i.id = upd.id WHERE s.account_id = upd.id)
          SELECT id, status FROM upd"
     ));
     let rows = columns

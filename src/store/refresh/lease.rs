@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::domain::AccountId;
-use crate::store::accounts::AccountRow;
+use crate::store::accounts::{AccountRow, schedule_columns};
 
 /// Takes the account's refresh lease if it is free or expired (and, for a
 /// scheduler's job, if its claim is still the account's). Taking over an
@@ -38,9 +38,13 @@ pub(super) async fn acquire_leases(
 ) -> Result<Vec<Leased>, sqlx::Error> {
     let ids: Vec<&str> = requests.iter().map(|(id, _)| id.as_str()).collect();
     let claims: Vec<Option<uuid::Uuid>> = requests.iter().map(|(_, claim)| *claim).collect();
-    let rows = sqlx::query(
-        "WITH prev AS (SELECT id, lease_owner AS previous_owner
-                       FROM social_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+    // The account rows are locked in id order. The claim is read from the
+    // schedule row without a lock: every other writer of it holds the
+    // account row's lock first, and a claim taken meanwhile by a scheduler
+    // only makes its own job find the lease taken.
+    let rows = sqlx::query(concat!(
+        "WITH prev AS (SELECT a.id, a.lease_owner AS previous_owner
+                       FROM social_accounts a WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE),
               input AS (SELECT * FROM unnest($1::text[], $4::uuid[]) AS i(id, claim))
          UPDATE social_accounts
          SET lease_owner = $2,
@@ -53,12 +57,15 @@ pub(super) async fn acquire_leases(
                                               THEN 'ended without a result (its lease expired)'
                                               ELSE interrupted_refresh_cause END
          FROM prev JOIN input ON input.id = prev.id
+              LEFT JOIN account_schedule s ON s.account_id = prev.id
          WHERE social_accounts.id = prev.id
            AND status <> 'DISCONNECTED'
            AND (lease_owner IS NULL OR lease_until < now())
-           AND (input.claim IS NULL OR (claim_id = input.claim AND status = 'ACTIVE'))
-         RETURNING social_accounts.*, prev.previous_owner",
-    )
+           AND (input.claim IS NULL OR (s.claim_id = input.claim AND status = 'ACTIVE'))
+         RETURNING social_accounts.*, ",
+        schedule_columns!(),
+        ", prev.previous_owner"
+    ))
     .bind(&ids)
     .bind(owner)
     .bind(lease_for.as_secs_f64())
@@ -75,7 +82,8 @@ pub struct Leased {
 }
 
 impl Leased {
-    /// From a row of `social_accounts.*` plus `previous_owner`.
+    /// From a row of `social_accounts.*`, the schedule columns and
+    /// `previous_owner`.
     pub(super) fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
         use sqlx::{FromRow, Row};
         Ok(Leased {
@@ -95,15 +103,20 @@ pub(super) async fn release(
     claim: Option<uuid::Uuid>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE social_accounts SET
-             lease_owner = CASE WHEN $2 THEN NULL ELSE lease_owner END,
-             lease_until = CASE WHEN $2 THEN NULL ELSE lease_until END,
-             lease_started_at = CASE WHEN $2 THEN NULL ELSE lease_started_at END,
-             next_attempt_at = COALESCE($3, next_attempt_at),
-             claimed_at = CASE WHEN claim_id = $4 THEN NULL ELSE claimed_at END,
-             claimed_by = CASE WHEN claim_id = $4 THEN NULL ELSE claimed_by END,
-             claim_id = CASE WHEN claim_id = $4 THEN NULL ELSE claim_id END
-         WHERE id = $1",
+        "WITH a AS (
+             UPDATE social_accounts SET
+                 lease_owner = CASE WHEN $2 THEN NULL ELSE lease_owner END,
+                 lease_until = CASE WHEN $2 THEN NULL ELSE lease_until END,
+                 lease_started_at = CASE WHEN $2 THEN NULL ELSE lease_started_at END
+             WHERE id = $1
+             RETURNING id, status)
+         UPDATE account_schedule s SET
+             next_attempt_at = CASE WHEN a.status = 'ACTIVE'
+                                    THEN COALESCE($3, s.next_attempt_at) END,
+             claimed_at = CASE WHEN s.claim_id = $4 THEN NULL ELSE s.claimed_at END,
+             claimed_by = CASE WHEN s.claim_id = $4 THEN NULL ELSE s.claimed_by END,
+             claim_id = CASE WHEN s.claim_id = $4 THEN NULL ELSE s.claim_id END
+         FROM a WHERE s.account_id = a.id",
     )
     .bind(id.as_str())
     .bind(holds_lease)

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 use super::FailureChange;
 use crate::domain::AccountId;
-use crate::store::accounts::AccountRow;
+use crate::store::accounts::{AccountRow, schedule_columns};
 use crate::store::attempts::{self, NewAttempt};
 
 pub(super) async fn write_failure(
@@ -17,12 +17,12 @@ pub(super) async fn write_failure(
     attempted_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE social_accounts SET
+        "WITH a AS (
+         UPDATE social_accounts SET
              last_refresh_attempt_at = $2,
              last_refresh_error = $3,
              last_refresh_error_status = $4,
              consecutive_failures = consecutive_failures + $5,
-             next_attempt_at = COALESCE($6, next_attempt_at),
              status = COALESCE($7, status),
              status_reason = CASE WHEN $7 IS NULL THEN status_reason ELSE $3 END,
              unrecognised_answer = $9,
@@ -32,9 +32,14 @@ pub(super) async fn write_failure(
              interrupted_refresh_at = COALESCE($10, interrupted_refresh_at),
              interrupted_refresh_cause = CASE WHEN $10 IS NULL THEN interrupted_refresh_cause
                                               ELSE $11 END,
-             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1
+         RETURNING id, status)
+         UPDATE account_schedule s SET
+             next_attempt_at = CASE WHEN a.status = 'ACTIVE'
+                                    THEN COALESCE($6, s.next_attempt_at) END,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL
+         FROM a WHERE s.account_id = a.id",
     )
     .bind(id.as_str())
     .bind(attempted_at)
@@ -64,14 +69,17 @@ pub(super) async fn record_attempt_only(
     attempted_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE social_accounts SET
+        "WITH a AS (
+         UPDATE social_accounts SET
              last_refresh_attempt_at = $2,
              lease_owner = CASE WHEN $3 THEN NULL ELSE lease_owner END,
              lease_until = CASE WHEN $3 THEN NULL ELSE lease_until END,
              lease_started_at = CASE WHEN $3 THEN NULL ELSE lease_started_at END,
-             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1
+         RETURNING id)
+         UPDATE account_schedule s SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL
+         FROM a WHERE s.account_id = a.id",
     )
     .bind(id.as_str())
     .bind(attempted_at)
@@ -89,7 +97,8 @@ pub(super) async fn write_healthy(
     attempted_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE social_accounts SET
+        "WITH a AS (
+         UPDATE social_accounts SET
              last_refresh_attempt_at = $4,
              last_refresh_error = NULL,
              last_refresh_error_status = NULL,
@@ -98,10 +107,13 @@ pub(super) async fn write_healthy(
              lease_owner = CASE WHEN $2 THEN NULL ELSE lease_owner END,
              lease_until = CASE WHEN $2 THEN NULL ELSE lease_until END,
              lease_started_at = CASE WHEN $2 THEN NULL ELSE lease_started_at END,
-             next_attempt_at = $3,
-             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1
+         RETURNING id, status)
+         UPDATE account_schedule s SET
+             next_attempt_at = CASE WHEN a.status = 'ACTIVE' THEN $3 END,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL
+         FROM a WHERE s.account_id = a.id",
     )
     .bind(id.as_str())
     .bind(holds_lease)
@@ -127,8 +139,9 @@ pub async fn abandon(
     retry_at: DateTime<Utc>,
 ) -> Result<Option<AccountRow>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let row: Option<AccountRow> = sqlx::query_as(
-        "UPDATE social_accounts SET
+    let row: Option<AccountRow> = sqlx::query_as(concat!(
+        "WITH a AS (
+         UPDATE social_accounts SET
              interrupted_refresh_at = CASE WHEN lease_owner = $2 THEN lease_started_at
                                            ELSE interrupted_refresh_at END,
              interrupted_refresh_cause = CASE WHEN lease_owner = $2
@@ -141,12 +154,19 @@ pub async fn abandon(
              last_refresh_error = $3,
              last_refresh_error_status = NULL,
              consecutive_failures = consecutive_failures + 1,
-             next_attempt_at = CASE WHEN status = 'ACTIVE' THEN $4 ELSE next_attempt_at END,
-             claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
              updated_at = now()
          WHERE id = $1
-         RETURNING *",
-    )
+         RETURNING *),
+         s AS (
+         UPDATE account_schedule s SET
+             next_attempt_at = CASE WHEN a.status = 'ACTIVE' THEN $4 END,
+             claim_id = NULL, claimed_at = NULL, claimed_by = NULL
+         FROM a WHERE s.account_id = a.id
+         RETURNING s.*)
+         SELECT a.*, ",
+        schedule_columns!(),
+        " FROM a LEFT JOIN s ON s.account_id = a.id"
+    ))
     .bind(id.as_str())
     .bind(owner)
     .bind(message)

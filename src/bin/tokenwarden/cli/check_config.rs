@@ -1,8 +1,9 @@
 //! `tokenwarden check-config`: validate the configuration and print a
 //! summary without secrets.
 
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use tokenwarden::app;
-use tokenwarden::config::{Flow, Settings};
+use tokenwarden::config::{Flow, RedisMode, Settings};
 use tokenwarden::domain::Provider;
 use tokenwarden::store;
 
@@ -16,6 +17,8 @@ pub(super) fn run(settings: &Settings) -> anyhow::Result<()> {
         db.get_port(),
         db.get_database().unwrap_or("(default)")
     );
+    println!("database TLS: {}", database_tls(settings, &db));
+    println!("redis: {}", redis_summary(settings));
     println!(
         "encryption keys (newest first): {}",
         keyring.key_ids().collect::<Vec<_>>().join(", ")
@@ -53,4 +56,59 @@ pub(super) fn run(settings: &Settings) -> anyhow::Result<()> {
         println!("warning: {warning}");
     }
     Ok(())
+}
+
+/// The TLS mode in force (the URL's `sslmode`, else sqlx's default
+/// `prefer`) and where the CA and client certificate come from.
+fn database_tls(settings: &Settings, db: &PgConnectOptions) -> String {
+    let mode = match db.get_ssl_mode() {
+        PgSslMode::Disable => "disable (no TLS)",
+        PgSslMode::Allow => "allow (TLS only if the server insists; not verified)",
+        PgSslMode::Prefer => "prefer (TLS if offered; server not verified)",
+        PgSslMode::Require => "require (TLS; server not verified)",
+        PgSslMode::VerifyCa => "verify-ca (TLS; server certificate checked against the CA)",
+        PgSslMode::VerifyFull => "verify-full (TLS; certificate and host name checked)",
+    };
+    let db = &settings.database;
+    let ca = if db.ssl_root_cert.is_some() {
+        "database.ssl_root_cert"
+    } else {
+        "system roots"
+    };
+    let client = if db.ssl_client_cert.is_some() {
+        "client certificate set"
+    } else {
+        "no client certificate"
+    };
+    format!("{mode}, CA: {ca}, {client}")
+}
+
+/// Mode, node count and TLS; never the URLs (they may hold a password).
+fn redis_summary(settings: &Settings) -> String {
+    let redis = &settings.redis;
+    let nodes = redis.urls().len();
+    let mode = match redis.mode {
+        RedisMode::Standalone => "standalone".to_owned(),
+        RedisMode::Cluster => format!("cluster ({nodes} seed node(s))"),
+        RedisMode::Sentinel => format!(
+            "sentinel (master {:?}, {nodes} sentinel(s))",
+            redis.sentinel_master.as_deref().unwrap_or("")
+        ),
+    };
+    let tls = if !redis.uses_tls() {
+        "TLS: off".to_owned()
+    } else {
+        let ca = if redis.tls_ca_cert.is_some() {
+            "redis.tls_ca_cert"
+        } else {
+            "system roots"
+        };
+        let client = if redis.tls_client_cert.is_some() {
+            "client certificate set"
+        } else {
+            "no client certificate"
+        };
+        format!("TLS: on, CA: {ca}, {client}")
+    };
+    format!("{mode}, {tls}, queue {}", redis.queue)
 }

@@ -19,7 +19,7 @@ pub(super) async fn print_progress(
                 count(*) FILTER (WHERE status = 'TOKEN_EXPIRED'),
                 count(*) FILTER (WHERE status = 'REVOKED'),
                 extract(epoch FROM min(next_attempt_at) FILTER (WHERE status = 'ACTIVE') - now())::float8
-         FROM social_accounts",
+         FROM social_accounts LEFT JOIN account_schedule ON account_id = id",
     )
     .fetch_one(pool)
     .await?;
