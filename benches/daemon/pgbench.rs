@@ -60,6 +60,12 @@ async fn run(schema: &str, name: &str, script: &str) -> anyhow::Result<f64> {
     let path = std::env::temp_dir().join(format!("{schema}-{name}.sql"));
     std::fs::write(&path, script)?;
     let url = url::Url::parse(&database_url())?;
+    // The ceiling connects as the daemon does: TLS or not, as the URL says
+    // (libpq's own default, `prefer`, where it says nothing).
+    let sslmode = url
+        .query_pairs()
+        .find(|(key, _)| key == "sslmode")
+        .map_or_else(|| "prefer".to_owned(), |(_, mode)| mode.into_owned());
     let output = tokio::process::Command::new("pgbench")
         .args(FLAGS)
         .arg("-f")
@@ -73,6 +79,7 @@ async fn run(schema: &str, name: &str, script: &str) -> anyhow::Result<f64> {
         .arg(url.path().trim_start_matches('/'))
         .env("PGPASSWORD", url.password().unwrap_or(""))
         .env("PGOPTIONS", format!("-c search_path={schema}"))
+        .env("PGSSLMODE", sslmode)
         .output()
         .await;
     let _ = std::fs::remove_file(&path);

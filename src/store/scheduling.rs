@@ -62,28 +62,28 @@ pub async fn claim_due(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let rows: Vec<ClaimRow> = sqlx::query_as(
         "WITH due AS (
-             SELECT s.account_id, s.next_attempt_at AS planned_at, a.*
-             FROM account_schedule s
-             CROSS JOIN LATERAL (
-                 -- OFFSET 0 keeps this a keyed lookup per due row: joined
-                 -- any other way, a generic plan may scan the whole table.
+             SELECT account_id, next_attempt_at AS planned_at FROM account_schedule
+             WHERE next_attempt_at <= now()
+             ORDER BY next_attempt_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED),
+         -- Each claimed account read by its key (OFFSET 0 keeps the lookup
+         -- per row; as a join, a generic plan may scan the whole table).
+         due_account AS (
+             SELECT due.account_id, due.planned_at, a.*
+             FROM due CROSS JOIN LATERAL (
                  SELECT provider, consecutive_failures, token_expires_at,
                         status = 'ACTIVE' AS active
-                 FROM social_accounts WHERE id = s.account_id OFFSET 0) a
-             WHERE s.next_attempt_at <= now()
-             ORDER BY s.next_attempt_at
-             LIMIT $2
-             FOR UPDATE OF s SKIP LOCKED)
+                 FROM social_accounts WHERE id = due.account_id OFFSET 0) a)
          UPDATE account_schedule s
          SET claim_id = CASE WHEN active THEN gen_random_uuid() END,
              claimed_at = CASE WHEN active THEN now() END,
              claimed_by = CASE WHEN active THEN $1 END,
              next_attempt_at = CASE WHEN active THEN now() + make_interval(secs => $3) END
-         FROM due
-         WHERE s.account_id = due.account_id
-           AND s.account_id = ANY(ARRAY(SELECT account_id FROM due))
-         RETURNING due.account_id, due.provider, s.claim_id, due.planned_at,
-                   due.consecutive_failures, due.token_expires_at",
+         FROM due_account d
+         WHERE s.account_id = d.account_id
+         RETURNING d.account_id, d.provider, s.claim_id, d.planned_at,
+                   d.consecutive_failures, d.token_expires_at",
     )
     .bind(owner)
     .bind(limit)
@@ -136,8 +136,8 @@ pub async fn release_claims(
          UPDATE account_schedule s
          SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = now()
          FROM unnest($1::text[], $2::uuid[]) AS c(account_id, claim_id)
-         WHERE s.account_id = ANY(ARRAY(SELECT id FROM locked))
-           AND s.account_id = c.account_id AND s.claim_id = c.claim_id",
+              JOIN locked ON locked.id = c.account_id
+         WHERE s.account_id = c.account_id AND s.claim_id = c.claim_id",
     )
     .bind(&ids)
     .bind(&claim_ids)
@@ -153,8 +153,8 @@ pub async fn release_claims(
 /// `older_than`: only claims at least that old (a claim just made may not
 /// have its job pushed yet).
 pub async fn release_lost_claims(pool: &PgPool, older_than: Duration) -> Result<u64, sqlx::Error> {
-    // Every step is a keyed lookup (`= ANY(ARRAY(…))`), so no plan scans
-    // the account table however the row estimates come out.
+    // Each step is one keyed lookup of a list (`= ANY(ARRAY(…))`), never a
+    // join whose plan could turn into a scan of the account table.
     let done = sqlx::query(
         "WITH stale AS (
              SELECT account_id FROM account_schedule
