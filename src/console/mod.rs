@@ -190,6 +190,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 pub struct Operator {
     pub key_id: String,
     pub csrf: String,
+    /// The session's row in `console_sessions`.
+    pub session_id: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Operator {

@@ -177,6 +177,57 @@ async fn sign_out_clears_the_cookie_and_needs_the_token() {
 }
 
 #[tokio::test]
+async fn a_cookie_copied_before_sign_out_is_refused_after_it() {
+    let console = Console::start().await;
+    let session = console.sign_in(ALICE_KEY).await;
+    let other = console.sign_in(ALICE_KEY).await;
+    let copied = session.clone();
+    let out = console.post(Some(&session), "/sign-out", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    for path in ["/", "/accounts"] {
+        let page = console.get(Some(&copied), path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert!(
+            page.location().starts_with("/console/sign-in?next="),
+            "{path}: {}",
+            page.location()
+        );
+    }
+    // Nor does the copy act or sign out again.
+    let again = console.post(Some(&copied), "/sign-out", &[]).await;
+    assert!(again.location().starts_with("/console/sign-in?next="));
+    // Only that session ended: another sign-in of the same key goes on.
+    assert_eq!(console.get(Some(&other), "/").await.status, StatusCode::OK);
+    let revoked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM console_sessions WHERE revoked_at IS NOT NULL")
+            .fetch_one(console.env.pool())
+            .await
+            .unwrap();
+    assert_eq!(revoked, 1);
+}
+
+#[tokio::test]
+async fn expired_session_rows_are_refused_and_pruned_at_the_next_sign_in() {
+    let console = Console::start().await;
+    let session = console.sign_in(ALICE_KEY).await;
+    // The cookie still claims hours; the row says it is over.
+    sqlx::query("UPDATE console_sessions SET expires_at = now() - interval '1 second'")
+        .execute(console.env.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        console.get(Some(&session), "/").await.status,
+        StatusCode::SEE_OTHER
+    );
+    console.sign_in(ALICE_KEY).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM console_sessions")
+        .fetch_one(console.env.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the expired row was not pruned");
+}
+
+#[tokio::test]
 async fn every_page_is_served_under_a_strict_policy() {
     let console = Console::start().await;
     let (id, _) = console.env.connect(Provider::X, rotating()).await;
