@@ -2,9 +2,12 @@
 //! other page: no valid session, no page (a redirect to the sign-in form,
 //! which shows nothing about accounts).
 
+use std::net::SocketAddr;
+use std::time::Instant;
+
 use axum::body::Bytes;
-use axum::extract::{RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::Utc;
@@ -160,9 +163,13 @@ struct SignInForm {
 
 pub async fn sign_in(
     State(state): State<ConsoleState>,
+    extensions: Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
+    let address = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
     let nonce = cookie_of(&headers, SIGN_IN_COOKIE).unwrap_or("");
     let expected = if nonce.is_empty() {
         String::new()
@@ -181,8 +188,29 @@ pub async fn sign_in(
         }
         Err(e) => return Err(e),
     };
+    // Checked before the key, so that a right key during a lockout is
+    // refused like any other.
+    if let Some(wait) = state.inner.sign_ins.wait(address, Instant::now()) {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        tracing::warn!(
+            retry_after_secs = seconds,
+            "console sign-in refused: too many failed sign-ins"
+        );
+        let mut page = sign_in_page(
+            &state,
+            form.next.as_deref(),
+            Some(&format!(
+                "Too many failed sign-ins; try again in {seconds} s."
+            )),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        return Ok(page);
+    }
     let presented = form.key.unwrap_or_default();
     let Some(key_id) = state.inner.keys.check(&presented).map(str::to_owned) else {
+        state.inner.sign_ins.failed(address, Instant::now());
         tracing::warn!("console sign-in refused: unknown operator key");
         return Ok(sign_in_page(
             &state,
