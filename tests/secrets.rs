@@ -29,7 +29,17 @@ const CANARY_BULK_RT: &str = "canary-bulk-refresh-1a2b3c4d5e";
 const CANARY_DB_PASSWORD: &str = "canary-db-password-6e5d4c3b";
 const CANARY_REDIS_PASSWORD: &str = "canary-redis-password-2a3b4c5d";
 const CANARY_CLIENT_KEY: &str = "canaryclientkey9f8e7d6c5b4a3";
-const CANARIES: [&str; 11] = [
+const CANARY_CONSOLE_AT: &str = "canary-console-access-5b4a3c2d1e";
+const CANARY_CONSOLE_RT: &str = "canary-console-refresh-9f0e1d2c3b";
+const CANARY_CONSOLE_NEW_AT: &str = "canary-console-new-access-7a6b5c4d";
+const CANARY_CONSOLE_NEW_RT: &str = "canary-console-new-refresh-3e2f1a0b";
+const CANARY_OPERATOR_KEY: &str = "canary-operator-key-8d7e6f5a4b3c";
+const CANARIES: [&str; 16] = [
+    CANARY_CONSOLE_AT,
+    CANARY_CONSOLE_RT,
+    CANARY_CONSOLE_NEW_AT,
+    CANARY_CONSOLE_NEW_RT,
+    CANARY_OPERATOR_KEY,
     CANARY_BULK_AT,
     CANARY_BULK_RT,
     CANARY_AT,
@@ -278,6 +288,8 @@ async fn canary_tokens_never_leak() {
     seen.extend(through_the_api(&env).await);
     seen.extend(through_import_and_export(&env).await);
     seen.extend(connection_failures().await);
+    let console = through_the_console(&env).await;
+    seen.extend(console.bodies);
 
     // A panic whose message formats credentials.
     let panicked = std::panic::catch_unwind(|| panic!("while handling {new:?}"));
@@ -290,6 +302,22 @@ async fn canary_tokens_never_leak() {
     assert!(logs.contains("refresh failed"), "the capture works");
     assert!(logs.contains("TRACE"), "trace-level logs were captured");
     assert_clean("captured logs", &logs);
+    assert!(
+        logs.contains("console sign-out"),
+        "the console's path was logged"
+    );
+    for (what, secret) in console.session_secrets {
+        assert!(
+            !logs.contains(&secret),
+            "the logs hold the session's {what}"
+        );
+        for (i, text) in seen.iter().enumerate() {
+            assert!(
+                !text.contains(&secret),
+                "value {i} holds the session's {what}"
+            );
+        }
+    }
     let panic_text = panics.text();
     assert!(
         panic_text.contains("while handling"),
@@ -297,6 +325,149 @@ async fn canary_tokens_never_leak() {
     );
     assert_clean("panic output", &panic_text);
     let _ = std::panic::take_hook();
+}
+
+struct ConsoleRun {
+    /// Every page the console answered.
+    bodies: Vec<String>,
+    /// The session cookie's value and its parts, each named.
+    session_secrets: Vec<(&'static str, String)>,
+}
+
+/// Signs in to the console with a canary operator key, refreshes an account
+/// holding canary tokens (the platform first echoes the refresh token in a
+/// transient error, then rotates to new canaries) and signs out.
+async fn through_the_console(env: &TestEnv) -> ConsoleRun {
+    use reqwest::header::{COOKIE, SET_COOKIE};
+    let mut settings = env.settings.clone();
+    settings.console.operator_keys = Some(secrecy::SecretString::from(format!(
+        "canary:{CANARY_OPERATOR_KEY}"
+    )));
+    settings.api.force_refresh_min_interval = std::time::Duration::ZERO;
+    let state = tokenwarden::console::ConsoleState::new(&settings, env.engine.clone()).unwrap();
+    let app = tokenwarden::console::router(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/console", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie_named = |reply: &reqwest::Response, name: &str| {
+        reply
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.split(';').next()?.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+            .unwrap()
+    };
+    let csrf_of = |html: &str| {
+        let marker = "name=\"csrf\" value=\"";
+        let at = html.find(marker).unwrap() + marker.len();
+        html[at..].split('"').next().unwrap().to_owned()
+    };
+    let mut bodies = Vec::new();
+
+    let tokens = IssuedTokens {
+        access_token: CANARY_CONSOLE_AT.into(),
+        refresh_token: CANARY_CONSOLE_RT.into(),
+        expires_in: 3600,
+    };
+    let new = new_account(Provider::X, "canary-console", &tokens, Utc::now(), None);
+    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::X));
+    let id = accounts::register(env.pool(), &env.keyring, &policy, &new)
+        .await
+        .unwrap()
+        .account
+        .id;
+
+    let form = http.get(format!("{base}/sign-in")).send().await.unwrap();
+    let nonce = cookie_named(&form, "tw_console_signin");
+    let body = form.text().await.unwrap();
+    let reply = http
+        .post(format!("{base}/sign-in"))
+        .header(COOKIE, format!("tw_console_signin={nonce}"))
+        .form(&[
+            ("csrf", csrf_of(&body).as_str()),
+            ("key", CANARY_OPERATOR_KEY),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 303);
+    let session = cookie_named(&reply, "tw_console");
+    bodies.push(body);
+    bodies.push(reply.text().await.unwrap());
+    let cookie = format!("tw_console={session}");
+    let get = |path: String| {
+        http.get(format!("{base}{path}"))
+            .header(COOKIE, &cookie)
+            .send()
+    };
+    let page = get(format!("/accounts/{id}")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    let csrf = csrf_of(&page);
+    bodies.push(page);
+
+    env.fake.script_next(ScriptedResponse::raw(
+        503,
+        "text/html",
+        format!("<p>{CANARY_CONSOLE_RT}</p>"),
+    ));
+    env.fake.script_next(ScriptedResponse::json(
+        200,
+        json!({"access_token": CANARY_CONSOLE_NEW_AT, "refresh_token": CANARY_CONSOLE_NEW_RT, "expires_in": 3600}),
+    ));
+    for _ in 0..2 {
+        let reply = http
+            .post(format!("{base}/accounts/{id}/refresh"))
+            .header(COOKIE, &cookie)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 303);
+        let location = reply.headers()["location"].to_str().unwrap().to_owned();
+        bodies.push(reply.text().await.unwrap());
+        let path = location.strip_prefix("/console").unwrap().to_owned();
+        bodies.push(get(path).await.unwrap().text().await.unwrap());
+    }
+    let row = env.row(&id).await;
+    assert!(
+        row.last_refresh_error.is_none(),
+        "the second refresh succeeded"
+    );
+
+    let reply = http
+        .post(format!("{base}/sign-out"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 303);
+    bodies.push(reply.text().await.unwrap());
+    server.abort();
+
+    let (payload, signature) = session.split_once('.').unwrap();
+    let payload = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let session_id = payload.rsplit('|').next().unwrap().to_owned();
+    ConsoleRun {
+        bodies,
+        session_secrets: vec![
+            ("cookie", session.clone()),
+            ("signature", signature.to_owned()),
+            ("id", session_id),
+        ],
+    }
 }
 
 /// The bodies of the API's answers to `calls`.

@@ -116,6 +116,7 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
     let clock = Arc::new(Clock::new());
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -124,6 +125,7 @@ async fn connection(
     let service = Tracked {
         inner: TowerToHyperService::new(app),
         clock: clock.clone(),
+        peer,
     };
     let conn = http1::Builder::new()
         .keep_alive(true)
@@ -293,6 +295,9 @@ impl AsyncWrite for Watched {
 struct Tracked {
     inner: TowerToHyperService<Router>,
     clock: Arc<Clock>,
+    /// The client's address, given to handlers as `ConnectInfo` (the
+    /// console limits failed sign-ins by it).
+    peer: Option<std::net::SocketAddr>,
 }
 
 /// Ends the request on the clock however the response ends: when its body
@@ -339,7 +344,12 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        if let Some(peer) = self.peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         self.clock.request_started();
         let in_flight = InFlight(self.clock.clone());
         let response = self.inner.call(request);

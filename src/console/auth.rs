@@ -2,9 +2,12 @@
 //! other page: no valid session, no page (a redirect to the sign-in form,
 //! which shows nothing about accounts).
 
+use std::net::SocketAddr;
+use std::time::Instant;
+
 use axum::body::Bytes;
-use axum::extract::{RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::Utc;
@@ -24,6 +27,16 @@ pub async fn require_operator(
 ) -> Response {
     let session = cookie_of(request.headers(), SESSION_COOKIE)
         .and_then(|value| state.inner.keys.verify(value, Utc::now().timestamp()));
+    // A well-signed cookie is a session only while its row is live: signed
+    // out (revoked) or expired rows end it whatever the cookie says.
+    let session = match session {
+        Some(session) => match session_is_live(&state, &session.nonce).await {
+            Ok(true) => Some(session),
+            Ok(false) => None,
+            Err(error) => return ConsoleError::from(error).into_response(),
+        },
+        None => None,
+    };
     let Some(session) = session else {
         let target = request
             .uri()
@@ -36,9 +49,20 @@ pub async fn require_operator(
     let operator = Operator {
         csrf: state.inner.keys.csrf_token(&session),
         key_id: session.key_id,
+        session_id: session.nonce,
     };
     request.extensions_mut().insert(operator);
     next.run(request).await
+}
+
+async fn session_is_live(state: &ConsoleState, id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM console_sessions \
+         WHERE id = $1 AND revoked_at IS NULL AND expires_at > now())",
+    )
+    .bind(id)
+    .fetch_one(&state.inner.pool)
+    .await
 }
 
 fn cookie_of<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -139,9 +163,13 @@ struct SignInForm {
 
 pub async fn sign_in(
     State(state): State<ConsoleState>,
+    extensions: Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
+    let address = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
     let nonce = cookie_of(&headers, SIGN_IN_COOKIE).unwrap_or("");
     let expected = if nonce.is_empty() {
         String::new()
@@ -160,8 +188,29 @@ pub async fn sign_in(
         }
         Err(e) => return Err(e),
     };
+    // Checked before the key, so that a right key during a lockout is
+    // refused like any other.
+    if let Some(wait) = state.inner.sign_ins.wait(address, Instant::now()) {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        tracing::warn!(
+            retry_after_secs = seconds,
+            "console sign-in refused: too many failed sign-ins"
+        );
+        let mut page = sign_in_page(
+            &state,
+            form.next.as_deref(),
+            Some(&format!(
+                "Too many failed sign-ins; try again in {seconds} s."
+            )),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        return Ok(page);
+    }
     let presented = form.key.unwrap_or_default();
     let Some(key_id) = state.inner.keys.check(&presented).map(str::to_owned) else {
+        state.inner.sign_ins.failed(address, Instant::now());
         tracing::warn!("console sign-in refused: unknown operator key");
         return Ok(sign_in_page(
             &state,
@@ -171,10 +220,22 @@ pub async fn sign_in(
         ));
     };
     let ttl = state.inner.session_ttl.as_secs() as i64;
-    let (value, _) = state
-        .inner
-        .keys
-        .issue(&key_id, Utc::now().timestamp() + ttl);
+    let expires_at = Utc::now().timestamp() + ttl;
+    let (value, session) = state.inner.keys.issue(&key_id, expires_at);
+    // Opportunistic pruning: sign-ins are rare, so the table stays small
+    // without a sweeper.
+    sqlx::query("DELETE FROM console_sessions WHERE expires_at < now()")
+        .execute(&state.inner.pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO console_sessions (id, operator_key_id, expires_at) \
+         VALUES ($1, $2, to_timestamp($3))",
+    )
+    .bind(&session.nonce)
+    .bind(&key_id)
+    .bind(expires_at as f64)
+    .execute(&state.inner.pool)
+    .await?;
     tracing::info!(operator_key_id = %key_id, "console sign-in");
     let target = safe_next(state.base(), form.next.as_deref());
     let mut response = Redirect::to(&target).into_response();
@@ -199,6 +260,10 @@ pub async fn sign_out(
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
     let _: Empty = super::parse_form(&body, &operator.csrf)?;
+    sqlx::query("UPDATE console_sessions SET revoked_at = now() WHERE id = $1")
+        .bind(&operator.session_id)
+        .execute(&state.inner.pool)
+        .await?;
     tracing::info!(operator_key_id = %operator.key_id, "console sign-out");
     let mut response = Redirect::to(&format!("{}/sign-in", state.base())).into_response();
     response.headers_mut().append(

@@ -19,6 +19,7 @@ mod overview;
 mod platforms;
 mod session;
 mod sparkline;
+mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,7 @@ struct Inner {
     base: String,
     cookie_secure: bool,
     session_ttl: Duration,
+    sign_ins: throttle::SignInThrottle,
 }
 
 impl ConsoleState {
@@ -84,6 +86,7 @@ impl ConsoleState {
                 base: console.path.clone(),
                 cookie_secure: console.cookie_secure,
                 session_ttl: console.session_ttl,
+                sign_ins: throttle::SignInThrottle::default(),
             }),
         })
     }
@@ -190,6 +193,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 pub struct Operator {
     pub key_id: String,
     pub csrf: String,
+    /// The session's row in `console_sessions`.
+    pub session_id: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Operator {

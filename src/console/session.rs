@@ -1,5 +1,6 @@
 //! Who is signed in: operator keys checked in constant time, a signed
-//! session cookie (the key's id, an expiry, a random nonce), and the CSRF
+//! session cookie (the key's id, an expiry, a random nonce that is also the
+//! id of the session's row in `console_sessions`), and the CSRF
 //! tokens every form carries, bound to the session (or, before sign-in, to
 //! a nonce cookie of its own).
 //!
@@ -31,6 +32,8 @@ pub struct Session {
     /// The id of the operator key that signed in.
     pub key_id: String,
     pub expires_at: i64,
+    /// Random; also the primary key of the session's server-side row, which
+    /// sign-out revokes.
     pub nonce: String,
 }
 

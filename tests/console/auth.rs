@@ -177,6 +177,131 @@ async fn sign_out_clears_the_cookie_and_needs_the_token() {
 }
 
 #[tokio::test]
+async fn a_cookie_copied_before_sign_out_is_refused_after_it() {
+    let console = Console::start().await;
+    let session = console.sign_in(ALICE_KEY).await;
+    let other = console.sign_in(ALICE_KEY).await;
+    let copied = session.clone();
+    let out = console.post(Some(&session), "/sign-out", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    for path in ["/", "/accounts"] {
+        let page = console.get(Some(&copied), path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert!(
+            page.location().starts_with("/console/sign-in?next="),
+            "{path}: {}",
+            page.location()
+        );
+    }
+    // Nor does the copy act or sign out again.
+    let again = console.post(Some(&copied), "/sign-out", &[]).await;
+    assert!(again.location().starts_with("/console/sign-in?next="));
+    // Only that session ended: another sign-in of the same key goes on.
+    assert_eq!(console.get(Some(&other), "/").await.status, StatusCode::OK);
+    let revoked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM console_sessions WHERE revoked_at IS NOT NULL")
+            .fetch_one(console.env.pool())
+            .await
+            .unwrap();
+    assert_eq!(revoked, 1);
+}
+
+#[tokio::test]
+async fn expired_session_rows_are_refused_and_pruned_at_the_next_sign_in() {
+    let console = Console::start().await;
+    let session = console.sign_in(ALICE_KEY).await;
+    // The cookie still claims hours; the row says it is over.
+    sqlx::query("UPDATE console_sessions SET expires_at = now() - interval '1 second'")
+        .execute(console.env.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        console.get(Some(&session), "/").await.status,
+        StatusCode::SEE_OTHER
+    );
+    console.sign_in(ALICE_KEY).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM console_sessions")
+        .fetch_one(console.env.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the expired row was not pruned");
+}
+
+/// Posts `key` to the sign-in form from loopback address `127.0.0.{last}`.
+async fn sign_in_from(console: &Console, last: u8, key: &str) -> reqwest::Response {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+        .build()
+        .unwrap();
+    let form = http.get(console.url("/sign-in")).send().await.unwrap();
+    let nonce = cookie_value(set_cookie(form.headers(), "tw_console_signin").unwrap()).to_owned();
+    let csrf = csrf_of(&form.text().await.unwrap()).unwrap();
+    http.post(console.url("/sign-in"))
+        .header("cookie", format!("tw_console_signin={nonce}"))
+        .form(&[("csrf", csrf.as_str()), ("key", key)])
+        .send()
+        .await
+        .unwrap()
+}
+
+fn retry_after(answer: &reqwest::Response) -> u64 {
+    answer.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failed_sign_ins_lock_an_address_out_even_for_the_right_key() {
+    let console = Console::start().await;
+    let session = console.sign_in(ALICE_KEY).await;
+    for n in 0..5 {
+        let answer = sign_in_from(&console, 1, "not-a-key-at-all-0000").await;
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    for key in ["not-a-key-at-all-0000", ALICE_KEY] {
+        let answer = sign_in_from(&console, 1, key).await;
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS, "{key}");
+        let wait = retry_after(&answer);
+        assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+        assert!(
+            answer
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .all(|c| !c.to_str().unwrap().starts_with("tw_console="))
+        );
+        let body = answer.text().await.unwrap();
+        assert!(body.contains("Too many failed sign-ins"), "{body}");
+        assert!(!body.contains("not an operator key"));
+    }
+    // Another address still signs in; a session already open goes on.
+    let other = sign_in_from(&console, 2, ALICE_KEY).await;
+    assert_eq!(other.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        console.get(Some(&session), "/").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn failed_sign_ins_from_everywhere_lock_out_the_whole_console() {
+    let console = Console::start().await;
+    // 30 failures from six addresses, none past its own limit of 5.
+    for last in 10..16 {
+        for _ in 0..5 {
+            let answer = sign_in_from(&console, last, "not-a-key-at-all-0000").await;
+            assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+    let fresh = sign_in_from(&console, 20, ALICE_KEY).await;
+    assert_eq!(fresh.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!((1..=60).contains(&retry_after(&fresh)));
+}
+
+#[tokio::test]
 async fn every_page_is_served_under_a_strict_policy() {
     let console = Console::start().await;
     let (id, _) = console.env.connect(Provider::X, rotating()).await;
