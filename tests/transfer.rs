@@ -424,6 +424,21 @@ async fn a_dry_run_writes_nothing() {
     assert_eq!(world.scalar("SELECT count(*) FROM account_events").await, 1);
 }
 
+/// A file saved with a byte order mark and CRLF endings (as Windows tools
+/// write it) imports every line, the first included.
+#[tokio::test]
+async fn a_byte_order_mark_and_crlf_endings_are_accepted() {
+    let world = World::new().await;
+    let input = format!("\u{FEFF}{}\r\n{}\r\n", line(1, "at-1"), line(2, "at-2"));
+    let (results, summary) = world.import(input.as_bytes(), world.options()).await;
+    assert_eq!(outcomes(&results), BTreeMap::from([("created", 2)]));
+    assert_eq!(summary.created, 2);
+    assert_eq!(
+        world.scalar("SELECT count(*) FROM social_accounts").await,
+        2
+    );
+}
+
 fn age_keys() -> (String, SecretString) {
     let identity = age::x25519::Identity::generate();
     (

@@ -185,6 +185,21 @@ async fn a_body_that_is_not_ndjson_is_a_client_error() {
     assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// A body saved with a byte order mark and CRLF endings imports every line.
+#[tokio::test]
+async fn a_byte_order_mark_and_crlf_endings_are_accepted() {
+    let api = Api::start().await;
+    let body = format!(
+        "\u{FEFF}{}\r\n{}\r\n",
+        body_line("bom-1", "t1"),
+        body_line("bom-2", "t2")
+    );
+    let lines = ndjson(import(&api, body, "").await).await;
+    assert_eq!(lines[0]["result"], "created", "{lines:?}");
+    assert_eq!(lines[1]["result"], "created", "{lines:?}");
+    assert_eq!(lines[2]["summary"]["created"], 2, "{lines:?}");
+}
+
 /// Opens an import over a raw connection, sends `line` as the first
 /// chunk of a chunked body, and then nothing more.
 async fn stalled_import(api: &Api, line: &str) -> tokio::net::TcpStream {
