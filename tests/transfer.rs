@@ -439,6 +439,28 @@ async fn a_byte_order_mark_and_crlf_endings_are_accepted() {
     );
 }
 
+/// A JSON array on a line (a file written as one array, or lines wrapped in
+/// one) is refused saying so, not with serde's type error; the next line is
+/// imported.
+#[tokio::test]
+async fn a_json_array_line_is_refused_by_name() {
+    let world = World::new().await;
+    let input = format!(" [{}]\n{}\n", line(1, "at-1"), line(2, "at-2"));
+    let (results, _) = world.import(input.as_bytes(), world.options()).await;
+    assert_eq!(
+        outcomes(&results),
+        BTreeMap::from([("created", 1), ("invalid", 1)])
+    );
+    match &results[0].outcome {
+        Outcome::Invalid { field, message } => {
+            assert!(field.is_none(), "{field:?}");
+            assert!(message.contains("JSON array"), "{message}");
+            assert!(!message.contains("at-1"), "{message}");
+        }
+        other => panic!("line 1: {other:?}"),
+    }
+}
+
 fn age_keys() -> (String, SecretString) {
     let identity = age::x25519::Identity::generate();
     (
