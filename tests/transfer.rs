@@ -424,6 +424,43 @@ async fn a_dry_run_writes_nothing() {
     assert_eq!(world.scalar("SELECT count(*) FROM account_events").await, 1);
 }
 
+/// A file saved with a byte order mark and CRLF endings (as Windows tools
+/// write it) imports every line, the first included.
+#[tokio::test]
+async fn a_byte_order_mark_and_crlf_endings_are_accepted() {
+    let world = World::new().await;
+    let input = format!("\u{FEFF}{}\r\n{}\r\n", line(1, "at-1"), line(2, "at-2"));
+    let (results, summary) = world.import(input.as_bytes(), world.options()).await;
+    assert_eq!(outcomes(&results), BTreeMap::from([("created", 2)]));
+    assert_eq!(summary.created, 2);
+    assert_eq!(
+        world.scalar("SELECT count(*) FROM social_accounts").await,
+        2
+    );
+}
+
+/// A JSON array on a line (a file written as one array, or lines wrapped in
+/// one) is refused saying so, not with serde's type error; the next line is
+/// imported.
+#[tokio::test]
+async fn a_json_array_line_is_refused_by_name() {
+    let world = World::new().await;
+    let input = format!(" [{}]\n{}\n", line(1, "at-1"), line(2, "at-2"));
+    let (results, _) = world.import(input.as_bytes(), world.options()).await;
+    assert_eq!(
+        outcomes(&results),
+        BTreeMap::from([("created", 1), ("invalid", 1)])
+    );
+    match &results[0].outcome {
+        Outcome::Invalid { field, message } => {
+            assert!(field.is_none(), "{field:?}");
+            assert!(message.contains("JSON array"), "{message}");
+            assert!(!message.contains("at-1"), "{message}");
+        }
+        other => panic!("line 1: {other:?}"),
+    }
+}
+
 fn age_keys() -> (String, SecretString) {
     let identity = age::x25519::Identity::generate();
     (

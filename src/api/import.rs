@@ -85,7 +85,7 @@ pub struct ImportResultLine {
         (status = 422, description = "The first line is not a valid registration body: `error.field` names the field, as for POST /v1/accounts; a later invalid line is answered in the stream instead", body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),
         (status = 413, description = "The first line is longer than api.max_body_bytes (`payload_too_large`); later long lines are refused one by one", body = super::error::ErrorBody),
-        (status = 415, description = "The body is not sent as application/x-ndjson (`unsupported_media_type`)", body = super::error::ErrorBody),
+        (status = 415, description = "The body is not sent as application/x-ndjson, or is compressed (`unsupported_media_type`)", body = super::error::ErrorBody),
         (status = 429, description = "Imports are already running in this process; see Retry-After", body = super::error::ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -99,6 +99,19 @@ pub async fn import(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as Content-Type: application/x-ndjson (one JSON object per line)",
+        ));
+    }
+    // A compressed body would otherwise be read as text and refused as
+    // "line 1 is not a JSON object", which hides the reason.
+    if request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|encoding| !encoding.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Encoding is not supported: send the NDJSON body uncompressed",
         ));
     }
     let limits = &state.inner.import;

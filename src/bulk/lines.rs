@@ -13,6 +13,8 @@ pub struct Line<'a> {
     pub bytes: Option<&'a [u8]>,
 }
 
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 pub struct Lines<R> {
     reader: R,
     max_bytes: usize,
@@ -81,6 +83,11 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
         if self.buffer.last() == Some(&b'\r') {
             self.buffer.pop();
         }
+        // Files saved by Windows tools often start with a byte order mark,
+        // which would otherwise make the first line invalid JSON.
+        if self.number == 1 && self.buffer.starts_with(UTF8_BOM) {
+            self.buffer.drain(..UTF8_BOM.len());
+        }
         Ok(Some(Line {
             number: self.number,
             bytes: Some(&self.buffer),
@@ -119,6 +126,10 @@ mod tests {
         );
         assert!(all(b"", 8).await.is_empty());
         assert_eq!(all(b"x\n", 8).await, vec![(1, Some("x".into()))]);
+        assert_eq!(
+            all(b"\xEF\xBB\xBF{}\r\n\xEF\xBB\xBF{}", 8).await,
+            vec![(1, Some("{}".into())), (2, Some("\u{FEFF}{}".into()))]
+        );
     }
 
     proptest::proptest! {
@@ -136,8 +147,9 @@ mod tests {
                 parts
             };
             proptest::prop_assert_eq!(got.len(), expected.len());
-            for ((_, bytes), raw) in got.iter().zip(expected) {
+            for (index, ((_, bytes), raw)) in got.iter().zip(expected).enumerate() {
                 let part = raw.strip_suffix(b"\r").unwrap_or(raw);
+                let part = if index == 0 { part.strip_prefix(UTF8_BOM).unwrap_or(part) } else { part };
                 match bytes {
                     Some(text) => proptest::prop_assert_eq!(text, &String::from_utf8_lossy(part).into_owned()),
                     None => proptest::prop_assert!(raw.len() > max),

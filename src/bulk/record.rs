@@ -216,6 +216,13 @@ pub fn parse_line(
     now: DateTime<Utc>,
     identities: Option<&Option<Identities>>,
 ) -> Result<Item, LineError> {
+    // A JSON array would otherwise be judged as a registration and refused
+    // with serde's `[0]: invalid type: map, expected a string`.
+    if bytes.trim_ascii_start().starts_with(b"[") {
+        return Err(LineError::general(
+            "a JSON array: write one JSON object per line (NDJSON), not an array",
+        ));
+    }
     if let Some(identities) = identities
         && is_export(bytes)
     {

@@ -183,6 +183,40 @@ async fn a_body_that_is_not_ndjson_is_a_client_error() {
         .await
         .unwrap();
     assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    // A compressed body: 415 naming the encoding, not "line 1 is not a JSON
+    // object".
+    let reply = api
+        .post("/v1/accounts:import")
+        .header("content-type", "application/x-ndjson")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let error: Value = reply.json().await.unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Encoding"),
+        "{error}"
+    );
+}
+
+/// A body saved with a byte order mark and CRLF endings imports every line.
+#[tokio::test]
+async fn a_byte_order_mark_and_crlf_endings_are_accepted() {
+    let api = Api::start().await;
+    let body = format!(
+        "\u{FEFF}{}\r\n{}\r\n",
+        body_line("bom-1", "t1"),
+        body_line("bom-2", "t2")
+    );
+    let lines = ndjson(import(&api, body, "").await).await;
+    assert_eq!(lines[0]["result"], "created", "{lines:?}");
+    assert_eq!(lines[1]["result"], "created", "{lines:?}");
+    assert_eq!(lines[2]["summary"]["created"], 2, "{lines:?}");
 }
 
 /// Opens an import over a raw connection, sends `line` as the first

@@ -143,7 +143,10 @@ fn check_config_reports_the_tls_modes_without_secrets() {
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("database TLS: verify-full (TLS; certificate and host name checked)"),
+        stdout.contains(
+            "database TLS: verify-full (TLS; certificate and host name checked), \
+             CA: built-in public web roots (the system store is not read)"
+        ),
         "{stdout}"
     );
     assert!(

@@ -70,10 +70,12 @@ fn database_tls(settings: &Settings, db: &PgConnectOptions) -> String {
         PgSslMode::VerifyFull => "verify-full (TLS; certificate and host name checked)",
     };
     let db = &settings.database;
+    // sqlx is built with the compiled-in Mozilla roots: a CA added to the
+    // system store is not trusted, so do not claim "system roots" here.
     let ca = if db.ssl_root_cert.is_some() {
         "database.ssl_root_cert"
     } else {
-        "system roots"
+        "built-in public web roots (the system store is not read)"
     };
     let client = if db.ssl_client_cert.is_some() {
         "client certificate set"
