@@ -84,8 +84,12 @@ impl Drop for TestDb {
                 .unwrap();
             rt.block_on(async {
                 if let Ok(admin) = PgPool::connect(&database_url()).await {
+                    // The test's runtime is blocked in this drop: a task of it
+                    // caught inside a transaction holds its locks until the
+                    // runtime goes, so waiting for them would never end. A
+                    // schema left behind is swept by a later run.
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                        "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
                     )))
                     .execute(&admin)
                     .await;
