@@ -16,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod bulk;
 pub mod config;
+pub mod connect;
 pub mod console;
 pub mod crypto;
 pub mod daemon;

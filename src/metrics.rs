@@ -92,6 +92,14 @@ fn describe() {
         "tokenwarden_status_changes_total",
         "Account status changes written by this process."
     );
+    describe_counter!(
+        "tokenwarden_connect_started_total",
+        "Connect flows started (authorization URLs handed out)."
+    );
+    describe_counter!(
+        "tokenwarden_connect_completed_total",
+        "Connect flows finished, by outcome (connected, reconnected, choice_required, or the error code)."
+    );
     describe_gauge!(
         "tokenwarden_jobs_outstanding",
         "Accounts claimed by a scheduler whose job has not finished."
@@ -150,6 +158,25 @@ pub fn record_attempt(provider: Provider, trigger: Trigger, outcome: Outcome, to
         )
         .record(took.as_secs_f64());
     }
+}
+
+pub fn record_connect_started(provider: Provider) {
+    counter!("tokenwarden_connect_started_total", "provider" => provider_label(provider))
+        .increment(1);
+}
+
+/// `outcome` is one of a fixed set (an outcome word or a `ConnectError`
+/// code), never free text.
+pub fn record_connect_completed(provider: Option<Provider>, outcome: &'static str) {
+    let provider = provider
+        .map(provider_label)
+        .unwrap_or_else(|| "unknown".to_owned());
+    counter!(
+        "tokenwarden_connect_completed_total",
+        "provider" => provider,
+        "outcome" => outcome,
+    )
+    .increment(1);
 }
 
 pub fn record_status_change(provider: Provider, to: AccountStatus) {

@@ -25,7 +25,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("platforms", &["providers"]),
     ("storage", &["store"]),
     ("one refresh, one registration", &["engine", "registration"]),
-    ("admission and delivery", &["gate", "webhooks", "bulk"]),
+    (
+        "admission and delivery",
+        &["gate", "webhooks", "bulk", "connect"],
+    ),
     ("queue", &["queue"]),
     ("front doors", &["scheduler", "api"]),
     // Above the API: it shows accounts through the API's view and forces

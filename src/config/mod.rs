@@ -14,6 +14,7 @@
 mod api;
 mod checks;
 mod circuit;
+mod connect;
 mod console;
 mod crypto;
 mod database;
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 pub use self::api::ApiSettings;
 pub use self::checks::MAX_DURATION;
 pub use self::circuit::CircuitSettings;
+pub use self::connect::ConnectSettings;
 pub use self::console::{ConsoleSettings, OperatorKey, operator_keys};
 pub use self::crypto::CryptoSettings;
 pub use self::database::{DatabaseSettings, SSL_MODES};
@@ -74,6 +76,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub api: ApiSettings,
     pub console: ConsoleSettings,
+    pub connect: ConnectSettings,
     pub metrics: MetricsSettings,
     pub webhooks: WebhookSettings,
     pub providers: ProvidersSettings,
@@ -104,6 +107,7 @@ impl Settings {
         self.log.validate()?;
         self.api.validate()?;
         self.console.validate()?;
+        self.connect.validate()?;
         self.metrics.validate()?;
         self.webhooks.validate()?;
         self.providers.validate()?;

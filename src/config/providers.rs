@@ -131,6 +131,25 @@ pub struct ProviderSettings {
     /// at that and a warning is printed at start.
     #[serde(default, skip_serializing_if = "is_false")]
     pub app_in_testing: bool,
+    /// Connect flow: the platform's authorization endpoint (where the
+    /// browser is sent). None where it is per user (Mastodon, Bluesky).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<Url>,
+    /// Connect flow: where a code is exchanged, when not at `token_url`
+    /// (Instagram Login, Threads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange_url: Option<Url>,
+    /// Connect flow: the base URL of the platform's API, for the profile
+    /// call that names the connected account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<Url>,
+    /// Connect flow: the scopes asked for when a connect request names none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connect_scopes: Vec<String>,
+    /// Connect flow: send a PKCE challenge (S256) with the authorization
+    /// and its verifier with the code (RFC 7636).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub connect_pkce: bool,
     /// Refreshes in flight to this platform per process.
     pub max_concurrency: usize,
     /// Calls per second to this platform per process (token bucket).
@@ -166,6 +185,11 @@ impl ProviderSettings {
             health_url: None,
             continuous_refresh: false,
             app_in_testing: false,
+            authorize_url: None,
+            exchange_url: None,
+            api_url: None,
+            connect_scopes: Vec::new(),
+            connect_pkce: false,
             max_concurrency: 64,
             rate_per_second: 50.0,
         };
@@ -186,6 +210,15 @@ impl ProviderSettings {
                 rotates_refresh_token: true,
                 default_access_token_lifetime: secs(2 * HOUR),
                 publish_scopes: scopes(&["tweet.write", "offline.access"]),
+                authorize_url: url("https://x.com/i/oauth2/authorize"),
+                api_url: url("https://api.x.com/2/"),
+                connect_scopes: scopes(&[
+                    "tweet.read",
+                    "tweet.write",
+                    "users.read",
+                    "offline.access",
+                ]),
+                connect_pkce: true,
                 ..base
             },
             LinkedinPerson | LinkedinCompany => Self {
@@ -197,6 +230,18 @@ impl ProviderSettings {
                     &["w_member_social"]
                 } else {
                     &["w_organization_social"]
+                }),
+                authorize_url: url("https://www.linkedin.com/oauth/v2/authorization"),
+                api_url: url("https://api.linkedin.com/"),
+                connect_scopes: scopes(if provider == LinkedinPerson {
+                    &["openid", "profile", "w_member_social"]
+                } else {
+                    &[
+                        "openid",
+                        "profile",
+                        "r_organization_admin",
+                        "w_organization_social",
+                    ]
                 }),
                 ..base
             },
@@ -211,6 +256,14 @@ impl ProviderSettings {
                 publish_scopes: scopes(&[
                     "https://www.googleapis.com/auth/youtube.upload|https://www.googleapis.com/auth/youtube|https://www.googleapis.com/auth/youtube.force-ssl",
                 ]),
+                authorize_url: url("https://accounts.google.com/o/oauth2/v2/auth"),
+                api_url: url("https://www.googleapis.com/"),
+                connect_scopes: scopes(&[
+                    "openid",
+                    "https://www.googleapis.com/auth/youtube.upload",
+                    "https://www.googleapis.com/auth/youtube.readonly",
+                ]),
+                connect_pkce: true,
                 ..base
             },
             Pinterest => Self {
@@ -221,6 +274,14 @@ impl ProviderSettings {
                 default_access_token_lifetime: secs(30 * DAY),
                 refresh_token_lifetime: Some(secs(60 * DAY)),
                 publish_scopes: scopes(&["pins:write", "boards:read"]),
+                authorize_url: url("https://www.pinterest.com/oauth/"),
+                api_url: url("https://api.pinterest.com/v5/"),
+                connect_scopes: scopes(&[
+                    "user_accounts:read",
+                    "boards:read",
+                    "pins:read",
+                    "pins:write",
+                ]),
                 ..base
             },
             TiktokBusiness | TiktokPersonal => Self {
@@ -230,6 +291,9 @@ impl ProviderSettings {
                 default_access_token_lifetime: secs(2 * HOUR),
                 refresh_token_lifetime: Some(secs(180 * DAY)),
                 publish_scopes: scopes(&["video.publish|video.upload"]),
+                authorize_url: url("https://www.tiktok.com/v2/auth/authorize/"),
+                api_url: url("https://open.tiktokapis.com/v2/"),
+                connect_scopes: scopes(&["user.info.basic", "video.publish", "video.upload"]),
                 ..base
             },
             InstagramLogin => Self {
@@ -242,6 +306,13 @@ impl ProviderSettings {
                     "instagram_business_basic",
                     "instagram_business_content_publish",
                 ]),
+                authorize_url: url("https://www.instagram.com/oauth/authorize"),
+                exchange_url: url("https://api.instagram.com/oauth/access_token"),
+                api_url: url("https://graph.instagram.com/"),
+                connect_scopes: scopes(&[
+                    "instagram_business_basic",
+                    "instagram_business_content_publish",
+                ]),
                 ..base
             },
             Threads => Self {
@@ -251,6 +322,10 @@ impl ProviderSettings {
                 refreshable_after_expiry: false,
                 jitter: secs(6 * HOUR),
                 publish_scopes: scopes(&["threads_basic", "threads_content_publish"]),
+                authorize_url: url("https://threads.net/oauth/authorize"),
+                exchange_url: url("https://graph.threads.net/oauth/access_token"),
+                api_url: url("https://graph.threads.net/v1.0/"),
+                connect_scopes: scopes(&["threads_basic", "threads_content_publish"]),
                 ..base
             },
             // Hosts are per account, so there is no token_url. Lifetimes are
@@ -262,11 +337,14 @@ impl ProviderSettings {
                 flow: Flow::Bluesky,
                 rotates_refresh_token: true,
                 default_access_token_lifetime: secs(HOUR),
+                connect_scopes: scopes(&["atproto", "transition:generic"]),
                 ..base
             },
             Mastodon => Self {
                 flow: Flow::Mastodon,
                 publish_scopes: scopes(&["write:statuses|write"]),
+                connect_scopes: scopes(&["read:accounts", "write:statuses", "write:media"]),
+                connect_pkce: true,
                 ..base
             },
             // Page tokens never expire (health checks); a stored long-lived
@@ -281,6 +359,23 @@ impl ProviderSettings {
                     &["pages_manage_posts"]
                 } else {
                     &["instagram_content_publish"]
+                }),
+                authorize_url: url("https://www.facebook.com/v23.0/dialog/oauth"),
+                api_url: url("https://graph.facebook.com/v23.0/"),
+                connect_scopes: scopes(if provider == FacebookPage {
+                    &[
+                        "pages_show_list",
+                        "pages_read_engagement",
+                        "pages_manage_posts",
+                    ]
+                } else {
+                    &[
+                        "pages_show_list",
+                        "pages_read_engagement",
+                        "instagram_basic",
+                        "instagram_content_publish",
+                        "business_management",
+                    ]
                 }),
                 ..base
             },

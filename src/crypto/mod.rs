@@ -36,6 +36,10 @@ pub enum Field {
     RefreshToken,
     /// An account's DPoP private key (atproto OAuth), as a private JWK.
     DpopKey,
+    /// A pending connect flow's secrets (PKCE verifier, DPoP key, ...).
+    ConnectSecrets,
+    /// An OAuth client secret the daemon obtained itself (a Mastodon app).
+    ClientSecret,
 }
 
 impl Field {
@@ -44,6 +48,8 @@ impl Field {
             Field::AccessToken => "access token",
             Field::RefreshToken => "refresh token",
             Field::DpopKey => "DPoP key",
+            Field::ConnectSecrets => "connect secrets",
+            Field::ClientSecret => "client secret",
         }
     }
 }
@@ -138,9 +144,16 @@ impl Keyring {
 
     /// Encrypts under the primary key; returns `nonce || ciphertext`.
     pub fn encrypt(&self, account: &AccountId, field: Field, plaintext: &str) -> Vec<u8> {
+        self.encrypt_for(&account.to_string(), field, plaintext)
+    }
+
+    /// `encrypt` for a value that belongs to something other than an
+    /// account (a connect session, an app registration): `owner` is bound
+    /// into the associated data the same way.
+    pub fn encrypt_for(&self, owner: &str, field: Field, plaintext: &str) -> Vec<u8> {
         let (key_id, cipher) = &self.keys[0];
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
-        let aad = associated_data(account, field, key_id);
+        let aad = associated_data(owner, field, key_id);
         let ciphertext = cipher
             .encrypt(
                 Nonce::from_slice(&nonce_bytes),
@@ -163,6 +176,16 @@ impl Keyring {
         key_id: &str,
         stored: &[u8],
     ) -> Result<SecretString, CryptoError> {
+        self.decrypt_for(&account.to_string(), field, key_id, stored)
+    }
+
+    pub fn decrypt_for(
+        &self,
+        owner: &str,
+        field: Field,
+        key_id: &str,
+        stored: &[u8],
+    ) -> Result<SecretString, CryptoError> {
         let (_, cipher) = self
             .keys
             .iter()
@@ -176,7 +199,7 @@ impl Keyring {
             return Err(tampered());
         }
         let (nonce, ciphertext) = stored.split_at(NONCE_LEN);
-        let aad = associated_data(account, field, key_id);
+        let aad = associated_data(owner, field, key_id);
         let plaintext = cipher
             .decrypt(
                 Nonce::from_slice(nonce),
@@ -191,13 +214,15 @@ impl Keyring {
     }
 }
 
-fn associated_data(account: &AccountId, field: Field, key_id: &str) -> Vec<u8> {
+fn associated_data(owner: &str, field: Field, key_id: &str) -> Vec<u8> {
     let field = match field {
         Field::AccessToken => "access",
         Field::RefreshToken => "refresh",
         Field::DpopKey => "dpop",
+        Field::ConnectSecrets => "connect",
+        Field::ClientSecret => "client-secret",
     };
-    format!("tokenwarden/v1/{account}/{field}/{key_id}").into_bytes()
+    format!("tokenwarden/v1/{owner}/{field}/{key_id}").into_bytes()
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ pub use linkedin::LinkedinRefresh;
 pub use long_lived::LongLivedRefresh;
 pub use mastodon::MastodonCheck;
 pub use oauth2_refresh::OAuth2Refresh;
+pub(crate) use oauth2_refresh::with_client_auth;
 pub use pinterest::PinterestRefresh;
 pub use revoke::Revoker;
 pub use tiktok::TiktokRefresh;

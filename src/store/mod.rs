@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod batch;
 pub mod bulk;
 pub mod census;
+pub mod connect;
 pub mod events;
 pub mod gate_states;
 pub mod keys;

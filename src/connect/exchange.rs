@@ -1,0 +1,118 @@
+//! The RFC 6749 section 4.1.3 code exchange most platforms share, and the
+//! small helpers connectors use to read profile answers.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::ConnectError;
+use crate::config::ClientAuth;
+use crate::providers::token_response::json_object;
+use crate::providers::{HttpClient, HttpReply, OAuth2Refresh, TokenGrant, with_client_auth};
+
+/// One code exchange at a token endpoint.
+pub struct CodeExchange<'a> {
+    pub token_url: &'a Url,
+    pub client_id: &'a str,
+    pub client_secret: Option<&'a SecretString>,
+    pub client_auth: ClientAuth,
+    pub code: &'a SecretString,
+    pub redirect_uri: &'a Url,
+    pub code_verifier: Option<&'a SecretString>,
+    /// Platform-specific form fields.
+    pub extra_form: &'a [(&'a str, &'a str)],
+}
+
+/// POSTs `grant_type=authorization_code` and reads the answer as a refresh
+/// answer is read: an access token is required, lifetimes are clamped.
+pub async fn exchange_code(
+    http: &HttpClient,
+    exchange: CodeExchange<'_>,
+) -> Result<TokenGrant, ConnectError> {
+    let mut form: Vec<(&str, &str)> = vec![
+        ("grant_type", "authorization_code"),
+        ("code", exchange.code.expose_secret()),
+        ("redirect_uri", exchange.redirect_uri.as_str()),
+    ];
+    if let Some(verifier) = exchange.code_verifier {
+        form.push(("code_verifier", verifier.expose_secret()));
+    }
+    form.extend(exchange.extra_form.iter().copied());
+    let builder = with_client_auth(
+        http.inner().post(exchange.token_url.clone()),
+        &mut form,
+        exchange.client_id,
+        exchange.client_secret,
+        exchange.client_auth,
+    )
+    .header(reqwest::header::ACCEPT, "application/json")
+    .form(&form);
+    let reply = http
+        .send(builder)
+        .await
+        .map_err(|e| ConnectError::from_provider("code exchange", e))?;
+    OAuth2Refresh::interpret(&reply).map_err(|e| ConnectError::from_provider("code exchange", e))
+}
+
+/// GETs a profile endpoint with the new access token as a bearer token and
+/// returns its JSON object.
+pub async fn get_profile(
+    http: &HttpClient,
+    url: Url,
+    access_token: &str,
+    what: &str,
+) -> Result<Map<String, Value>, ConnectError> {
+    let builder = http
+        .inner()
+        .get(url)
+        .bearer_auth(access_token)
+        .header(reqwest::header::ACCEPT, "application/json");
+    let reply = http
+        .send(builder)
+        .await
+        .map_err(|e| ConnectError::from_provider(what, e))?;
+    profile_object(&reply, what)
+}
+
+/// A 2xx JSON object, or an error naming the status (never the body, which
+/// may echo the token).
+pub fn profile_object(reply: &HttpReply, what: &str) -> Result<Map<String, Value>, ConnectError> {
+    if reply.status >= 500 || reply.status == 429 || reply.status == 408 {
+        return Err(ConnectError::platform_unavailable(format!(
+            "{what}: HTTP {}",
+            reply.status
+        )));
+    }
+    if !(200..300).contains(&reply.status) {
+        return Err(ConnectError::identity_failed(format!(
+            "{what}: HTTP {}",
+            reply.status
+        )));
+    }
+    json_object(reply).map_err(|e| ConnectError::identity_failed(format!("{what}: {}", e.message)))
+}
+
+/// A string (or a number, as some platforms send ids) at `path`, non-empty.
+pub fn text_at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<String> {
+    let (last, parents) = path.split_last()?;
+    let mut current = object;
+    for key in parents {
+        current = current.get(*key)?.as_object()?;
+    }
+    match current.get(*last)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `text_at`, required: an identity without it cannot be registered.
+pub fn required_text(
+    object: &Map<String, Value>,
+    path: &[&str],
+    what: &str,
+) -> Result<String, ConnectError> {
+    text_at(object, path).ok_or_else(|| {
+        ConnectError::identity_failed(format!("{what}: {} is missing", path.join(".")))
+    })
+}

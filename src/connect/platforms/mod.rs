@@ -1,0 +1,34 @@
+//! One connector per platform family, built from configuration.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use super::Connector;
+use crate::config::Settings;
+use crate::domain::Provider;
+use crate::providers::HttpClient;
+
+pub struct Built {
+    pub connectors: HashMap<Provider, Arc<dyn Connector>>,
+    pub missing: HashMap<Provider, String>,
+}
+
+pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
+    let _ = (http, pool);
+    let mut built = Built {
+        connectors: HashMap::new(),
+        missing: HashMap::new(),
+    };
+    for provider in Provider::ALL {
+        let key = provider.config_key();
+        let section = settings.providers.get(*provider);
+        let _ = section;
+        built.missing.insert(
+            *provider,
+            format!("{provider} cannot be connected yet (providers.{key})"),
+        );
+    }
+    built
+}

@@ -1,0 +1,639 @@
+//! The connect flow's state machine: start (state, PKCE, the platform's
+//! URL), finish (single-use state, code exchange, registration), and the
+//! optional choice between them. Platform specifics stay in the connectors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use super::pkce::{random_token, state_hash};
+use super::{
+    ChoiceOption, Chosen, Complete, ConnectError, Connected, ConnectedAccount, Connector,
+    SessionSecrets,
+};
+use crate::config::{ConnectSettings, Settings};
+use crate::crypto::Field;
+use crate::domain::{AccountId, AccountStatus, Provider};
+use crate::engine::Engine;
+use crate::providers::HttpClient;
+use crate::store::accounts::{self, Registered};
+use crate::store::connect::{self as sessions, NewSession, SessionRow, Taken};
+
+/// What the API tier asks for.
+pub struct StartRequest {
+    pub provider: Provider,
+    pub workspace_id: String,
+    pub redirect_after: String,
+    pub scopes: Option<Vec<String>>,
+    pub account_id: Option<String>,
+    pub extras: Option<serde_json::Value>,
+}
+
+pub struct Started {
+    pub authorization_url: Url,
+    pub state: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The platform's redirect, as received.
+pub struct Callback {
+    pub code: Option<SecretString>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    pub issuer: Option<String>,
+}
+
+/// One registered account, with what its health should warn about.
+pub struct Landed {
+    pub registered: Registered,
+    pub warnings: Vec<String>,
+}
+
+pub enum Finished {
+    Connected {
+        accounts: Vec<Landed>,
+        redirect_after: Url,
+    },
+    /// The user must choose (pages) in a second call with the same state.
+    ChoiceRequired {
+        options: Vec<ChoiceOption>,
+        redirect_after: Url,
+    },
+}
+
+/// A failed finish: the error, and where to send the browser when the
+/// state was valid (an unknown state names no trusted destination).
+pub struct Failed {
+    pub error: ConnectError,
+    pub redirect_after: Option<Url>,
+}
+
+impl From<ConnectError> for Failed {
+    fn from(error: ConnectError) -> Self {
+        Self {
+            error,
+            redirect_after: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ConnectService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: ConnectSettings,
+    callback: Option<Url>,
+    engine: Engine,
+    connectors: HashMap<Provider, Arc<dyn Connector>>,
+    /// Why a platform has no connector, for its 409.
+    missing: HashMap<Provider, String>,
+    /// Client secrets, only to scrub their echoes from platform text.
+    client_secrets: Vec<SecretString>,
+    /// Each platform's `connect_scopes`.
+    default_scopes: HashMap<Provider, Vec<String>>,
+    /// Platforms whose refresh needs a refresh token.
+    needs_refresh_token: Vec<Provider>,
+}
+
+const MAX_TEXT: usize = 255;
+const MAX_URL: usize = 2048;
+const MAX_SCOPES: usize = 64;
+
+impl ConnectService {
+    pub fn new(settings: &Settings, engine: Engine) -> Result<Self, reqwest::Error> {
+        let http = HttpClient::new(&settings.http)?;
+        let built = super::platforms::build(settings, &http, engine.pool());
+        let client_secrets = Provider::ALL
+            .iter()
+            .filter_map(|p| settings.providers.get(*p).client_secret.clone())
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings: settings.connect.clone(),
+                callback: settings.connect.callback_url(),
+                engine,
+                connectors: built.connectors,
+                missing: built.missing,
+                client_secrets,
+                default_scopes: Provider::ALL
+                    .iter()
+                    .map(|p| (*p, settings.providers.get(*p).connect_scopes.clone()))
+                    .collect(),
+                needs_refresh_token: Provider::ALL
+                    .iter()
+                    .copied()
+                    .filter(|p| refreshes_with_refresh_token(settings.providers.get(*p).flow))
+                    .collect(),
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &ConnectSettings {
+        &self.inner.settings
+    }
+
+    fn callback(&self) -> Result<&Url, ConnectError> {
+        self.inner.callback.as_ref().ok_or_else(|| {
+            ConnectError::not_configured("the connect flow is off: connect.public_url is not set")
+        })
+    }
+
+    fn connector(&self, provider: Provider) -> Result<&Arc<dyn Connector>, ConnectError> {
+        self.inner.connectors.get(&provider).ok_or_else(|| {
+            ConnectError::not_configured(
+                self.inner
+                    .missing
+                    .get(&provider)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{provider} cannot be connected here")),
+            )
+        })
+    }
+
+    pub async fn start(&self, request: StartRequest) -> Result<Started, ConnectError> {
+        let callback = self.callback()?;
+        let provider = request.provider;
+        let connector = self.connector(provider)?;
+        let workspace_id = checked_text("workspace_id", &request.workspace_id)?;
+        let redirect_after = self.redirect_target(&request.redirect_after)?;
+        let scopes = match request.scopes {
+            Some(scopes) => checked_scopes(scopes)?,
+            None => self
+                .inner
+                .default_scopes
+                .get(&provider)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let extras = match request.extras {
+            None | Some(serde_json::Value::Null) => serde_json::json!({}),
+            Some(object @ serde_json::Value::Object(_)) => object,
+            Some(_) => {
+                return Err(ConnectError::invalid_request(
+                    "extras: must be a JSON object",
+                ));
+            }
+        };
+        let account_id = match &request.account_id {
+            Some(id) => Some(self.reconnectable(id, provider, &workspace_id).await?),
+            None => None,
+        };
+
+        let state = random_token();
+        let authorization = connector
+            .begin(super::Begin {
+                provider,
+                workspace_id: &workspace_id,
+                scopes: &scopes,
+                redirect_uri: callback,
+                state: &state,
+                extras: &extras,
+            })
+            .await
+            .map_err(|e| self.scrubbed(e, &[]))?;
+        let hash = state_hash(&state);
+        let sealed = self.seal(&hash, &authorization.secrets)?;
+        let expires_at = Utc::now()
+            + chrono::Duration::from_std(self.inner.settings.state_ttl)
+                .unwrap_or(chrono::Duration::minutes(10));
+        let account_text = account_id.as_ref().map(ToString::to_string);
+        sessions::insert(
+            self.pool(),
+            &NewSession {
+                state_hash: &hash,
+                provider: provider.as_str(),
+                workspace_id: &workspace_id,
+                redirect_after: redirect_after.as_str(),
+                scopes: &scopes,
+                account_id: account_text.as_deref(),
+                extras: &extras,
+                context: &authorization.context,
+                secrets: sealed
+                    .as_ref()
+                    .map(|(bytes, key)| (bytes.as_slice(), key.as_str())),
+                expires_at,
+            },
+        )
+        .await
+        .map_err(storage_error)?;
+        crate::metrics::record_connect_started(provider);
+        tracing::info!(%provider, workspace_id, "connect flow started");
+        Ok(Started {
+            authorization_url: authorization.url,
+            state,
+            expires_at,
+        })
+    }
+
+    /// The callback (browser redirect) or `POST /v1/connect/exchange`.
+    pub async fn finish(&self, state: &str, callback: Callback) -> Result<Finished, Failed> {
+        let hash = state_hash(state);
+        let session = match sessions::take(self.pool(), &hash).await {
+            Ok(Taken::Fresh(session)) => session,
+            Ok(taken) => return Err(self.refused_state(taken).into()),
+            Err(e) => return Err(storage_error(e).into()),
+        };
+        let provider: Option<Provider> = session.provider.parse().ok();
+        let redirect_after = Url::parse(&session.redirect_after).ok();
+        let result = self.finish_session(&hash, session, callback).await;
+        let outcome = match &result {
+            Ok(Finished::ChoiceRequired { .. }) => "choice_required",
+            Ok(Finished::Connected { accounts, .. })
+                if accounts.iter().all(|a| a.registered.created) =>
+            {
+                "connected"
+            }
+            Ok(Finished::Connected { .. }) => "reconnected",
+            Err(error) => error.code,
+        };
+        crate::metrics::record_connect_completed(provider, outcome);
+        result.map_err(|error| {
+            tracing::warn!(provider = ?provider, code = error.code, error = %error.message, "connect flow failed");
+            Failed {
+                error,
+                redirect_after,
+            }
+        })
+    }
+
+    async fn finish_session(
+        &self,
+        hash: &[u8],
+        session: SessionRow,
+        callback: Callback,
+    ) -> Result<Finished, ConnectError> {
+        let provider: Provider = session
+            .provider
+            .parse()
+            .map_err(|_| ConnectError::state_unknown())?;
+        let redirect_after =
+            Url::parse(&session.redirect_after).map_err(|_| ConnectError::state_unknown())?;
+        if let Some(error) = &callback.error {
+            return Err(ConnectError::declined(
+                error,
+                callback.error_description.as_deref(),
+            ));
+        }
+        let code = callback
+            .code
+            .ok_or_else(|| ConnectError::invalid_request("code is missing"))?;
+        let connector = self.connector(provider)?;
+        let callback_url = self.callback()?;
+        let secrets = self.open(hash, &session)?;
+        let account_id = session
+            .account_id
+            .as_deref()
+            .and_then(|id| id.parse::<AccountId>().ok());
+        let connected = connector
+            .complete(Complete {
+                provider,
+                workspace_id: &session.workspace_id,
+                code: &code,
+                redirect_uri: callback_url,
+                scopes: &session.scopes,
+                secrets: &secrets,
+                context: &session.context,
+                extras: &session.extras,
+                issuer: callback.issuer.as_deref(),
+                account_id: account_id.as_ref(),
+            })
+            .await
+            .map_err(|e| self.scrubbed(e, &[code.expose_secret()]))?;
+        match connected {
+            Connected::Accounts(accounts) => Ok(Finished::Connected {
+                accounts: self
+                    .register_all(provider, account_id.as_ref(), accounts)
+                    .await?,
+                redirect_after,
+            }),
+            Connected::Choose(choice) => {
+                let sealed = self.seal(hash, &choice.secrets)?.ok_or_else(|| {
+                    ConnectError::invalid_request("the choice carries no credentials")
+                })?;
+                let stored = serde_json::json!({
+                    "options": choice.options,
+                    "context": choice.context,
+                });
+                sessions::save_choice(self.pool(), hash, &stored, (&sealed.0, &sealed.1))
+                    .await
+                    .map_err(storage_error)?;
+                Ok(Finished::ChoiceRequired {
+                    options: choice.options,
+                    redirect_after,
+                })
+            }
+        }
+    }
+
+    /// The second call of a flow that answered `ChoiceRequired`.
+    pub async fn choose(
+        &self,
+        state: &str,
+        selected: &[String],
+    ) -> Result<Vec<Landed>, ConnectError> {
+        let hash = state_hash(state);
+        let session = match sessions::take_choice(self.pool(), &hash).await {
+            Ok(Taken::Fresh(session)) => session,
+            Ok(taken) => return Err(self.refused_state(taken)),
+            Err(e) => return Err(storage_error(e)),
+        };
+        let provider: Provider = session
+            .provider
+            .parse()
+            .map_err(|_| ConnectError::state_unknown())?;
+        let result = self.choose_in(&hash, provider, &session, selected).await;
+        let outcome = match &result {
+            Ok(accounts) if accounts.iter().all(|a| a.registered.created) => "connected",
+            Ok(_) => "reconnected",
+            Err(error) => error.code,
+        };
+        crate::metrics::record_connect_completed(Some(provider), outcome);
+        result
+    }
+
+    async fn choose_in(
+        &self,
+        hash: &[u8],
+        provider: Provider,
+        session: &SessionRow,
+        selected: &[String],
+    ) -> Result<Vec<Landed>, ConnectError> {
+        if selected.is_empty() || selected.len() > 100 {
+            return Err(ConnectError::invalid_request(
+                "ids: choose 1 to 100 of the options",
+            ));
+        }
+        let choice = session
+            .choice
+            .as_ref()
+            .ok_or_else(ConnectError::state_unknown)?;
+        let options: Vec<ChoiceOption> =
+            serde_json::from_value(choice["options"].clone()).unwrap_or_default();
+        if let Some(unknown) = selected
+            .iter()
+            .find(|id| !options.iter().any(|o| &o.id == *id))
+        {
+            return Err(ConnectError::invalid_request(format!(
+                "ids: {:?} is not one of the options",
+                unknown.chars().take(64).collect::<String>()
+            )));
+        }
+        let secrets = self.open(hash, session)?;
+        let account_id = session
+            .account_id
+            .as_deref()
+            .and_then(|id| id.parse::<AccountId>().ok());
+        let accounts = self
+            .connector(provider)?
+            .choose(Chosen {
+                provider,
+                workspace_id: &session.workspace_id,
+                selected,
+                secrets: &secrets,
+                context: &choice["context"],
+            })
+            .await
+            .map_err(|e| self.scrubbed(e, &[]))?;
+        self.register_all(provider, account_id.as_ref(), accounts)
+            .await
+    }
+
+    async fn register_all(
+        &self,
+        provider: Provider,
+        reconnecting: Option<&AccountId>,
+        accounts: Vec<ConnectedAccount>,
+    ) -> Result<Vec<Landed>, ConnectError> {
+        if accounts.is_empty() {
+            return Err(ConnectError::identity_failed(
+                "the platform named no account to connect",
+            ));
+        }
+        if let Some(id) = reconnecting {
+            let stored = accounts::get(self.pool(), id)
+                .await
+                .map_err(storage_error)?
+                .ok_or_else(|| {
+                    ConnectError::account_mismatch(format!("account {id} no longer exists"))
+                })?;
+            if accounts.len() != 1 || accounts[0].spec.external_id.trim() != stored.external_id {
+                return Err(ConnectError::account_mismatch(format!(
+                    "the platform account authorized is not the one account {id} is connected to: sign in as that account"
+                )));
+            }
+        }
+        let engine = &self.inner.engine;
+        let mut landed = Vec::with_capacity(accounts.len());
+        for ConnectedAccount { spec, mut warnings } in accounts {
+            let new = spec.into_new_account(Utc::now()).map_err(|e| {
+                ConnectError::identity_failed(format!("the platform's answer is unusable: {e}"))
+            })?;
+            if new.refresh_token.is_none() && self.inner.needs_refresh_token.contains(&provider) {
+                warnings.push(match new.token_expires_at {
+                    Some(at) => format!(
+                        "the platform issued no refresh token: the account must be reconnected before {}",
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => "the platform issued no refresh token: the account must be reconnected when its access token ends".to_owned(),
+                });
+            }
+            let policy = engine.config().policy(provider);
+            let registered = accounts::register(self.pool(), engine.keyring(), policy, &new)
+                .await
+                .map_err(storage_error)?;
+            if registered.status_changed {
+                crate::metrics::record_status_change(provider, AccountStatus::Active);
+            }
+            tracing::info!(account_id = %registered.account.id, %provider, created = registered.created, "account connected");
+            landed.push(Landed {
+                registered,
+                warnings,
+            });
+        }
+        Ok(landed)
+    }
+
+    /// The account a reconnect names: it must exist, on this platform and
+    /// in this workspace.
+    async fn reconnectable(
+        &self,
+        id: &str,
+        provider: Provider,
+        workspace_id: &str,
+    ) -> Result<AccountId, ConnectError> {
+        let id: AccountId = id
+            .parse()
+            .map_err(|_| ConnectError::invalid_request("account_id: not an account id"))?;
+        let stored = accounts::get(self.pool(), &id)
+            .await
+            .map_err(storage_error)?
+            .ok_or_else(|| ConnectError::invalid_request(format!("account_id: no account {id}")))?;
+        if stored.provider != provider || stored.workspace_id != workspace_id {
+            return Err(ConnectError::invalid_request(format!(
+                "account_id: account {id} is not a {provider} account of this workspace"
+            )));
+        }
+        Ok(id)
+    }
+
+    fn redirect_target(&self, raw: &str) -> Result<Url, ConnectError> {
+        if raw.len() > MAX_URL {
+            return Err(ConnectError::invalid_request(format!(
+                "redirect_after: longer than {MAX_URL} characters"
+            )));
+        }
+        let url = Url::parse(raw)
+            .map_err(|_| ConnectError::invalid_request("redirect_after: not an absolute URL"))?;
+        if !self.inner.settings.redirect_allowed(&url) || url.fragment().is_some() {
+            return Err(ConnectError::invalid_request(
+                "redirect_after: not under any of connect.allowed_redirects",
+            ));
+        }
+        Ok(url)
+    }
+
+    fn seal(
+        &self,
+        hash: &[u8],
+        secrets: &SessionSecrets,
+    ) -> Result<Option<(Vec<u8>, String)>, ConnectError> {
+        let json = serde_json::to_string(&SealedSecrets::from(secrets))
+            .map_err(|_| ConnectError::invalid_request("session secrets could not be stored"))?;
+        if json == "{}" {
+            return Ok(None);
+        }
+        let keyring = self.inner.engine.keyring();
+        let bytes = keyring.encrypt_for(&owner(hash), Field::ConnectSecrets, &json);
+        Ok(Some((bytes, keyring.primary_key_id().to_owned())))
+    }
+
+    fn open(&self, hash: &[u8], session: &SessionRow) -> Result<SessionSecrets, ConnectError> {
+        let (Some(bytes), Some(key_id)) = (&session.secrets, &session.secrets_key_id) else {
+            return Ok(SessionSecrets::default());
+        };
+        let json = self
+            .inner
+            .engine
+            .keyring()
+            .decrypt_for(&owner(hash), Field::ConnectSecrets, key_id, bytes)
+            .map_err(|e| ConnectError::invalid_request(format!("session secrets: {e}")))?;
+        let sealed: SealedSecrets = serde_json::from_str(json.expose_secret())
+            .map_err(|_| ConnectError::invalid_request("session secrets are unreadable"))?;
+        Ok(sealed.into())
+    }
+
+    fn refused_state(&self, taken: Taken) -> ConnectError {
+        match taken {
+            Taken::Expired => ConnectError::state_expired(),
+            Taken::Reused => ConnectError::state_reused(),
+            Taken::Unknown | Taken::Fresh(_) => ConnectError::state_unknown(),
+        }
+    }
+
+    /// Platform text may echo what was sent: the code, a client secret.
+    fn scrubbed(&self, mut error: ConnectError, extra: &[&str]) -> ConnectError {
+        let mut secrets: Vec<&str> = self
+            .inner
+            .client_secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
+        secrets.extend_from_slice(extra);
+        error.message = crate::scrub::scrub(&error.message, &secrets);
+        error
+    }
+
+    fn pool(&self) -> &sqlx::PgPool {
+        self.inner.engine.pool()
+    }
+}
+
+/// Secrets are bound to their session: a ciphertext copied to another
+/// session's row does not open.
+fn owner(hash: &[u8]) -> String {
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("connect/{hex}")
+}
+
+/// `SessionSecrets` as stored: plain strings inside the ciphertext.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct SealedSecrets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code_verifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_private_jwk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_access_token: Option<String>,
+}
+
+impl From<&SessionSecrets> for SealedSecrets {
+    fn from(s: &SessionSecrets) -> Self {
+        let open = |v: &Option<SecretString>| v.as_ref().map(|s| s.expose_secret().to_owned());
+        Self {
+            code_verifier: open(&s.code_verifier),
+            dpop_private_jwk: open(&s.dpop_private_jwk),
+            user_access_token: open(&s.user_access_token),
+        }
+    }
+}
+
+impl From<SealedSecrets> for SessionSecrets {
+    fn from(s: SealedSecrets) -> Self {
+        Self {
+            code_verifier: s.code_verifier.map(SecretString::from),
+            dpop_private_jwk: s.dpop_private_jwk.map(SecretString::from),
+            user_access_token: s.user_access_token.map(SecretString::from),
+        }
+    }
+}
+
+/// Flows that refresh with an RFC 6749 refresh token; the others exchange
+/// the access token itself, or never expire.
+fn refreshes_with_refresh_token(flow: crate::config::Flow) -> bool {
+    use crate::config::Flow::*;
+    matches!(
+        flow,
+        Oauth2Refresh | X | Linkedin | Tiktok | Google | Pinterest
+    )
+}
+
+fn checked_text(field: &str, value: &str) -> Result<String, ConnectError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) {
+        return Err(ConnectError::invalid_request(format!(
+            "{field}: 1 to {MAX_TEXT} characters without control characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+fn checked_scopes(scopes: Vec<String>) -> Result<Vec<String>, ConnectError> {
+    if scopes.is_empty() || scopes.len() > MAX_SCOPES {
+        return Err(ConnectError::invalid_request(format!(
+            "scopes: give 1 to {MAX_SCOPES}, or leave it out for the platform's connect_scopes"
+        )));
+    }
+    for scope in &scopes {
+        if scope.is_empty()
+            || scope.chars().count() > MAX_TEXT
+            || scope
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        {
+            return Err(ConnectError::invalid_request(
+                "scopes: each is 1 to 255 characters without spaces, commas or control characters",
+            ));
+        }
+    }
+    Ok(scopes)
+}
+
+fn storage_error(error: sqlx::Error) -> ConnectError {
+    tracing::error!(%error, "connect flow storage failed");
+    ConnectError::platform_unavailable("the database is unavailable; try again")
+}
