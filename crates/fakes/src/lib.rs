@@ -2,6 +2,7 @@
 //! serve the demo and the tests; they behave like strict real servers
 //! (single-use rotating refresh tokens whose reuse revokes the whole family).
 
+mod authorize;
 mod bluesky;
 mod google;
 mod linkedin;
@@ -13,6 +14,7 @@ mod server;
 mod tiktok;
 mod x;
 
+pub use authorize::{Consent, Desk, Granted, Rules, User};
 pub use bluesky::{
     BlueskyAccountState, FakeBluesky, IssuedOAuth, IssuedSession, OAuthSessionSpec, SessionSpec,
 };
