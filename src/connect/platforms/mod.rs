@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+pub mod bluesky;
+
 use super::Connector;
 use crate::config::Settings;
 use crate::domain::Provider;
@@ -16,19 +18,26 @@ pub struct Built {
 }
 
 pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
-    let _ = (http, pool);
+    let _ = pool;
     let mut built = Built {
         connectors: HashMap::new(),
         missing: HashMap::new(),
     };
     for provider in Provider::ALL {
         let key = provider.config_key();
-        let section = settings.providers.get(*provider);
-        let _ = section;
-        built.missing.insert(
-            *provider,
-            format!("{provider} cannot be connected yet (providers.{key})"),
-        );
+        let connector: Result<Arc<dyn Connector>, String> = match provider {
+            Provider::Bluesky => bluesky::BlueskyConnector::from_settings(settings, http)
+                .map(|c| Arc::new(c) as Arc<dyn Connector>),
+            _ => Err(format!("{provider} cannot be connected yet (providers.{key})")),
+        };
+        match connector {
+            Ok(connector) => {
+                built.connectors.insert(*provider, connector);
+            }
+            Err(why) => {
+                built.missing.insert(*provider, why);
+            }
+        }
     }
     built
 }
