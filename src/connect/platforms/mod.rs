@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+mod oauth2;
+
 use super::Connector;
 use crate::config::Settings;
 use crate::domain::Provider;
@@ -16,7 +18,7 @@ pub struct Built {
 }
 
 pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
-    let _ = (http, pool);
+    let _ = pool;
     let mut built = Built {
         connectors: HashMap::new(),
         missing: HashMap::new(),
@@ -24,11 +26,27 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
     for provider in Provider::ALL {
         let key = provider.config_key();
         let section = settings.providers.get(*provider);
-        let _ = section;
-        built.missing.insert(
-            *provider,
-            format!("{provider} cannot be connected yet (providers.{key})"),
-        );
+        let connector: Result<Arc<dyn Connector>, String> = match provider {
+            Provider::X
+            | Provider::LinkedinPerson
+            | Provider::LinkedinCompany
+            | Provider::Youtube
+            | Provider::Pinterest
+            | Provider::TiktokBusiness
+            | Provider::TiktokPersonal => {
+                oauth2::OAuth2Connector::from_settings(*provider, section, http.clone())
+                    .map(|c| Arc::new(c) as Arc<dyn Connector>)
+            }
+            _ => Err(format!("{provider} cannot be connected yet (providers.{key})")),
+        };
+        match connector {
+            Ok(connector) => {
+                built.connectors.insert(*provider, connector);
+            }
+            Err(why) => {
+                built.missing.insert(*provider, why);
+            }
+        }
     }
     built
 }
