@@ -53,7 +53,7 @@ pub async fn exchange_code(
     };
     let builder = builder
         .header(reqwest::header::ACCEPT, "application/json")
-    .form(&form);
+        .form(&form);
     let reply = http
         .send(builder)
         .await

@@ -227,7 +227,7 @@ impl ConnectService {
     pub async fn finish(&self, state: &str, callback: Callback) -> Result<Finished, Failed> {
         let hash = state_hash(state);
         let session = match sessions::take(self.pool(), &hash).await {
-            Ok(Taken::Fresh(session)) => session,
+            Ok(Taken::Fresh(session)) => *session,
             Ok(taken) => return Err(self.refused_state(taken).into()),
             Err(e) => return Err(storage_error(e).into()),
         };
@@ -331,7 +331,7 @@ impl ConnectService {
     ) -> Result<Vec<Landed>, ConnectError> {
         let hash = state_hash(state);
         let session = match sessions::take_choice(self.pool(), &hash).await {
-            Ok(Taken::Fresh(session)) => session,
+            Ok(Taken::Fresh(session)) => *session,
             Ok(taken) => return Err(self.refused_state(taken)),
             Err(e) => return Err(storage_error(e)),
         };

@@ -67,7 +67,8 @@ impl Connect {
             reqwest::header::AUTHORIZATION,
             format!("Bearer {KEY}").parse().unwrap(),
         );
-        let no_redirects = || reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        let no_redirects =
+            || reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
         Self {
             env,
             base,
@@ -104,7 +105,10 @@ impl Connect {
     pub async fn browse(&self, url: &str) -> Url {
         let response = self.browser.get(url).send().await.unwrap();
         let status = response.status();
-        let location = response.headers().get(LOCATION).map(|v| v.to_str().unwrap().to_owned());
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned());
         let body = response.text().await.unwrap_or_default();
         assert!(status.is_redirection(), "{status} from {url}: {body}");
         Url::parse(&location.expect("a redirect has a Location")).unwrap()
@@ -113,12 +117,16 @@ impl Connect {
     /// The browser arrives at the daemon's callback: 303 to `RETURN_URL`.
     pub async fn callback(&self, url: &Url) -> Url {
         assert!(
-            url.as_str().starts_with(self.url("v1/connect/callback").as_str()),
+            url.as_str()
+                .starts_with(self.url("v1/connect/callback").as_str()),
             "the platform sent the browser elsewhere: {url}"
         );
         let response = self.browser.get(url.clone()).send().await.unwrap();
         let status = response.status();
-        let location = response.headers().get(LOCATION).map(|v| v.to_str().unwrap().to_owned());
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned());
         let body = response.text().await.unwrap_or_default();
         assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
         let location = Url::parse(&location.unwrap()).unwrap();

@@ -15,9 +15,9 @@ use base64::Engine as _;
 use serde_json::json;
 use url::Url;
 
+use super::ScriptedResponse;
 use super::authorize::{Desk, Rules, User};
 use super::server::{Running, Script, token};
-use super::ScriptedResponse;
 
 struct Shared {
     client_id: String,

@@ -37,7 +37,9 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
                 oauth2::OAuth2Connector::from_settings(*provider, section, http.clone())
                     .map(|c| Arc::new(c) as Arc<dyn Connector>)
             }
-            _ => Err(format!("{provider} cannot be connected yet (providers.{key})")),
+            _ => Err(format!(
+                "{provider} cannot be connected yet (providers.{key})"
+            )),
         };
         match connector {
             Ok(connector) => {

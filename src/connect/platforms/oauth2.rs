@@ -77,17 +77,25 @@ impl OAuth2Connector {
         let key = provider.config_key();
         let dialect = Dialect::of(provider)
             .ok_or_else(|| format!("{provider} has no authorization-code connector"))?;
-        let missing = |what: &str| format!("{provider} cannot be connected: providers.{key}.{what} is not set");
+        let missing = |what: &str| {
+            format!("{provider} cannot be connected: providers.{key}.{what} is not set")
+        };
         Ok(Self {
             dialect,
-            authorize_url: section.authorize_url.clone().ok_or_else(|| missing("authorize_url"))?,
+            authorize_url: section
+                .authorize_url
+                .clone()
+                .ok_or_else(|| missing("authorize_url"))?,
             token_url: section
                 .exchange_url
                 .clone()
                 .or_else(|| section.token_url.clone())
                 .ok_or_else(|| missing("token_url"))?,
             api_url: section.api_url.clone().ok_or_else(|| missing("api_url"))?,
-            client_id: section.client_id.clone().ok_or_else(|| missing("client_id"))?,
+            client_id: section
+                .client_id
+                .clone()
+                .ok_or_else(|| missing("client_id"))?,
             client_secret: Some(
                 section
                     .client_secret
@@ -145,7 +153,10 @@ impl OAuth2Connector {
     async fn complete_flow(&self, complete: Complete<'_>) -> Result<Connected, ConnectError> {
         let grant = self.exchange(&complete).await?;
         let token = grant.access_token.expose().to_owned();
-        let profile = |id: String, handle: Option<String>, name: Option<String>, avatar: Option<String>| Profile {
+        let profile = |id: String,
+                       handle: Option<String>,
+                       name: Option<String>,
+                       avatar: Option<String>| Profile {
             external_id: id,
             handle,
             display_name: name,
@@ -154,7 +165,13 @@ impl OAuth2Connector {
         };
         let found = match self.dialect {
             Dialect::X => {
-                let me = get_profile(&self.http, self.api("users/me?user.fields=profile_image_url")?, &token, "X users/me").await?;
+                let me = get_profile(
+                    &self.http,
+                    self.api("users/me?user.fields=profile_image_url")?,
+                    &token,
+                    "X users/me",
+                )
+                .await?;
                 profile(
                     required_text(&me, &["data", "id"], "X users/me")?,
                     text_at(&me, &["data", "username"]),
@@ -163,7 +180,13 @@ impl OAuth2Connector {
                 )
             }
             Dialect::LinkedinPerson => {
-                let me = get_profile(&self.http, self.api("v2/userinfo")?, &token, "LinkedIn userinfo").await?;
+                let me = get_profile(
+                    &self.http,
+                    self.api("v2/userinfo")?,
+                    &token,
+                    "LinkedIn userinfo",
+                )
+                .await?;
                 profile(
                     required_text(&me, &["sub"], "LinkedIn userinfo")?,
                     None,
@@ -176,7 +199,7 @@ impl OAuth2Connector {
                 let chosen = choice_ids(complete.extras, "organization_ids");
                 return match chosen {
                     Some(ids) => Ok(Connected::Accounts(self.organization_accounts(
-                        &complete.workspace_id,
+                        complete.workspace_id,
                         &grant,
                         &organizations,
                         &ids,
@@ -240,11 +263,21 @@ impl OAuth2Connector {
                 )
             }
             Dialect::Pinterest => {
-                let me = get_profile(&self.http, self.api("user_account")?, &token, "Pinterest user_account").await?;
+                let me = get_profile(
+                    &self.http,
+                    self.api("user_account")?,
+                    &token,
+                    "Pinterest user_account",
+                )
+                .await?;
                 let username = text_at(&me, &["username"]);
-                let id = text_at(&me, &["id"]).or_else(|| username.clone()).ok_or_else(|| {
-                    ConnectError::identity_failed("Pinterest user_account: id and username are missing")
-                })?;
+                let id = text_at(&me, &["id"])
+                    .or_else(|| username.clone())
+                    .ok_or_else(|| {
+                        ConnectError::identity_failed(
+                            "Pinterest user_account: id and username are missing",
+                        )
+                    })?;
                 profile(
                     id,
                     username,
@@ -255,7 +288,9 @@ impl OAuth2Connector {
             Dialect::Tiktok => {
                 let me = get_profile(
                     &self.http,
-                    self.api("user/info/?fields=open_id,union_id,avatar_url,display_name,username")?,
+                    self.api(
+                        "user/info/?fields=open_id,union_id,avatar_url,display_name,username",
+                    )?,
                     &token,
                     "TikTok user/info",
                 )
@@ -278,7 +313,9 @@ impl OAuth2Connector {
     }
 
     async fn organizations(&self, token: &str) -> Result<Vec<Organization>, ConnectError> {
-        let url = self.api("rest/organizationAcls?q=roleAssignee&role=ADMINISTRATOR&state=APPROVED&count=100")?;
+        let url = self.api(
+            "rest/organizationAcls?q=roleAssignee&role=ADMINISTRATOR&state=APPROVED&count=100",
+        )?;
         let builder = self
             .http
             .inner()
@@ -293,7 +330,12 @@ impl OAuth2Connector {
             .map_err(|e| ConnectError::from_provider("LinkedIn organizationAcls", e))?;
         let acls = crate::connect::exchange::profile_object(&reply, "LinkedIn organizationAcls")?;
         let mut found = Vec::new();
-        for element in acls.get("elements").and_then(Value::as_array).into_iter().flatten() {
+        for element in acls
+            .get("elements")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let Some(urn) = element.get("organization").and_then(Value::as_str) else {
                 continue;
             };
@@ -330,7 +372,8 @@ impl OAuth2Connector {
             .bearer_auth(token)
             .header("LinkedIn-Version", "202501");
         let reply = self.http.send(builder).await.ok()?;
-        let object = crate::connect::exchange::profile_object(&reply, "LinkedIn organization").ok()?;
+        let object =
+            crate::connect::exchange::profile_object(&reply, "LinkedIn organization").ok()?;
         text_at(&object, &["localizedName"])
     }
 
@@ -366,12 +409,14 @@ impl OAuth2Connector {
             .collect()
     }
 
-    async fn choose_organizations(&self, chosen: Chosen<'_>) -> Result<Vec<ConnectedAccount>, ConnectError> {
-        let token = chosen
-            .secrets
-            .user_access_token
-            .as_ref()
-            .ok_or_else(|| ConnectError::invalid_request("the pending choice lost its token"))?;
+    async fn choose_organizations(
+        &self,
+        chosen: Chosen<'_>,
+    ) -> Result<Vec<ConnectedAccount>, ConnectError> {
+        let token =
+            chosen.secrets.user_access_token.as_ref().ok_or_else(|| {
+                ConnectError::invalid_request("the pending choice lost its token")
+            })?;
         let organizations = self.organizations(token.expose_secret()).await?;
         let seconds = |key: &str| chosen.context.get(key).and_then(Value::as_u64);
         let tokens = Tokens {
@@ -387,7 +432,12 @@ impl OAuth2Connector {
                 .context
                 .get("scopes")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default(),
         };
         chosen
@@ -454,11 +504,17 @@ impl Connector for OAuth2Connector {
         .boxed()
     }
 
-    fn complete<'a>(&'a self, complete: Complete<'a>) -> BoxFuture<'a, Result<Connected, ConnectError>> {
+    fn complete<'a>(
+        &'a self,
+        complete: Complete<'a>,
+    ) -> BoxFuture<'a, Result<Connected, ConnectError>> {
         self.complete_flow(complete).boxed()
     }
 
-    fn choose<'a>(&'a self, chosen: Chosen<'a>) -> BoxFuture<'a, Result<Vec<ConnectedAccount>, ConnectError>> {
+    fn choose<'a>(
+        &'a self,
+        chosen: Chosen<'a>,
+    ) -> BoxFuture<'a, Result<Vec<ConnectedAccount>, ConnectError>> {
         async move {
             if self.dialect != Dialect::LinkedinCompany {
                 return Err(ConnectError::invalid_request(format!(
