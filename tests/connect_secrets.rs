@@ -4,6 +4,8 @@
 //! echoes them. A test binary of its own: it installs the global subscriber.
 
 mod common;
+// Shared with the connect tests; not every helper is used here.
+#[allow(dead_code)]
 #[path = "connect/support.rs"]
 mod support;
 
@@ -74,7 +76,7 @@ async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {
     let mut seen: Vec<String> = Vec::new();
     let mut codes: Vec<String> = Vec::new();
     let mut challenges: Vec<String> = Vec::new();
-    let mut started_flow = |started: &Value, challenges: &mut Vec<String>| {
+    let started_flow = |started: &Value, challenges: &mut Vec<String>| {
         let url = url::Url::parse(started["authorization_url"].as_str().unwrap()).unwrap();
         challenges.push(query(&url, "code_challenge").unwrap());
     };
