@@ -106,7 +106,8 @@ fn base_document() -> OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.info.description = Some(
         "Keeps OAuth credentials of connected social-media accounts alive and reports their \
-         health. Every /v1 request needs `Authorization: Bearer <api key>`. Errors are \
+         health. Every /v1 request needs `Authorization: Bearer <api key>`, except the connect \
+         callback, which browsers reach and whose single-use `state` is its credential. Errors are \
          `{\"error\": {\"code\", \"message\"}}`."
             .to_owned(),
     );
