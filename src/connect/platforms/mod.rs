@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 pub mod bluesky;
+mod oauth2;
 
 use super::Connector;
 use crate::config::Settings;
@@ -25,10 +26,23 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
     };
     for provider in Provider::ALL {
         let key = provider.config_key();
+        let section = settings.providers.get(*provider);
         let connector: Result<Arc<dyn Connector>, String> = match provider {
+            Provider::X
+            | Provider::LinkedinPerson
+            | Provider::LinkedinCompany
+            | Provider::Youtube
+            | Provider::Pinterest
+            | Provider::TiktokBusiness
+            | Provider::TiktokPersonal => {
+                oauth2::OAuth2Connector::from_settings(*provider, section, http.clone())
+                    .map(|c| Arc::new(c) as Arc<dyn Connector>)
+            }
             Provider::Bluesky => bluesky::BlueskyConnector::from_settings(settings, http)
                 .map(|c| Arc::new(c) as Arc<dyn Connector>),
-            _ => Err(format!("{provider} cannot be connected yet (providers.{key})")),
+            _ => Err(format!(
+                "{provider} cannot be connected yet (providers.{key})"
+            )),
         };
         match connector {
             Ok(connector) => {
