@@ -96,6 +96,8 @@ struct Inner {
     client_secrets: Vec<SecretString>,
     /// Each platform's `connect_scopes`.
     default_scopes: HashMap<Provider, Vec<String>>,
+    /// The atproto OAuth client metadata the API serves, when the flow is on.
+    client_metadata: Option<serde_json::Value>,
 }
 
 const MAX_TEXT: usize = 255;
@@ -122,12 +124,18 @@ impl ConnectService {
                     .iter()
                     .map(|p| (*p, settings.providers.get(*p).connect_scopes.clone()))
                     .collect(),
+                client_metadata: super::client_metadata(settings),
             }),
         })
     }
 
     pub fn settings(&self) -> &ConnectSettings {
         &self.inner.settings
+    }
+
+    /// The atproto OAuth client metadata document, when the flow is on.
+    pub fn client_metadata(&self) -> Option<&serde_json::Value> {
+        self.inner.client_metadata.as_ref()
     }
 
     fn callback(&self) -> Result<&Url, ConnectError> {

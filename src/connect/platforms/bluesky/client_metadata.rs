@@ -1,10 +1,11 @@
 //! The daemon's atproto OAuth client metadata: the JSON document its client
 //! id (a URL) must serve, which authorization servers fetch to learn the
 //! redirect URI and what the client may ask for. There is no client secret:
-//! the daemon is a public client whose tokens are DPoP-bound.
+//! the daemon is a public client whose tokens are DPoP-bound. The API serves
+//! it at `<public_url>oauth/client-metadata.json`, the default client id; a
+//! client id configured elsewhere must serve this same document.
 
 use serde_json::{Value, json};
-use url::Url;
 
 use crate::config::Settings;
 use crate::domain::Provider;
@@ -29,20 +30,10 @@ pub fn client_metadata(settings: &Settings) -> Option<Value> {
     }))
 }
 
-/// The path on the daemon's own listener that serves the document: the
-/// client id's path when the client id lies under `connect.public_url`
-/// (None when the operator publishes it elsewhere).
-pub fn client_metadata_path(settings: &Settings) -> Option<String> {
-    let client_id = Url::parse(&settings.bluesky_client_id()?).ok()?;
-    let base = settings.connect.public_url.as_ref()?;
-    let same_origin = client_id.origin() == base.origin();
-    (same_origin && client_id.path().starts_with(base.path()) && client_id.query().is_none())
-        .then(|| format!("/{}", &client_id.path()[base.path().len()..]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use url::Url;
 
     fn settings(public_url: Option<&str>, client_id: Option<&str>) -> Settings {
         let mut settings = Settings::default();
@@ -70,31 +61,18 @@ mod tests {
         assert_eq!(doc["grant_types"], json!(["authorization_code", "refresh_token"]));
         assert_eq!(doc["response_types"], json!(["code"]));
         assert_eq!(doc["client_name"], "tokenwarden");
-        assert_eq!(
-            client_metadata_path(&settings).as_deref(),
-            Some("/oauth/client-metadata.json")
-        );
     }
 
     #[test]
-    fn a_configured_client_id_wins_and_is_served_only_under_public_url() {
+    fn a_configured_client_id_wins() {
         let own = settings(
             Some("https://tokens.example.com/"),
-            Some("https://tokens.example.com/atproto/client.json"),
+            Some("https://app.example/atproto/client.json"),
         );
         assert_eq!(
             client_metadata(&own).unwrap()["client_id"],
-            "https://tokens.example.com/atproto/client.json"
+            "https://app.example/atproto/client.json"
         );
-        assert_eq!(
-            client_metadata_path(&own).as_deref(),
-            Some("/atproto/client.json")
-        );
-        let elsewhere = settings(
-            Some("https://tokens.example.com/"),
-            Some("https://app.example/oauth.json"),
-        );
-        assert_eq!(client_metadata_path(&elsewhere), None);
         assert!(client_metadata(&settings(None, Some("https://app.example/c.json"))).is_none());
         assert!(client_metadata(&settings(None, None)).is_none());
     }

@@ -41,7 +41,7 @@ use crate::providers::token_response::json_object;
 use crate::providers::{DpopKey, FailureKind, HttpClient, OAuth2Refresh, ProviderError};
 use crate::registration::{AccountSpec, CredentialsSpec};
 
-pub use client_metadata::{client_metadata, client_metadata_path};
+pub use client_metadata::client_metadata;
 
 const DEFAULT_PLC_DIRECTORY: &str = "https://plc.directory";
 
