@@ -7,5 +7,6 @@
 mod common;
 mod support;
 
+mod bluesky;
 mod flow;
 mod oauth2;
