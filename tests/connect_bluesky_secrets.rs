@@ -44,7 +44,9 @@ impl std::io::Write for Capture {
 fn verifiers_in(text: &str, challenges: &[String]) -> Vec<String> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .filter(|word| word.len() == 43)
-        .filter(|word| challenges.contains(&URL_SAFE_NO_PAD.encode(Sha256::digest(word.as_bytes()))))
+        .filter(|word| {
+            challenges.contains(&URL_SAFE_NO_PAD.encode(Sha256::digest(word.as_bytes())))
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -112,7 +114,11 @@ async fn no_code_verifier_token_or_dpop_key_leaks_from_the_bluesky_flow() {
     ));
     codes.push(code);
     let landed = connect.callback(&back).await;
-    assert_eq!(query(&landed, "error").as_deref(), Some("server_error"), "{landed}");
+    assert_eq!(
+        query(&landed, "error").as_deref(),
+        Some("server_error"),
+        "{landed}"
+    );
     seen.push(landed.to_string());
 
     // 3. The same through the API tier's exchange, then one that succeeds.
@@ -177,10 +183,19 @@ async fn no_code_verifier_token_or_dpop_key_leaks_from_the_bluesky_flow() {
     assert_eq!(challenges.len(), 4);
     for text in &seen {
         for secret in &secrets {
-            assert!(!text.contains(secret.as_str()), "a secret leaked into:\n{text}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret leaked into:\n{text}"
+            );
         }
-        assert!(verifiers_in(text, &challenges).is_empty(), "a PKCE verifier leaked into:\n{text}");
-        assert!(!text.contains("\"d\":"), "a private JWK leaked into:\n{text}");
+        assert!(
+            verifiers_in(text, &challenges).is_empty(),
+            "a PKCE verifier leaked into:\n{text}"
+        );
+        assert!(
+            !text.contains("\"d\":"),
+            "a private JWK leaked into:\n{text}"
+        );
     }
     // The logs did record the flows, so the checks above read something.
     assert!(logs.contains("connect flow started"), "{logs}");

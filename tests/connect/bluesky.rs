@@ -35,9 +35,7 @@ fn use_fake(s: &mut Settings, fake: &FakeBluesky, trusted: &[Url]) {
     section.flow = Flow::Bluesky;
     section.plc_directory = Some(fake.plc_directory().parse().unwrap());
     section.allowed_origins = trusted.to_vec();
-    section
-        .allowed_origins
-        .push(fake.origin().parse().unwrap());
+    section.allowed_origins.push(fake.origin().parse().unwrap());
 }
 
 /// A fake, the accounts of `handles` on it, and the daemon trusting them.
@@ -69,7 +67,10 @@ async fn accounts_stored(connect: &Connect) -> i64 {
 async fn refused(connect: &Connect, body: Value) -> (StatusCode, Value) {
     let response = connect.begin_raw(body).await;
     let status = response.status();
-    (status, response.json::<Value>().await.unwrap()["error"].clone())
+    (
+        status,
+        response.json::<Value>().await.unwrap()["error"].clone(),
+    )
 }
 
 #[tokio::test]
@@ -81,10 +82,20 @@ async fn a_handle_connects_through_par_and_the_account_then_refreshes() {
     let started = connect.begin(body("@Alice.localhost")).await;
     let at_server = Url::parse(started["authorization_url"].as_str().unwrap()).unwrap();
     // The browser carries the request_uri and the client id, nothing else.
-    assert!(at_server.as_str().starts_with(&format!("{}/oauth/authorize?", fake.origin())));
-    let keys: Vec<String> = at_server.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    assert!(
+        at_server
+            .as_str()
+            .starts_with(&format!("{}/oauth/authorize?", fake.origin()))
+    );
+    let keys: Vec<String> = at_server
+        .query_pairs()
+        .map(|(k, _)| k.into_owned())
+        .collect();
     assert_eq!(keys, ["client_id", "request_uri"]);
-    assert_eq!(query(&at_server, "client_id").as_deref(), Some(client_id.as_str()));
+    assert_eq!(
+        query(&at_server, "client_id").as_deref(),
+        Some(client_id.as_str())
+    );
 
     // PAR: the nonce asked for once, the client metadata fetched and accepted.
     assert_eq!(fake.par_nonce_challenges(), 1);
@@ -97,8 +108,15 @@ async fn a_handle_connects_through_par_and_the_account_then_refreshes() {
     assert_eq!(par["code_challenge_method"], "S256");
     assert_eq!(par["response_type"], "code");
     assert_eq!(par["state"], started["state"].as_str().unwrap());
-    assert_eq!(par["redirect_uri"], connect.url("v1/connect/callback").as_str());
-    assert!(fake.proof_rejections().is_empty(), "{:?}", fake.proof_rejections());
+    assert_eq!(
+        par["redirect_uri"],
+        connect.url("v1/connect/callback").as_str()
+    );
+    assert!(
+        fake.proof_rejections().is_empty(),
+        "{:?}",
+        fake.proof_rejections()
+    );
 
     let back = connect.browse(at_server.as_str()).await;
     assert_eq!(query(&back, "iss").as_deref(), Some(fake.origin().as_str()));
@@ -115,16 +133,28 @@ async fn a_handle_connects_through_par_and_the_account_then_refreshes() {
     assert_eq!(row.meta["auth_server"], fake.origin());
     assert_eq!(row.meta["pds_host"], fake.origin());
     assert_eq!(row.granted_scopes, ["atproto", "transition:generic"]);
-    assert!(row.dpop_key_ciphertext.is_some(), "the session's DPoP key is kept");
+    assert!(
+        row.dpop_key_ciphertext.is_some(),
+        "the session's DPoP key is kept"
+    );
     let first = connect.env.stored_refresh_token(&id).await.unwrap();
     assert!(fake.is_live_oauth(&first));
 
     // The refresh flow proves possession of the same key with the same client.
-    let report = connect.env.engine.refresh(&id, Trigger::Forced).await.unwrap();
+    let report = connect
+        .env
+        .engine
+        .refresh(&id, Trigger::Forced)
+        .await
+        .unwrap();
     assert_eq!(report.outcome, Outcome::Refreshed, "{:?}", report.message);
     assert!(!fake.is_live_oauth(&first), "the refresh token rotated");
     assert!(fake.is_live_oauth(&connect.env.stored_refresh_token(&id).await.unwrap()));
-    assert!(fake.proof_rejections().is_empty(), "{:?}", fake.proof_rejections());
+    assert!(
+        fake.proof_rejections().is_empty(),
+        "{:?}",
+        fake.proof_rejections()
+    );
 }
 
 #[tokio::test]
@@ -138,7 +168,10 @@ async fn the_client_metadata_is_served_without_an_api_key() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let document: Value = response.json().await.unwrap();
-    assert_eq!(document["client_id"], connect.url("oauth/client-metadata.json").as_str());
+    assert_eq!(
+        document["client_id"],
+        connect.url("oauth/client-metadata.json").as_str()
+    );
     assert_eq!(
         document["redirect_uris"],
         json!([connect.url("v1/connect/callback").as_str()])
@@ -159,8 +192,16 @@ async fn a_new_nonce_at_the_token_endpoint_costs_one_retry() {
     let id = Connect::account_id(&landed);
     assert_eq!(connect.env.row(&id).await.external_id, accounts[0].did);
     assert_eq!(fake.nonce_challenges(), 1);
-    assert_eq!(fake.code_redemptions(), 1, "the challenge did not spend the code");
-    assert!(fake.proof_rejections().is_empty(), "{:?}", fake.proof_rejections());
+    assert_eq!(
+        fake.code_redemptions(),
+        1,
+        "the challenge did not spend the code"
+    );
+    assert!(
+        fake.proof_rejections().is_empty(),
+        "{:?}",
+        fake.proof_rejections()
+    );
 }
 
 #[tokio::test]
@@ -188,7 +229,11 @@ async fn a_callback_from_another_issuer_or_without_one_is_refused() {
             }
         }
         let landed = connect.callback(&forged).await;
-        assert_eq!(query(&landed, "error").as_deref(), Some("invalid_request"), "{landed}");
+        assert_eq!(
+            query(&landed, "error").as_deref(),
+            Some("invalid_request"),
+            "{landed}"
+        );
         assert!(query(&landed, "error_description").unwrap().contains("iss"));
     }
     assert_eq!(fake.code_redemptions(), 0, "no code was sent anywhere");
@@ -205,9 +250,16 @@ async fn signing_in_as_another_account_than_the_handle_names_is_refused() {
         .browse(started["authorization_url"].as_str().unwrap())
         .await;
     let landed = connect.callback(&back).await;
-    assert_eq!(query(&landed, "error").as_deref(), Some("server_error"), "{landed}");
+    assert_eq!(
+        query(&landed, "error").as_deref(),
+        Some("server_error"),
+        "{landed}"
+    );
     let why = query(&landed, "error_description").unwrap();
-    assert!(why.contains(&bob.did) && why.contains(&accounts[0].did), "{why}");
+    assert!(
+        why.contains(&bob.did) && why.contains(&accounts[0].did),
+        "{why}"
+    );
     assert_eq!(accounts_stored(&connect).await, 0);
 }
 
@@ -230,7 +282,11 @@ async fn a_did_web_identity_connects_with_its_handle_checked_both_ways() {
     let dave = fake.create_web_account("dave.localhost");
     let trusted = [served_on(&fake, "dave.localhost")];
     let connect = Connect::start(|s| use_fake(s, &fake, &trusted)).await;
-    assert!(dave.did.starts_with("did:web:dave.localhost%3A"), "{}", dave.did);
+    assert!(
+        dave.did.starts_with("did:web:dave.localhost%3A"),
+        "{}",
+        dave.did
+    );
     let landed = connect.connect(body(&dave.did)).await;
     let id = Connect::account_id(&landed);
     let row = connect.env.row(&id).await;
@@ -238,8 +294,18 @@ async fn a_did_web_identity_connects_with_its_handle_checked_both_ways() {
     assert_eq!(row.handle.as_deref(), Some("dave.localhost"));
     assert_eq!(fake.pushed_requests()[0]["login_hint"], dave.did);
     let requests = fake.identity_requests();
-    assert!(requests.iter().any(|r| r.ends_with("/.well-known/did.json")), "{requests:?}");
-    assert!(requests.iter().any(|r| r.ends_with("/.well-known/atproto-did")), "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.ends_with("/.well-known/did.json")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.ends_with("/.well-known/atproto-did")),
+        "{requests:?}"
+    );
 }
 
 #[tokio::test]
@@ -280,7 +346,11 @@ async fn from_a_server_the_account_signed_in_must_be_hosted_there() {
         .browse(started["authorization_url"].as_str().unwrap())
         .await;
     let landed = connect.callback(&back).await;
-    assert_eq!(query(&landed, "error").as_deref(), Some("server_error"), "{landed}");
+    assert_eq!(
+        query(&landed, "error").as_deref(),
+        Some("server_error"),
+        "{landed}"
+    );
     let why = query(&landed, "error_description").unwrap();
     assert!(why.contains("authorization server"), "{why}");
     assert_eq!(accounts_stored(&connect).await, 1);
@@ -299,19 +369,33 @@ async fn hosts_resolving_to_private_addresses_are_refused_before_any_request() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     assert_eq!(error["code"], "invalid_request");
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains("does not resolve to a public address"), "{message}");
-    assert!(fake.identity_requests().is_empty(), "{:?}", fake.identity_requests());
+    assert!(
+        message.contains("does not resolve to a public address"),
+        "{message}"
+    );
+    assert!(
+        fake.identity_requests().is_empty(),
+        "{:?}",
+        fake.identity_requests()
+    );
     let _ = alice;
 
     let (status, error) = refused(&connect, body(&erin.did)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     assert!(
-        error["message"].as_str().unwrap().contains("10.0.0.1 is not a public address"),
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("10.0.0.1 is not a public address"),
         "{error}"
     );
     assert!(fake.pushed_requests().is_empty());
 
-    for bad in [json!({}), json!({"handle": "not a handle"}), json!({"handle": "did:key:z6Mk"})] {
+    for bad in [
+        json!({}),
+        json!({"handle": "not a handle"}),
+        json!({"handle": "did:key:z6Mk"}),
+    ] {
         let mut request = body("x");
         request["extras"] = bad;
         let (status, error) = refused(&connect, request).await;
@@ -340,8 +424,20 @@ mod strict_fake {
     impl Client<'_> {
         async fn post(&mut self, path: &str, key: &DpopKey, form: &[(&str, &str)]) -> (u16, Value) {
             let url = Url::parse(&format!("{}{path}", self.fake.origin())).unwrap();
-            let proof = key.proof("POST", &url, self.nonce.as_deref(), chrono::Utc::now().timestamp());
-            let response = self.http.post(url).header("DPoP", proof).form(form).send().await.unwrap();
+            let proof = key.proof(
+                "POST",
+                &url,
+                self.nonce.as_deref(),
+                chrono::Utc::now().timestamp(),
+            );
+            let response = self
+                .http
+                .post(url)
+                .header("DPoP", proof)
+                .form(form)
+                .send()
+                .await
+                .unwrap();
             if let Some(nonce) = response.headers().get("dpop-nonce") {
                 self.nonce = Some(nonce.to_str().unwrap().to_owned());
             }
@@ -368,14 +464,19 @@ mod strict_fake {
                 )
                 .await;
             assert_eq!(status, 201, "{answer}");
-            let mut authorize = Url::parse(&format!("{}/oauth/authorize", self.fake.origin())).unwrap();
+            let mut authorize =
+                Url::parse(&format!("{}/oauth/authorize", self.fake.origin())).unwrap();
             authorize
                 .query_pairs_mut()
                 .append_pair("client_id", client_id.as_str())
                 .append_pair("request_uri", answer["request_uri"].as_str().unwrap());
             let back = self.connect.browse(authorize.as_str()).await;
             let again = self.http.get(authorize).send().await.unwrap();
-            assert_eq!(again.status(), StatusCode::BAD_REQUEST, "a request_uri is used once");
+            assert_eq!(
+                again.status(),
+                StatusCode::BAD_REQUEST,
+                "a request_uri is used once"
+            );
             query(&back, "code").unwrap()
         }
 
@@ -428,27 +529,60 @@ mod strict_fake {
         let callback = connect.url("v1/connect/callback");
         for (form, status, error) in [
             // The first proof has no nonce: the server hands one out.
-            (base(callback.as_str(), client_id.as_str()), 400, "use_dpop_nonce"),
-            (base("https://elsewhere.example/cb", client_id.as_str()), 400, "invalid_request"),
-            (base(callback.as_str(), "http://127.0.0.1:9/client.json"), 400, "invalid_client"),
-            (base(callback.as_str(), "https://app.example/client.json#x"), 400, "invalid_client"),
+            (
+                base(callback.as_str(), client_id.as_str()),
+                400,
+                "use_dpop_nonce",
+            ),
+            (
+                base("https://elsewhere.example/cb", client_id.as_str()),
+                400,
+                "invalid_request",
+            ),
+            (
+                base(callback.as_str(), "http://127.0.0.1:9/client.json"),
+                400,
+                "invalid_client",
+            ),
+            (
+                base(callback.as_str(), "https://app.example/client.json#x"),
+                400,
+                "invalid_client",
+            ),
         ] {
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let form: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let (got, answer) = client.post("/oauth/par", &key, &form).await;
-            assert_eq!((got, answer["error"].as_str().unwrap()), (status, error), "{answer}");
+            assert_eq!(
+                (got, answer["error"].as_str().unwrap()),
+                (status, error),
+                "{answer}"
+            );
         }
 
         // The wrong verifier spends the code.
         let code = client.code(&key, &challenge).await;
         let (status, answer) = client.redeem(&key, &code, &secret(&code_verifier())).await;
-        assert_eq!((status, answer["error"].as_str()), (400, Some("invalid_grant")), "{answer}");
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{answer}"
+        );
         let (_, answer) = client.redeem(&key, &code, &secret(&verifier)).await;
         assert_eq!(answer["error_description"], "Code already used");
 
         // Another key than the PAR's.
         let code = client.code(&key, &challenge).await;
-        let (_, answer) = client.redeem(&DpopKey::generate(), &code, &secret(&verifier)).await;
-        assert!(answer["error_description"].as_str().unwrap().contains("DPoP key"), "{answer}");
+        let (_, answer) = client
+            .redeem(&DpopKey::generate(), &code, &secret(&verifier))
+            .await;
+        assert!(
+            answer["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("DPoP key"),
+            "{answer}"
+        );
 
         // The right verifier and key, once.
         let code = client.code(&key, &challenge).await;
@@ -459,6 +593,10 @@ mod strict_fake {
         assert_eq!(answer["scope"], "atproto");
         let (_, answer) = client.redeem(&key, &code, &secret(&verifier)).await;
         assert_eq!(answer["error"], "invalid_grant");
-        assert!(fake.proof_rejections().is_empty(), "{:?}", fake.proof_rejections());
+        assert!(
+            fake.proof_rejections().is_empty(),
+            "{:?}",
+            fake.proof_rejections()
+        );
     }
 }

@@ -212,9 +212,11 @@ impl HostGuard {
         if name.contains("://") {
             return Err("not a bare host name".into());
         }
-        let url = Url::parse(&format!("https://{name}")).map_err(|_| "not a valid host".to_owned())?;
+        let url =
+            Url::parse(&format!("https://{name}")).map_err(|_| "not a valid host".to_owned())?;
         let listed = self.allowed.iter().find(|a| {
-            a.host() == url.host() && (url.port().is_none() || a.port_or_known_default() == url.port())
+            a.host() == url.host()
+                && (url.port().is_none() || a.port_or_known_default() == url.port())
         });
         let bare = url.username().is_empty()
             && url.password().is_none()

@@ -279,9 +279,17 @@ async fn allowlisted_origins_are_trusted_as_given() {
 #[tokio::test]
 async fn localhost_names_are_loopback() {
     let guard = HostGuard::default();
-    for name in ["localhost", "alice.localhost", "ALICE.LocalHost.", "a.b.localhost"] {
+    for name in [
+        "localhost",
+        "alice.localhost",
+        "ALICE.LocalHost.",
+        "a.b.localhost",
+    ] {
         let refused = guard.resolve(name).await.unwrap_err();
-        assert!(refused.contains("not resolve to a public address"), "{name}: {refused}");
+        assert!(
+            refused.contains("not resolve to a public address"),
+            "{name}: {refused}"
+        );
     }
     let guard = HostGuard::new(&[Url::parse("http://alice.localhost:4000").unwrap()]);
     let addrs = guard.resolve("alice.localhost").await.unwrap();
@@ -298,10 +306,19 @@ fn a_bare_name_is_served_at_https_or_its_allowlisted_origin() {
         Url::parse("http://127.0.0.1:4001").unwrap(),
     ]);
     let served = |name: &str| guard.origin_of_name(name).map(|u| u.to_string());
-    assert_eq!(served("alice.localhost").unwrap(), "http://alice.localhost:4000/");
-    assert_eq!(served("ALICE.localhost:4000").unwrap(), "http://alice.localhost:4000/");
+    assert_eq!(
+        served("alice.localhost").unwrap(),
+        "http://alice.localhost:4000/"
+    );
+    assert_eq!(
+        served("ALICE.localhost:4000").unwrap(),
+        "http://alice.localhost:4000/"
+    );
     assert_eq!(served("bsky.social").unwrap(), "https://bsky.social/");
-    assert_eq!(served("bob.example:8443").unwrap(), "https://bob.example:8443/");
+    assert_eq!(
+        served("bob.example:8443").unwrap(),
+        "https://bob.example:8443/"
+    );
     for bad in [
         "alice.localhost:4001",
         "alice.localhost/x",

@@ -187,7 +187,9 @@ pub(super) async fn par(
     with_nonce(
         (
             StatusCode::CREATED,
-            axum::Json(json!({"request_uri": request_uri, "expires_in": REQUEST_LIFETIME.as_secs() - 1})),
+            axum::Json(
+                json!({"request_uri": request_uri, "expires_in": REQUEST_LIFETIME.as_secs() - 1}),
+            ),
         )
             .into_response(),
         &nonce,
@@ -215,16 +217,21 @@ async fn fetch_client_metadata(
     client_id: &str,
 ) -> Result<Value, (&'static str, String)> {
     let invalid = |why: &str| ("invalid_client_metadata", why.to_owned());
-    let url = Url::parse(client_id).map_err(|_| ("invalid_client", "client_id is not a URL".to_owned()))?;
+    let url = Url::parse(client_id)
+        .map_err(|_| ("invalid_client", "client_id is not a URL".to_owned()))?;
     let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
         return Err(("invalid_client", "client_id must be an https URL".into()));
     }
     if url.fragment().is_some() || !url.username().is_empty() {
-        return Err(("invalid_client", "client_id must not carry a fragment or credentials".into()));
+        return Err((
+            "invalid_client",
+            "client_id must not carry a fragment or credentials".into(),
+        ));
     }
     shared.lock().metadata_fetches.push(client_id.to_owned());
     let client = reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
         .build()
@@ -234,7 +241,12 @@ async fn fetch_client_metadata(
         .header(header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|_| ("invalid_client", "client metadata could not be fetched".to_owned()))?;
+        .map_err(|_| {
+            (
+                "invalid_client",
+                "client metadata could not be fetched".to_owned(),
+            )
+        })?;
     if answer.status() != reqwest::StatusCode::OK {
         return Err((
             "invalid_client",
@@ -246,7 +258,9 @@ async fn fetch_client_metadata(
         .await
         .map_err(|_| invalid("client metadata is not JSON"))?;
     if metadata["client_id"].as_str() != Some(client_id) {
-        return Err(invalid("client_id in the metadata is not the URL it was fetched from"));
+        return Err(invalid(
+            "client_id in the metadata is not the URL it was fetched from",
+        ));
     }
     if metadata["dpop_bound_access_tokens"] != true {
         return Err(invalid("dpop_bound_access_tokens must be true"));
@@ -263,19 +277,33 @@ async fn fetch_client_metadata(
     {
         return Err(invalid("scope must include atproto"));
     }
-    if metadata["token_endpoint_auth_method"].as_str().unwrap_or("none") != "none" {
-        return Err(invalid("only public clients (token_endpoint_auth_method none) are served here"));
+    if metadata["token_endpoint_auth_method"]
+        .as_str()
+        .unwrap_or("none")
+        != "none"
+    {
+        return Err(invalid(
+            "only public clients (token_endpoint_auth_method none) are served here",
+        ));
     }
-    if !matches!(metadata.get("application_type").and_then(Value::as_str), None | Some("web")) {
+    if !matches!(
+        metadata.get("application_type").and_then(Value::as_str),
+        None | Some("web")
+    ) {
         return Err(invalid("application_type must be web"));
     }
-    let redirects = metadata["redirect_uris"].as_array().cloned().unwrap_or_default();
+    let redirects = metadata["redirect_uris"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let usable = |r: &Value| {
-        r.as_str().and_then(|r| Url::parse(r).ok()).is_some_and(|r| {
-            r.scheme() == "https"
-                || (r.scheme() == "http"
-                    && matches!(r.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")))
-        })
+        r.as_str()
+            .and_then(|r| Url::parse(r).ok())
+            .is_some_and(|r| {
+                r.scheme() == "https"
+                    || (r.scheme() == "http"
+                        && matches!(r.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")))
+            })
     };
     if redirects.is_empty() || !redirects.iter().all(usable) {
         return Err(invalid("redirect_uris must be https URLs"));
@@ -299,7 +327,8 @@ pub(super) async fn authorize(
     if let Some(response) = shared.script.next() {
         return response;
     }
-    let page = |why: &str| (StatusCode::BAD_REQUEST, format!("invalid request: {why}")).into_response();
+    let page =
+        |why: &str| (StatusCode::BAD_REQUEST, format!("invalid request: {why}")).into_response();
     let issuer = shared.origin().to_owned();
     let mut inner = shared.lock();
     let Some(request_uri) = query.request_uri else {
@@ -387,7 +416,9 @@ pub(super) fn redeem(
     if form.get("redirect_uri") != Some(&code.redirect_uri) {
         return Err("redirect_uri does not match the authorization request");
     }
-    let verifier = form.get("code_verifier").ok_or("code_verifier is required")?;
+    let verifier = form
+        .get("code_verifier")
+        .ok_or("code_verifier is required")?;
     if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != code.challenge {
         return Err("code_verifier does not match the code_challenge");
     }

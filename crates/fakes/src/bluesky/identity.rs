@@ -45,7 +45,12 @@ impl FakeBluesky {
     /// An account with a did:web identity served on its handle's name at
     /// this fake's port (`did:web:<handle>%3A<port>`).
     pub fn create_web_account(&self, handle: &str) -> BlueskyAccount {
-        let port = self.origin().rsplit(':').next().unwrap_or_default().to_owned();
+        let port = self
+            .origin()
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let did = format!("did:web:{}%3A{port}", handle.to_ascii_lowercase());
         self.add_identity(&did, handle)
     }
@@ -124,7 +129,9 @@ fn host(headers: &HeaderMap) -> (String, String) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let name = full.rsplit_once(':').map_or(full.clone(), |(n, _)| n.to_owned());
+    let name = full
+        .rsplit_once(':')
+        .map_or(full.clone(), |(n, _)| n.to_owned());
     (full, name)
 }
 
@@ -155,7 +162,11 @@ fn document(shared: &Shared, identity: &Identity) -> Value {
 }
 
 fn not_found(message: String) -> Response {
-    (StatusCode::NOT_FOUND, axum::Json(json!({"message": message}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"message": message})),
+    )
+        .into_response()
 }
 
 pub(super) async fn handle_did(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -204,7 +215,9 @@ pub(super) async fn web_document(
     let (full, _) = host(&headers);
     let did = format!("did:web:{}", full.replacen(':', "%3A", 1));
     let mut inner = shared.lock();
-    inner.identity_requests.push(format!("{full}/.well-known/did.json"));
+    inner
+        .identity_requests
+        .push(format!("{full}/.well-known/did.json"));
     match inner.identities.iter().find(|i| i.did == did) {
         Some(identity) => axum::Json(document(&shared, identity)).into_response(),
         None => not_found(format!("no DID document for {did}")),

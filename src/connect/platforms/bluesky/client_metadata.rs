@@ -58,7 +58,10 @@ mod tests {
         assert_eq!(doc["dpop_bound_access_tokens"], true);
         assert_eq!(doc["token_endpoint_auth_method"], "none");
         assert_eq!(doc["application_type"], "web");
-        assert_eq!(doc["grant_types"], json!(["authorization_code", "refresh_token"]));
+        assert_eq!(
+            doc["grant_types"],
+            json!(["authorization_code", "refresh_token"])
+        );
         assert_eq!(doc["response_types"], json!(["code"]));
         assert_eq!(doc["client_name"], "tokenwarden");
     }

@@ -48,7 +48,9 @@ pub fn handle(input: &str) -> Option<String> {
 
 fn is_label(label: &str) -> bool {
     (1..=63).contains(&label.len())
-        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !label.starts_with('-')
         && !label.ends_with('-')
 }
@@ -94,9 +96,7 @@ pub fn did(input: &str) -> Result<Did, String> {
             Some((name, port)) => (name, Some(port)),
             None => (decoded.as_str(), None),
         };
-        let name_ok = !name.is_empty()
-            && name.len() <= MAX_HANDLE
-            && name.split('.').all(is_label);
+        let name_ok = !name.is_empty() && name.len() <= MAX_HANDLE && name.split('.').all(is_label);
         let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
         return if name_ok && port_ok {
             Ok(Did::Web {
@@ -199,6 +199,8 @@ pub fn protected_resource(pds: &Url, body: &Map<String, Value>) -> Result<Url, S
 /// unchecked text here: the caller puts them through the host guard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerMetadata {
+    /// As the server names itself: the callback's `iss` must be exactly this
+    /// (RFC 9207).
     pub issuer: String,
     pub authorization_endpoint: String,
     pub token_endpoint: String,
@@ -237,7 +239,7 @@ pub fn server_metadata(issuer: &Url, body: &Map<String, Value>) -> Result<Server
         }
     }
     Ok(ServerMetadata {
-        issuer: issuer.origin().ascii_serialization(),
+        issuer: named,
         authorization_endpoint: text("authorization_endpoint")?,
         token_endpoint: text("token_endpoint")?,
         par_endpoint: text("pushed_authorization_request_endpoint")?,

@@ -29,11 +29,11 @@ pub(super) async fn post(
         nonce = dpop_nonce(&reply).or(nonce);
     }
     if use_dpop_nonce(&reply) {
-        return Err(
-            ProviderError::transient("the authorization server kept asking for a DPoP nonce")
-                .with_status(reply.status)
-                .with_code("use_dpop_nonce"),
-        );
+        return Err(ProviderError::transient(
+            "the authorization server kept asking for a DPoP nonce",
+        )
+        .with_status(reply.status)
+        .with_code("use_dpop_nonce"));
     }
     Ok(Answered { reply, nonce })
 }

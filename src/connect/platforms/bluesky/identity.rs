@@ -22,7 +22,7 @@ const SERVER_PATH: &str = "/.well-known/oauth-authorization-server";
 /// An authorization server's endpoints, each checked by the host guard.
 #[derive(Debug, Clone)]
 pub(super) struct Server {
-    /// The issuer, as an origin without a trailing slash.
+    /// The issuer as the server names itself (an origin).
     pub issuer: String,
     pub authorization_endpoint: Url,
     pub token_endpoint: Url,
@@ -99,7 +99,9 @@ impl Resolver {
     pub async fn handle_did(&self, handle: &str) -> Result<String, ConnectError> {
         let what = format!("handle {handle}");
         let origin = self.origin_of_name(&what, handle).await?;
-        let url = origin.join(HANDLE_PATH).map_err(|_| refused(&what, "no URL"))?;
+        let url = origin
+            .join(HANDLE_PATH)
+            .map_err(|_| refused(&what, "no URL"))?;
         let reply = self
             .guarded
             .send(self.guarded.inner().get(url))
@@ -135,7 +137,11 @@ impl Resolver {
             Did::Plc(id) => {
                 let mut url = self.plc_directory.clone();
                 url.path_segments_mut()
-                    .map_err(|_| ConnectError::not_configured("providers.bluesky.plc_directory is not a base URL"))?
+                    .map_err(|_| {
+                        ConnectError::not_configured(
+                            "providers.bluesky.plc_directory is not a base URL",
+                        )
+                    })?
                     .pop_if_empty()
                     .push(id);
                 self.get(&self.plain, url, &what).await?
@@ -155,7 +161,9 @@ impl Resolver {
     /// The authorization server a PDS names (RFC 9728), as an origin.
     pub async fn authorization_server(&self, pds: &Url) -> Result<Url, ConnectError> {
         let what = format!("PDS {}", pds.origin().ascii_serialization());
-        let url = pds.join(RESOURCE_PATH).map_err(|_| refused(&what, "no URL"))?;
+        let url = pds
+            .join(RESOURCE_PATH)
+            .map_err(|_| refused(&what, "no URL"))?;
         let body = self.get(&self.guarded, url, &what).await?;
         let issuer = documents::protected_resource(pds, &body)
             .map_err(|why| ConnectError::identity_failed(format!("{what}: {why}")))?;
@@ -178,7 +186,10 @@ impl Resolver {
         Ok(Server {
             issuer: metadata.issuer,
             authorization_endpoint: self
-                .endpoint("its authorization_endpoint", &metadata.authorization_endpoint)
+                .endpoint(
+                    "its authorization_endpoint",
+                    &metadata.authorization_endpoint,
+                )
                 .await?,
             token_endpoint: self
                 .endpoint("its token_endpoint", &metadata.token_endpoint)
@@ -200,7 +211,11 @@ impl Resolver {
         match self.handle_did(claimed).await {
             Ok(resolved) if resolved == did => Some(claimed.to_owned()),
             Ok(_) => {
-                tracing::info!(did, handle = claimed, "the handle a DID document claims names another DID");
+                tracing::info!(
+                    did,
+                    handle = claimed,
+                    "the handle a DID document claims names another DID"
+                );
                 None
             }
             Err(error) => {

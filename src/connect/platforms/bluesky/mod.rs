@@ -109,7 +109,9 @@ impl BlueskyConnector {
         let resolver = &self.resolver;
         if input.contains("://") {
             let origin = documents::bare_origin(input).ok_or_else(|| {
-                ConnectError::invalid_request("extras.handle: a server is given as its origin (https://host)")
+                ConnectError::invalid_request(
+                    "extras.handle: a server is given as its origin (https://host)",
+                )
             })?;
             let origin = resolver.endpoint("extras.handle", origin.as_str()).await?;
             // A PDS names its authorization server; an entryway is one.
@@ -294,7 +296,8 @@ impl BlueskyConnector {
         let reply = &answered.reply;
         let grant = OAuth2Refresh::interpret(reply)
             .map_err(|e| ConnectError::from_provider("code exchange", e))?;
-        let body = json_object(reply).map_err(|e| ConnectError::from_provider("code exchange", e))?;
+        let body =
+            json_object(reply).map_err(|e| ConnectError::from_provider("code exchange", e))?;
         let identity = documents::token_identity(&body)
             .map_err(|why| ConnectError::exchange_failed(format!("code exchange: {why}")))?;
         let sub = identity.sub;
@@ -331,7 +334,7 @@ impl BlueskyConnector {
             avatar_url: None,
             connection_type: None,
             scopes: identity.scopes,
-            meta: Some(json!({"auth_server": pending.issuer, "pds_host": pds})),
+            meta: Some(json!({"auth_server": origin_of(&pending.issuer), "pds_host": pds})),
             default_board_id: None,
             credentials: CredentialsSpec {
                 access_token: grant.access_token.expose().to_owned(),
@@ -379,6 +382,11 @@ impl BlueskyConnector {
     }
 }
 
+/// `https://host[:port]`, however the issuer was written.
+fn origin_of(issuer: &str) -> String {
+    Url::parse(issuer).map_or_else(|_| issuer.to_owned(), |u| u.origin().ascii_serialization())
+}
+
 /// An authorization server's refusal of a request the daemon made (PAR):
 /// unavailable when it is down, refused otherwise.
 fn refused_by_server(stage: &str, error: ProviderError) -> ConnectError {
@@ -397,10 +405,7 @@ fn refused_by_server(stage: &str, error: ProviderError) -> ConnectError {
 }
 
 impl Connector for BlueskyConnector {
-    fn begin<'a>(
-        &'a self,
-        begin: Begin<'a>,
-    ) -> BoxFuture<'a, Result<Authorization, ConnectError>> {
+    fn begin<'a>(&'a self, begin: Begin<'a>) -> BoxFuture<'a, Result<Authorization, ConnectError>> {
         self.begin_flow(begin).boxed()
     }
 
@@ -426,4 +431,3 @@ impl Connector for BlueskyConnector {
             .boxed()
     }
 }
-

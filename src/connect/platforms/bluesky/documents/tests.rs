@@ -16,7 +16,13 @@ fn origin(text: &str) -> Url {
 
 #[test]
 fn handles_follow_atproto_syntax() {
-    for good in ["alice.bsky.social", "ALICE.test", "xn--ls8h.example", "a-b.c-d.ef", "a.localhost"] {
+    for good in [
+        "alice.bsky.social",
+        "ALICE.test",
+        "xn--ls8h.example",
+        "a-b.c-d.ef",
+        "a.localhost",
+    ] {
         assert_eq!(handle(good), Some(good.to_ascii_lowercase()), "{good}");
     }
     for bad in [
@@ -139,7 +145,10 @@ fn protected_resource_metadata_names_the_first_server() {
         "resource": "https://pds.example.com",
         "authorization_servers": ["https://bsky.social", "https://other.example"],
     }));
-    assert_eq!(protected_resource(&pds, &body).unwrap().as_str(), "https://bsky.social/");
+    assert_eq!(
+        protected_resource(&pds, &body).unwrap().as_str(),
+        "https://bsky.social/"
+    );
     for bad in [
         json!({"authorization_servers": ["https://bsky.social"]}),
         json!({"resource": "https://evil.example", "authorization_servers": ["https://bsky.social"]}),
@@ -147,7 +156,10 @@ fn protected_resource_metadata_names_the_first_server() {
         json!({"resource": "https://pds.example.com", "authorization_servers": ["https://bsky.social/oauth"]}),
         json!({"resource": "https://pds.example.com", "authorization_servers": "https://bsky.social"}),
     ] {
-        assert!(protected_resource(&pds, &object(bad.clone())).is_err(), "{bad}");
+        assert!(
+            protected_resource(&pds, &object(bad.clone())).is_err(),
+            "{bad}"
+        );
     }
 }
 
@@ -171,13 +183,29 @@ fn server_metadata_is_read_and_checked() {
     assert_eq!(read.par_endpoint, "https://bsky.social/oauth/par");
     let mut slash = server();
     slash["issuer"] = json!("https://bsky.social/");
-    assert!(server_metadata(&issuer, &object(slash)).is_ok());
+    assert_eq!(
+        server_metadata(&issuer, &object(slash)).unwrap().issuer,
+        "https://bsky.social/",
+        "the issuer as named, for the callback's iss"
+    );
     for (field, value, why) in [
         ("issuer", json!("https://evil.example"), "another issuer"),
         ("issuer", json!(null), "issuer"),
-        ("dpop_signing_alg_values_supported", json!(["RS256"]), "ES256"),
-        ("authorization_response_iss_parameter_supported", json!(false), "iss"),
-        ("client_id_metadata_document_supported", json!("true"), "client_id_metadata"),
+        (
+            "dpop_signing_alg_values_supported",
+            json!(["RS256"]),
+            "ES256",
+        ),
+        (
+            "authorization_response_iss_parameter_supported",
+            json!(false),
+            "iss",
+        ),
+        (
+            "client_id_metadata_document_supported",
+            json!("true"),
+            "client_id_metadata",
+        ),
         ("pushed_authorization_request_endpoint", json!(""), "pushed"),
         ("token_endpoint", json!(7), "token_endpoint"),
     ] {
@@ -265,13 +293,38 @@ proptest! {
         }
         let issuer = origin("https://bsky.social");
         if let Ok(read) = server_metadata(&issuer, &body) {
-            prop_assert_eq!(read.issuer, "https://bsky.social");
+            prop_assert!(same_origin(&read.issuer, &issuer));
         }
         if let Ok(identity) = token_identity(&body) {
             prop_assert!(is_did(&identity.sub));
             prop_assert!(identity.scopes.iter().any(|s| s == "atproto"));
         }
         let _ = request_uri(&body);
+    }
+
+    /// A valid document or metadata with one member replaced by anything:
+    /// read or refused, and what is read is still sound.
+    #[test]
+    fn one_odd_member_is_read_soundly_or_refused(
+        which in 0usize..3,
+        field in document_key(),
+        value in any_json(document_leaf(), document_key()),
+    ) {
+        let mut body = [doc(), server(), json!({"token_type": "DPoP", "sub": PLC, "scope": "atproto"})][which].clone();
+        body[field.as_str()] = value;
+        let body = object(body);
+        if let Ok(read) = did_document(PLC, &body) {
+            prop_assert_eq!(read.pds.path(), "/");
+            prop_assert!(read.pds.query().is_none() && read.pds.username().is_empty());
+        }
+        let issuer = origin("https://bsky.social");
+        if let Ok(read) = server_metadata(&issuer, &body) {
+            prop_assert!(same_origin(&read.issuer, &issuer));
+            prop_assert!(!read.par_endpoint.is_empty() && !read.token_endpoint.is_empty());
+        }
+        if let Ok(identity) = token_identity(&body) {
+            prop_assert!(is_did(&identity.sub));
+        }
     }
 
     #[test]
