@@ -1,5 +1,7 @@
 //! One connector per platform family, built from configuration.
 
+mod meta;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ pub struct Built {
 }
 
 pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
-    let _ = (http, pool);
+    let _ = pool;
     let mut built = Built {
         connectors: HashMap::new(),
         missing: HashMap::new(),
@@ -24,11 +26,20 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
     for provider in Provider::ALL {
         let key = provider.config_key();
         let section = settings.providers.get(*provider);
-        let _ = section;
-        built.missing.insert(
-            *provider,
-            format!("{provider} cannot be connected yet (providers.{key})"),
-        );
+        match meta::connector(*provider, section, http) {
+            Some(Ok(connector)) => {
+                built.connectors.insert(*provider, connector);
+            }
+            Some(Err(why)) => {
+                built.missing.insert(*provider, why);
+            }
+            None => {
+                built.missing.insert(
+                    *provider,
+                    format!("{provider} cannot be connected yet (providers.{key})"),
+                );
+            }
+        }
     }
     built
 }
