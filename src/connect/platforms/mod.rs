@@ -1,11 +1,12 @@
 //! One connector per platform family, built from configuration.
 
-mod meta;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::PgPool;
+
+mod meta;
+mod oauth2;
 
 use super::Connector;
 use crate::config::Settings;
@@ -26,18 +27,31 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
     for provider in Provider::ALL {
         let key = provider.config_key();
         let section = settings.providers.get(*provider);
-        match meta::connector(*provider, section, http) {
-            Some(Ok(connector)) => {
+        let connector: Result<Arc<dyn Connector>, String> = match provider {
+            Provider::X
+            | Provider::LinkedinPerson
+            | Provider::LinkedinCompany
+            | Provider::Youtube
+            | Provider::Pinterest
+            | Provider::TiktokBusiness
+            | Provider::TiktokPersonal => {
+                oauth2::OAuth2Connector::from_settings(*provider, section, http.clone())
+                    .map(|c| Arc::new(c) as Arc<dyn Connector>)
+            }
+            Provider::FacebookPage
+            | Provider::InstagramFacebookLogin
+            | Provider::InstagramLogin
+            | Provider::Threads => meta::connector(*provider, section, http),
+            _ => Err(format!(
+                "{provider} cannot be connected yet (providers.{key})"
+            )),
+        };
+        match connector {
+            Ok(connector) => {
                 built.connectors.insert(*provider, connector);
             }
-            Some(Err(why)) => {
+            Err(why) => {
                 built.missing.insert(*provider, why);
-            }
-            None => {
-                built.missing.insert(
-                    *provider,
-                    format!("{provider} cannot be connected yet (providers.{key})"),
-                );
             }
         }
     }

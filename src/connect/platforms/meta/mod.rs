@@ -30,25 +30,19 @@ use crate::connect::{Begin, ConnectError, Connector};
 use crate::domain::Provider;
 use crate::providers::HttpClient;
 
-/// The connector of a Meta product; None for other platforms; Err with the
-/// setting that is missing.
+/// The connector of one of Meta's products, or the setting it lacks.
 pub fn connector(
     provider: Provider,
     section: &ProviderSettings,
     http: &HttpClient,
-) -> Option<Result<Arc<dyn Connector>, String>> {
-    let built = match provider {
-        Provider::FacebookPage | Provider::InstagramFacebookLogin => {
-            facebook::FacebookLogin::from_settings(provider, section, http.clone())
-                .map(|c| Arc::new(c) as Arc<dyn Connector>)
-        }
-        Provider::InstagramLogin | Provider::Threads => {
-            long_lived::OwnLogin::from_settings(provider, section, http.clone())
-                .map(|c| Arc::new(c) as Arc<dyn Connector>)
-        }
-        _ => return None,
-    };
-    Some(built)
+) -> Result<Arc<dyn Connector>, String> {
+    if matches!(provider, Provider::InstagramLogin | Provider::Threads) {
+        long_lived::OwnLogin::from_settings(provider, section, http.clone())
+            .map(|c| Arc::new(c) as Arc<dyn Connector>)
+    } else {
+        facebook::FacebookLogin::from_settings(provider, section, http.clone())
+            .map(|c| Arc::new(c) as Arc<dyn Connector>)
+    }
 }
 
 /// A setting the connector cannot do without.
