@@ -438,13 +438,18 @@ async fn long_lived_exchange(
     .into_response()
 }
 
+/// A Graph error answer, boxed to keep results small.
+fn refusal(code: u32, subcode: Option<u32>, message: &str) -> Box<Response> {
+    Box::new(graph_failure(code, subcode, message))
+}
+
 /// The token a Graph call presents, and what the fake knows of it; or the
 /// Graph error to answer.
 fn caller(
     shared: &Shared,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<(TokenInfo, String), Response> {
+) -> Result<(TokenInfo, String), Box<Response>> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -454,31 +459,31 @@ fn caller(
         })
         .map(str::to_owned);
     let Some(presented) = query.get("access_token").cloned().or(bearer) else {
-        return Err(graph_failure(
+        return Err(refusal(
             104,
             None,
             "An access token is required to request this resource.",
         ));
     };
-    if let (Some(proof), Some((_, secret))) = (query.get("appsecret_proof"), &shared.app) {
-        if *proof != appsecret_proof(&presented, secret) {
-            return Err(graph_failure(
-                100,
-                None,
-                "Invalid appsecret_proof provided in the API argument",
-            ));
-        }
+    if let (Some(proof), Some((_, secret))) = (query.get("appsecret_proof"), &shared.app)
+        && *proof != appsecret_proof(&presented, secret)
+    {
+        return Err(refusal(
+            100,
+            None,
+            "Invalid appsecret_proof provided in the API argument",
+        ));
     }
     let now = chrono::Utc::now().timestamp();
     let Some(info) = shared.tokens.lock().unwrap().get(&presented).cloned() else {
-        return Err(graph_failure(
+        return Err(refusal(
             190,
             None,
             "Invalid OAuth access token - Cannot parse access token",
         ));
     };
     if let Some((code, subcode, message)) = token_problem(info.state_at(now)) {
-        return Err(graph_failure(code, subcode, message));
+        return Err(refusal(code, subcode, message));
     }
     Ok((info, presented))
 }
@@ -552,15 +557,15 @@ fn requested(
     default: &str,
     known: &[&str],
     node: &str,
-) -> Result<Vec<Field>, Response> {
+) -> Result<Vec<Field>, Box<Response>> {
     let raw = query.get("fields").map_or(default, String::as_str);
     let fields = parse_fields(raw)
-        .ok_or_else(|| graph_failure(100, None, "(#100) Syntax error in the fields parameter"))?;
+        .ok_or_else(|| refusal(100, None, "(#100) Syntax error in the fields parameter"))?;
     match fields
         .iter()
         .find(|(name, _)| !known.contains(&name.as_str()))
     {
-        Some((unknown, _)) => Err(nonexisting(unknown, node)),
+        Some((unknown, _)) => Err(Box::new(nonexisting(unknown, node))),
         None => Ok(fields),
     }
 }
@@ -575,7 +580,7 @@ async fn profile(
     }
     let (info, _) = match caller(&shared, &query, &headers) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(grantee) = info.grantee else {
         return graph_failure(
@@ -610,7 +615,7 @@ async fn profile(
     };
     let fields = match requested(&query, "id", known, node) {
         Ok(fields) => fields,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     // Instagram's `id` is app-scoped; `user_id` is the professional
     // account's own id.
@@ -647,7 +652,7 @@ async fn permissions(
     }
     let (info, _) = match caller(&shared, &query, &headers) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(grantee) = info.grantee else {
         return graph_failure(
@@ -697,7 +702,7 @@ async fn accounts(
     }
     let (info, presented) = match caller(&shared, &query, &headers) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if info.kind == GraphTokenKind::Page {
         return nonexisting("accounts", "Page");
@@ -712,15 +717,14 @@ async fn accounts(
         "Page",
     ) {
         Ok(fields) => fields,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Some((_, sub)) = fields
         .iter()
         .find(|(n, _)| n == "instagram_business_account")
+        && let Some(unknown) = sub.iter().find(|s| !INSTAGRAM_FIELDS.contains(&s.as_str()))
     {
-        if let Some(unknown) = sub.iter().find(|s| !INSTAGRAM_FIELDS.contains(&s.as_str())) {
-            return nonexisting(unknown, "IGUser");
-        }
+        return nonexisting(unknown, "IGUser");
     }
     // Without pages_show_list, Meta lists nothing rather than refusing.
     let pages = if grantee.granted("pages_show_list") {
@@ -818,20 +822,18 @@ async fn accounts(
     let mut answer = json!({ "data": data });
     if end > start {
         let mut paging = json!({"cursors": {"before": cursor(start), "after": cursor(end - 1)}});
-        if end < pages.len() {
-            if let Some(mut next) = shared
-                .login
-                .base
-                .get()
-                .and_then(|b| b.join("me/accounts").ok())
-            {
-                next.query_pairs_mut()
-                    .append_pair("access_token", &presented)
-                    .append_pair("fields", query.get("fields").map_or("", String::as_str))
-                    .append_pair("limit", &limit.to_string())
-                    .append_pair("after", &cursor(end - 1));
-                paging["next"] = Value::from(next.to_string());
-            }
+        let next = shared
+            .login
+            .base
+            .get()
+            .and_then(|b| b.join("me/accounts").ok());
+        if let Some(mut next) = next.filter(|_| end < pages.len()) {
+            next.query_pairs_mut()
+                .append_pair("access_token", &presented)
+                .append_pair("fields", query.get("fields").map_or("", String::as_str))
+                .append_pair("limit", &limit.to_string())
+                .append_pair("after", &cursor(end - 1));
+            paging["next"] = Value::from(next.to_string());
         }
         answer["paging"] = paging;
     }

@@ -66,10 +66,8 @@ impl Step {
 pub fn read_object(reply: &HttpReply, step: Step) -> Result<Map<String, Value>, ConnectError> {
     let status = reply.status;
     let body = json_object(reply).ok();
-    if let Some(body) = &body {
-        if let Some(error) = error_in(body, status, step) {
-            return Err(error);
-        }
+    if let Some(error) = body.as_ref().and_then(|b| error_in(b, status, step)) {
+        return Err(error);
     }
     if status >= 500 || status == 429 || status == 408 {
         return Err(step.unavailable(format!("HTTP {status}")));

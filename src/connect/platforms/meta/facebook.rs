@@ -132,10 +132,11 @@ impl FacebookLogin {
         for item in items {
             let permission = item.get("permission").and_then(Value::as_str);
             let status = item.get("status").and_then(Value::as_str);
-            if let (Some(permission), Some("granted")) = (permission, status) {
-                if usable_id(permission) && !granted.iter().any(|g| g == permission) {
-                    granted.push(permission.to_owned());
-                }
+            if let (Some(permission), Some("granted")) = (permission, status)
+                && usable_id(permission)
+                && !granted.iter().any(|g| g == permission)
+            {
+                granted.push(permission.to_owned());
             }
         }
         Ok(granted)
