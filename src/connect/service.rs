@@ -228,7 +228,11 @@ impl ConnectService {
         let hash = state_hash(state);
         let session = match sessions::take(self.pool(), &hash).await {
             Ok(Taken::Fresh(session)) => *session,
-            Ok(taken) => return Err(self.refused_state(taken).into()),
+            Ok(taken) => {
+                let error = self.refused_state(taken);
+                crate::metrics::record_connect_completed(None, error.code);
+                return Err(error.into());
+            }
             Err(e) => return Err(storage_error(e).into()),
         };
         let provider: Option<Provider> = session.provider.parse().ok();

@@ -34,6 +34,8 @@ fn x_body() -> Value {
 
 #[tokio::test]
 async fn x_account_connects_with_pkce_and_then_refreshes() {
+    // Counters count only once a recorder is installed (once per process).
+    tokenwarden::metrics::install();
     let (connect, fake) = with_x().await;
     fake.desk().next_consent(Consent::Approve(User::new(
         "2244994945",
@@ -78,6 +80,22 @@ async fn x_account_connects_with_pkce_and_then_refreshes() {
     assert!(!fake.is_live(&first_refresh), "the refresh token rotated");
     let rotated = connect.env.stored_refresh_token(&id).await.unwrap();
     assert!(fake.is_live(&rotated));
+
+    let metrics = connect
+        .browser
+        .get(connect.url("metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "tokenwarden_connect_started_total{provider=\"x\"}",
+        "tokenwarden_connect_completed_total{provider=\"x\",outcome=\"connected\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
