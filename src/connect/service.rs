@@ -486,10 +486,13 @@ impl ConnectService {
         }
         let url = Url::parse(raw)
             .map_err(|_| ConnectError::invalid_request("redirect_after: not an absolute URL"))?;
-        if !self.inner.settings.redirect_allowed(&url) || url.fragment().is_some() {
+        if url.fragment().is_some() {
             return Err(ConnectError::invalid_request(
-                "redirect_after: not under any of connect.allowed_redirects",
+                "redirect_after: must have no fragment (the result is added to its query)",
             ));
+        }
+        if !self.inner.settings.redirect_allowed(&url) {
+            return Err(ConnectError::redirect_not_allowed());
         }
         Ok(url)
     }
