@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+mod meta;
 mod oauth2;
 
 use super::Connector;
@@ -37,6 +38,10 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
                 oauth2::OAuth2Connector::from_settings(*provider, section, http.clone())
                     .map(|c| Arc::new(c) as Arc<dyn Connector>)
             }
+            Provider::FacebookPage
+            | Provider::InstagramFacebookLogin
+            | Provider::InstagramLogin
+            | Provider::Threads => meta::connector(*provider, section, http),
             _ => Err(format!(
                 "{provider} cannot be connected yet (providers.{key})"
             )),
