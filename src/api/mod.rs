@@ -238,7 +238,9 @@ pub fn document_json() -> serde_json::Value {
                     .or_insert_with(|| error(description));
             };
             if path.starts_with("/v1/") {
-                add("401", "No or an unknown API key");
+                if path != "/v1/connect/callback" {
+                    add("401", "No or an unknown API key");
+                }
                 add("422", "A parameter is invalid; `error.field` names it");
                 add(
                     "503",
@@ -247,7 +249,8 @@ pub fn document_json() -> serde_json::Value {
                 if path.contains("{id}") {
                     add("404", "No such account");
                 }
-                if method == "post" && path == "/v1/accounts" {
+                let json_body = path == "/v1/accounts" || path.starts_with("/v1/connect");
+                if method == "post" && json_body {
                     add("400", "The body is not JSON (`invalid_json`)");
                     add(
                         "413",

@@ -144,7 +144,7 @@ async fn an_expired_or_unknown_state_is_refused_without_a_redirect() {
     let mut forged = back.clone();
     forged.set_query(Some("code=abc&state=not-a-state-we-issued"));
     let unknown = connect.browser.get(forged).send().await.unwrap();
-    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let body: Value = unknown.json().await.unwrap();
     assert_eq!(body["error"]["code"], "state_unknown");
 
@@ -154,7 +154,7 @@ async fn an_expired_or_unknown_state_is_refused_without_a_redirect() {
         .send()
         .await
         .unwrap();
-    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -259,24 +259,26 @@ async fn the_browser_only_returns_where_the_configuration_allows() {
         "http://app.example/connected",
         "https://app.example/elsewhere",
         "https://app.example:8443/connected",
+        "https://app.example/connectedevil",
         "javascript:alert(1)",
-        "/relative",
     ] {
         let mut body = x_body();
         body["redirect_after"] = json!(target);
         let response = connect.begin_raw(body).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{target}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "redirect_not_allowed");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("redirect_after"), "{message}");
+    }
+    for malformed in ["/relative", "https://app.example/connected#frag"] {
+        let mut body = x_body();
+        body["redirect_after"] = json!(malformed);
+        let response = connect.begin_raw(body).await;
         assert_eq!(
             response.status(),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "{target}"
-        );
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "invalid_request");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("redirect_after")
+            "{malformed}"
         );
     }
     let mut deeper = x_body();

@@ -9,4 +9,5 @@ mod support;
 
 mod bluesky;
 mod flow;
+mod meta;
 mod oauth2;

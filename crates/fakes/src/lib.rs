@@ -8,6 +8,7 @@ mod google;
 mod linkedin;
 mod mastodon;
 mod meta_graph;
+mod meta_login;
 mod oauth;
 mod pinterest;
 mod server;
@@ -20,11 +21,14 @@ pub use bluesky::{
     SessionSpec,
 };
 pub use google::{FakeGoogle, GoogleGrant, YOUTUBE_UPLOAD_SCOPE};
-pub use linkedin::{FakeLinkedin, LINKEDIN_REFRESH_LIFETIME, LinkedinTokenState};
+pub use linkedin::{
+    FakeLinkedin, LINKEDIN_REFRESH_LIFETIME, LinkedinOrganization, LinkedinTokenState,
+};
 pub use mastodon::{FakeMastodon, MastodonTokenState};
 pub use meta_graph::{
     FakeGraph, GraphTokenKind, GraphTokenState, LONG_LIVED_SECONDS, graph_error_body,
 };
+pub use meta_login::{FakeInstagramAccount, FakePage, SHORT_LIVED_SECONDS};
 pub use oauth::{
     CallRecord, ClientAuthSeen, FakeOAuthServer, FamilySpec, IssuedTokens, ScriptedResponse,
 };

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 pub mod bluesky;
+mod meta;
 mod oauth2;
 
 use super::Connector;
@@ -40,6 +41,10 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
             }
             Provider::Bluesky => bluesky::BlueskyConnector::from_settings(settings, http)
                 .map(|c| Arc::new(c) as Arc<dyn Connector>),
+            Provider::FacebookPage
+            | Provider::InstagramFacebookLogin
+            | Provider::InstagramLogin
+            | Provider::Threads => meta::connector(*provider, section, http),
             _ => Err(format!(
                 "{provider} cannot be connected yet (providers.{key})"
             )),
