@@ -85,12 +85,14 @@ impl FakeX {
         self.shared.live.lock().unwrap().contains(refresh_token)
     }
 
-    /// The next call is answered with exactly this.
+    /// The next call to the token endpoint or `users/me` is answered with
+    /// exactly this.
     pub fn script_next(&self, response: ScriptedResponse) {
         self.shared.script.push(response);
     }
 
-    /// Requests to any route so far, scripted answers included.
+    /// Requests to the token endpoint and `users/me` so far, scripted
+    /// answers included.
     pub fn requests(&self) -> u64 {
         self.shared.script.requests()
     }
@@ -215,6 +217,9 @@ fn code_grant(shared: &Shared, form: &HashMap<String, String>) -> Response {
 }
 
 async fn users_me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(response) = shared.script.next() {
+        return response;
+    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
