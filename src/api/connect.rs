@@ -32,7 +32,9 @@ pub struct ConnectBody {
     workspace_id: String,
     /// Where the browser is sent when the flow ends, with `account_id` (or
     /// `error`) added to its query. Must start with one of
-    /// `connect.allowed_redirects`.
+    /// `connect.allowed_redirects`, name no user, and hold none of
+    /// `account_id`, `error`, `error_description`, `selection_required`,
+    /// `state` in its query.
     #[schema(max_length = 2048, format = "uri")]
     redirect_after: String,
     /// The scopes to ask for; the platform's `connect_scopes` when absent.
@@ -42,7 +44,8 @@ pub struct ConnectBody {
     /// same one.
     account_id: Option<String>,
     /// Platform inputs: `instance` (Mastodon), `handle` (Bluesky),
-    /// `page_ids` (Facebook Pages, Instagram with Facebook Login).
+    /// `page_ids` (Facebook Pages, Instagram with Facebook Login). At most
+    /// 16 KiB, nested at most 4 deep, no NUL characters.
     #[schema(value_type = Option<Object>)]
     extras: Option<serde_json::Value>,
 }

@@ -61,8 +61,12 @@ impl ConnectSettings {
         })
     }
 
-    /// Whether `target` starts with one of `allowed_redirects`.
+    /// Whether `target` starts with one of `allowed_redirects`, and names
+    /// no user (`https://user@host/` is shown to the user as if trusted).
     pub fn redirect_allowed(&self, target: &Url) -> bool {
+        if !target.username().is_empty() || target.password().is_some() {
+            return false;
+        }
         self.allowed_redirects.iter().any(|allowed| {
             allowed.scheme() == target.scheme()
                 && allowed.host_str() == target.host_str()

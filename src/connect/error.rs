@@ -52,15 +52,26 @@ impl ConnectError {
         )
     }
 
-    /// The user declined, or the platform refused the authorization request:
-    /// `error` is the platform's code (`access_denied`, ...).
+    /// The platform sent the browser back with an error instead of a code
+    /// (RFC 6749 4.1.2.1): `error` is its code. An outage is unavailable and
+    /// a request it calls malformed is invalid; anything else (`access_denied`,
+    /// LinkedIn's `user_cancelled_authorize`, ...) means the user did not
+    /// authorize.
     pub fn declined(error: &str, description: Option<&str>) -> Self {
-        let error = short(error);
+        let code = short(error);
         let message = match description.map(short) {
-            Some(text) if !text.is_empty() => format!("the platform answered {error}: {text}"),
-            _ => format!("the platform answered {error}"),
+            Some(text) if !text.is_empty() => format!("the platform answered {code}: {text}"),
+            _ => format!("the platform answered {code}"),
         };
-        Self::new("access_denied", 400, message)
+        match error {
+            "temporarily_unavailable" | "server_error" => Self::platform_unavailable(message),
+            "invalid_request"
+            | "invalid_scope"
+            | "unauthorized_client"
+            | "unsupported_response_type"
+            | "invalid_client" => Self::invalid_request(message),
+            _ => Self::new("access_denied", 400, message),
+        }
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
@@ -102,17 +113,25 @@ impl ConnectError {
     /// A failed call to the platform during `stage` ("code exchange",
     /// "profile"), classified: an OAuth error answer refuses the
     /// exchange, an outage is unavailable, anything else is unreadable.
+    /// An answer in no shape the flow knows is named, never quoted: beside
+    /// an error it may carry tokens just issued, which nothing would scrub.
     pub fn from_provider(stage: &str, error: ProviderError) -> Self {
         use crate::providers::FailureKind::*;
+        let text = if error.unrecognised {
+            "an answer in no shape this flow reads (not shown)".to_owned()
+        } else {
+            error.message.clone()
+        };
         let detail = match (&error.code, error.http_status) {
-            (Some(code), Some(status)) => format!("HTTP {status}, {code}: {}", error.message),
-            (None, Some(status)) => format!("HTTP {status}: {}", error.message),
-            (Some(code), None) => format!("{code}: {}", error.message),
-            (None, None) => error.message.clone(),
+            (Some(code), Some(status)) => format!("HTTP {status}, {code}: {text}"),
+            (None, Some(status)) => format!("HTTP {status}: {text}"),
+            (Some(code), None) => format!("{code}: {text}"),
+            (None, None) => text,
         };
         let message = format!("{stage}: {detail}");
         match error.kind {
-            Transient | RateLimited => Self::platform_unavailable(message),
+            // The platform answered; that no one can read it is no outage.
+            Transient | RateLimited if !error.unrecognised => Self::platform_unavailable(message),
             _ if stage.contains("exchange") => Self::exchange_failed(message),
             _ => Self::identity_failed(message),
         }

@@ -58,7 +58,61 @@ pub async fn exchange_code(
         .send(builder)
         .await
         .map_err(|e| ConnectError::from_provider("code exchange", e))?;
-    OAuth2Refresh::interpret(&reply).map_err(|e| ConnectError::from_provider("code exchange", e))
+    let grant = OAuth2Refresh::interpret(&reply)
+        .map_err(|e| ConnectError::from_provider("code exchange", e))?;
+    // Checked before the token is sent anywhere: a header cannot carry it,
+    // and registration would refuse it after the profile call failed for
+    // a reason that names something else.
+    usable_token("access_token", grant.access_token.expose())?;
+    if let Some(refresh_token) = &grant.refresh_token {
+        usable_token("refresh_token", refresh_token.expose())?;
+    }
+    Ok(grant)
+}
+
+/// The longest token registration stores.
+const MAX_TOKEN_CHARS: usize = 16_384;
+
+/// A token as registration takes it: at most `MAX_TOKEN_CHARS`, without
+/// whitespace or control characters inside.
+fn usable_token(field: &str, token: &str) -> Result<(), ConnectError> {
+    let token = token.trim();
+    let why = if token.chars().count() > MAX_TOKEN_CHARS {
+        format!("longer than {MAX_TOKEN_CHARS} characters")
+    } else if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "it holds whitespace or control characters".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(ConnectError::exchange_failed(format!(
+        "code exchange: {field} is unusable: {why}"
+    )))
+}
+
+/// An absolute http(s) URL of a reasonable length (an avatar), or nothing:
+/// a platform's `javascript:` or `data:` URL is never passed on.
+pub fn web_url(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    if raw.len() > 2048 {
+        return None;
+    }
+    let url = Url::parse(raw).ok()?;
+    matches!(url.scheme(), "https" | "http").then(|| url.to_string())
+}
+
+/// Text for a display name: control characters flattened, shortened.
+pub fn display_text(raw: &str) -> Option<String> {
+    let text = crate::providers::token_response::short(raw.trim());
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// A handle as registration takes it (at most 255 characters, no control
+/// characters), or nothing.
+pub fn handle_text(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    (!raw.is_empty() && raw.chars().count() <= 255 && !raw.chars().any(char::is_control))
+        .then(|| raw.to_owned())
 }
 
 /// GETs a profile endpoint with the new access token as a bearer token and
@@ -180,6 +234,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn decorations_are_kept_only_when_sound() {
+        assert_eq!(
+            web_url(" https://cdn.example/a.jpg ").as_deref(),
+            Some("https://cdn.example/a.jpg")
+        );
+        for odd in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "/relative.png",
+            "ftp://cdn.example/a",
+        ] {
+            assert_eq!(web_url(odd), None, "{odd}");
+        }
+        assert_eq!(
+            web_url(&format!("https://cdn.example/{}", "a".repeat(2100))),
+            None
+        );
+        assert_eq!(handle_text(" bob "), Some("bob".to_owned()));
+        assert_eq!(handle_text("b\u{0}ob"), None);
+        assert_eq!(handle_text(&"h".repeat(256)), None);
+        assert_eq!(display_text("Bob\u{0}by").as_deref(), Some("Bob by"));
+        assert!(display_text(&"n".repeat(5000)).unwrap().chars().count() <= 301);
+        assert_eq!(display_text(" \n "), None);
+        assert!(usable_token("access_token", &"a".repeat(16_385)).is_err());
+        assert!(usable_token("access_token", "a b").is_err());
+        assert!(usable_token("access_token", " ab ").is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
+use tracing::Instrument;
 use url::Url;
 
 use super::pkce::{random_token, state_hash};
@@ -103,6 +104,17 @@ struct Inner {
 const MAX_TEXT: usize = 255;
 const MAX_URL: usize = 2048;
 const MAX_SCOPES: usize = 64;
+/// `extras` holds a handle, an instance, some ids: small and shallow.
+const MAX_EXTRAS_BYTES: usize = 16 * 1024;
+const MAX_EXTRAS_DEPTH: usize = 4;
+/// What the callback adds to `redirect_after`'s query.
+const RESULT_KEYS: [&str; 5] = [
+    "account_id",
+    "error",
+    "error_description",
+    "selection_required",
+    "state",
+];
 
 impl ConnectService {
     pub fn new(settings: &Settings, engine: Engine) -> Result<Self, reqwest::Error> {
@@ -173,7 +185,7 @@ impl ConnectService {
         };
         let extras = match request.extras {
             None | Some(serde_json::Value::Null) => serde_json::json!({}),
-            Some(object @ serde_json::Value::Object(_)) => object,
+            Some(object @ serde_json::Value::Object(_)) => checked_extras(object)?,
             Some(_) => {
                 return Err(ConnectError::invalid_request(
                     "extras: must be a JSON object",
@@ -196,7 +208,7 @@ impl ConnectService {
                 extras: &extras,
             })
             .await
-            .map_err(|e| self.scrubbed(e, &[]))?;
+            .map_err(|e| self.scrubbed(e, None, &SessionSecrets::default()))?;
         let hash = state_hash(&state);
         let sealed = self.seal(&hash, &authorization.secrets)?;
         let expires_at = Utc::now()
@@ -232,7 +244,22 @@ impl ConnectService {
     }
 
     /// The callback (browser redirect) or `POST /v1/connect/exchange`.
+    ///
+    /// Runs to its end even when the caller goes away (a browser that gives
+    /// up, a proxy's timeout): once the state is taken the code is spent,
+    /// and the tokens it buys must be kept.
     pub async fn finish(&self, state: &str, callback: Callback) -> Result<Finished, Failed> {
+        let this = self.clone();
+        let state = state.to_owned();
+        let task =
+            tokio::spawn(async move { this.finish_here(&state, callback).await }.in_current_span());
+        match to_the_end(task).await {
+            Ok(finished) => finished,
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn finish_here(&self, state: &str, callback: Callback) -> Result<Finished, Failed> {
         let hash = state_hash(state);
         let session = match sessions::take(self.pool(), &hash).await {
             Ok(Taken::Fresh(session)) => *session,
@@ -272,6 +299,20 @@ impl ConnectService {
         session: SessionRow,
         callback: Callback,
     ) -> Result<Finished, ConnectError> {
+        let secrets = self.open(hash, &session)?;
+        let code = callback.code.clone();
+        self.finish_with(hash, session, callback, &secrets)
+            .await
+            .map_err(|e| self.scrubbed(e, code.as_ref(), &secrets))
+    }
+
+    async fn finish_with(
+        &self,
+        hash: &[u8],
+        session: SessionRow,
+        callback: Callback,
+        secrets: &SessionSecrets,
+    ) -> Result<Finished, ConnectError> {
         let provider: Provider = session
             .provider
             .parse()
@@ -289,7 +330,6 @@ impl ConnectService {
             .ok_or_else(|| ConnectError::invalid_request("code is missing"))?;
         let connector = self.connector(provider)?;
         let callback_url = self.callback()?;
-        let secrets = self.open(hash, &session)?;
         let account_id = session
             .account_id
             .as_deref()
@@ -301,14 +341,13 @@ impl ConnectService {
                 code: &code,
                 redirect_uri: callback_url,
                 scopes: &session.scopes,
-                secrets: &secrets,
+                secrets,
                 context: &session.context,
                 extras: &session.extras,
                 issuer: callback.issuer.as_deref(),
                 account_id: account_id.as_ref(),
             })
-            .await
-            .map_err(|e| self.scrubbed(e, &[code.expose_secret()]))?;
+            .await?;
         match connected {
             Connected::Accounts(accounts) => Ok(Finished::Connected {
                 accounts: self
@@ -335,8 +374,30 @@ impl ConnectService {
         }
     }
 
-    /// The second call of a flow that answered `ChoiceRequired`.
+    /// The second call of a flow that answered `ChoiceRequired`; like
+    /// `finish`, it runs to its end once the choice is taken.
     pub async fn choose(
+        &self,
+        state: &str,
+        selected: &[String],
+    ) -> Result<Vec<Landed>, ConnectError> {
+        let this = self.clone();
+        let state = state.to_owned();
+        // An id named twice is one choice.
+        let mut unique: Vec<String> = Vec::with_capacity(selected.len());
+        for id in selected {
+            if !unique.contains(id) {
+                unique.push(id.clone());
+            }
+        }
+        to_the_end(tokio::spawn(
+            async move { this.choose_here(&state, &unique).await }.in_current_span(),
+        ))
+        .await
+        .unwrap_or_else(Err)
+    }
+
+    async fn choose_here(
         &self,
         state: &str,
         selected: &[String],
@@ -386,19 +447,22 @@ impl ConnectService {
             .account_id
             .as_deref()
             .and_then(|id| id.parse::<AccountId>().ok());
-        let accounts = self
-            .connector(provider)?
-            .choose(Chosen {
-                provider,
-                workspace_id: &session.workspace_id,
-                selected,
-                secrets: &secrets,
-                context: &choice["context"],
-            })
-            .await
-            .map_err(|e| self.scrubbed(e, &[]))?;
-        self.register_all(provider, account_id.as_ref(), accounts)
-            .await
+        async {
+            let accounts = self
+                .connector(provider)?
+                .choose(Chosen {
+                    provider,
+                    workspace_id: &session.workspace_id,
+                    selected,
+                    secrets: &secrets,
+                    context: &choice["context"],
+                })
+                .await?;
+            self.register_all(provider, account_id.as_ref(), accounts)
+                .await
+        }
+        .await
+        .map_err(|e| self.scrubbed(e, None, &secrets))
     }
 
     async fn register_all(
@@ -492,6 +556,14 @@ impl ConnectService {
                 "redirect_after: must have no fragment (the result is added to its query)",
             ));
         }
+        if let Some((key, _)) = url
+            .query_pairs()
+            .find(|(key, _)| RESULT_KEYS.contains(&key.as_ref()))
+        {
+            return Err(ConnectError::invalid_request(format!(
+                "redirect_after: its query must not name {key}: the flow adds it, and two would be read as one"
+            )));
+        }
         if !self.inner.settings.redirect_allowed(&url) {
             return Err(ConnectError::redirect_not_allowed());
         }
@@ -536,15 +608,29 @@ impl ConnectService {
         }
     }
 
-    /// Platform text may echo what was sent: the code, a client secret.
-    fn scrubbed(&self, mut error: ConnectError, extra: &[&str]) -> ConnectError {
-        let mut secrets: Vec<&str> = self
+    /// Platform text may echo what was sent: the code, the PKCE verifier,
+    /// a token, a client secret. Every error of a flow passes here on its
+    /// way out, with everything secret the flow held.
+    fn scrubbed(
+        &self,
+        mut error: ConnectError,
+        code: Option<&SecretString>,
+        session: &SessionSecrets,
+    ) -> ConnectError {
+        let held = [
+            code,
+            session.code_verifier.as_ref(),
+            session.dpop_private_jwk.as_ref(),
+            session.user_access_token.as_ref(),
+            session.refresh_token.as_ref(),
+        ];
+        let secrets: Vec<&str> = self
             .inner
             .client_secrets
             .iter()
+            .chain(held.into_iter().flatten())
             .map(|s| s.expose_secret())
             .collect();
-        secrets.extend_from_slice(extra);
         error.message = crate::scrub::scrub(&error.message, &secrets);
         error
     }
@@ -628,6 +714,30 @@ fn checked_text(field: &str, value: &str) -> Result<String, ConnectError> {
     Ok(value.to_owned())
 }
 
+/// `extras` as PostgreSQL can keep it (no NUL anywhere), small and shallow.
+fn checked_extras(extras: serde_json::Value) -> Result<serde_json::Value, ConnectError> {
+    fn sound(value: &serde_json::Value, depth: usize) -> bool {
+        use serde_json::Value::*;
+        match value {
+            String(text) => !text.contains('\0'),
+            Array(items) => depth < MAX_EXTRAS_DEPTH && items.iter().all(|v| sound(v, depth + 1)),
+            Object(members) => {
+                depth < MAX_EXTRAS_DEPTH
+                    && members
+                        .iter()
+                        .all(|(key, v)| !key.contains('\0') && sound(v, depth + 1))
+            }
+            _ => true,
+        }
+    }
+    if extras.to_string().len() > MAX_EXTRAS_BYTES || !sound(&extras, 0) {
+        return Err(ConnectError::invalid_request(format!(
+            "extras: a JSON object of at most {MAX_EXTRAS_BYTES} bytes, nested at most {MAX_EXTRAS_DEPTH} deep, without NUL characters"
+        )));
+    }
+    Ok(extras)
+}
+
 fn checked_scopes(scopes: Vec<String>) -> Result<Vec<String>, ConnectError> {
     if scopes.is_empty() || scopes.len() > MAX_SCOPES {
         return Err(ConnectError::invalid_request(format!(
@@ -647,6 +757,18 @@ fn checked_scopes(scopes: Vec<String>) -> Result<Vec<String>, ConnectError> {
         }
     }
     Ok(scopes)
+}
+
+/// A spawned flow's result. A panic is the caller's again; a task the
+/// runtime dropped (shutting down) is an outage.
+async fn to_the_end<T>(task: tokio::task::JoinHandle<T>) -> Result<T, ConnectError> {
+    match task.await {
+        Ok(result) => Ok(result),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(ConnectError::platform_unavailable(
+            "the daemon is shutting down; try again",
+        )),
+    }
 }
 
 fn storage_error(error: sqlx::Error) -> ConnectError {

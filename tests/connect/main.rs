@@ -11,3 +11,4 @@ mod bluesky;
 mod flow;
 mod meta;
 mod oauth2;
+mod review;

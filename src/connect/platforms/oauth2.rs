@@ -10,7 +10,10 @@ use serde_json::{Map, Value, json};
 use url::Url;
 
 use crate::config::{ClientAuth, ProviderSettings};
-use crate::connect::exchange::{CodeExchange, exchange_code, get_profile, required_text, text_at};
+use crate::connect::exchange::{
+    CodeExchange, display_text, exchange_code, get_profile, handle_text, required_text, text_at,
+    web_url,
+};
 use crate::connect::pkce::{code_challenge, code_verifier};
 use crate::connect::{
     Authorization, Begin, Choice, ChoiceOption, Chosen, Complete, ConnectError, Connected,
@@ -600,9 +603,11 @@ pub(super) fn account(
             workspace_id: workspace_id.to_owned(),
             provider,
             external_id: profile.external_id,
-            handle: profile.handle,
-            display_name: profile.display_name,
-            avatar_url: profile.avatar_url.filter(|u| Url::parse(u).is_ok()),
+            // Decorations the platform got wrong are left out rather than
+            // refusing the account.
+            handle: profile.handle.as_deref().and_then(handle_text),
+            display_name: profile.display_name.as_deref().and_then(display_text),
+            avatar_url: profile.avatar_url.as_deref().and_then(web_url),
             connection_type: None,
             scopes: tokens.scopes,
             meta: Some(profile.meta),

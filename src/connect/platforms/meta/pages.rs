@@ -122,15 +122,7 @@ fn text(entry: &Map<String, Value>, key: &str) -> Option<String> {
     (!value.is_empty()).then(|| short(value).trim().to_owned())
 }
 
-/// An absolute http(s) URL of a reasonable length, or nothing.
-pub fn url_text(raw: &str) -> Option<String> {
-    let raw = raw.trim();
-    if raw.len() > 2048 {
-        return None;
-    }
-    let url = url::Url::parse(raw).ok()?;
-    matches!(url.scheme(), "https" | "http").then(|| url.to_string())
-}
+pub use crate::connect::exchange::web_url as url_text;
 
 #[cfg(test)]
 mod tests {
