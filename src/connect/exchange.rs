@@ -8,7 +8,9 @@ use url::Url;
 use super::ConnectError;
 use crate::config::ClientAuth;
 use crate::providers::token_response::json_object;
-use crate::providers::{HttpClient, HttpReply, OAuth2Refresh, TokenGrant, with_client_auth};
+use crate::providers::{
+    HttpClient, HttpReply, OAuth2Refresh, ProviderError, TokenGrant, with_client_auth,
+};
 
 /// One code exchange at a token endpoint.
 pub struct CodeExchange<'a> {
@@ -29,6 +31,17 @@ pub async fn exchange_code(
     http: &HttpClient,
     exchange: CodeExchange<'_>,
 ) -> Result<TokenGrant, ConnectError> {
+    code_grant(http, exchange)
+        .await
+        .map_err(|e| ConnectError::from_provider("code exchange", e))
+}
+
+/// `exchange_code`, with the platform's error as classified, for connectors
+/// that act on a particular answer (an app its server no longer knows).
+pub async fn code_grant(
+    http: &HttpClient,
+    exchange: CodeExchange<'_>,
+) -> Result<TokenGrant, ProviderError> {
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "authorization_code"),
         ("code", exchange.code.expose_secret()),
@@ -47,11 +60,8 @@ pub async fn exchange_code(
     )
     .header(reqwest::header::ACCEPT, "application/json")
     .form(&form);
-    let reply = http
-        .send(builder)
-        .await
-        .map_err(|e| ConnectError::from_provider("code exchange", e))?;
-    OAuth2Refresh::interpret(&reply).map_err(|e| ConnectError::from_provider("code exchange", e))
+    let reply = http.send(builder).await?;
+    OAuth2Refresh::interpret(&reply)
 }
 
 /// GETs a profile endpoint with the new access token as a bearer token and

@@ -20,7 +20,7 @@ pub use bluesky::{
 };
 pub use google::{FakeGoogle, GoogleGrant, YOUTUBE_UPLOAD_SCOPE};
 pub use linkedin::{FakeLinkedin, LINKEDIN_REFRESH_LIFETIME, LinkedinTokenState};
-pub use mastodon::{FakeMastodon, MastodonTokenState};
+pub use mastodon::{FakeMastodon, MastodonApp, MastodonTokenState};
 pub use meta_graph::{
     FakeGraph, GraphTokenKind, GraphTokenState, LONG_LIVED_SECONDS, graph_error_body,
 };

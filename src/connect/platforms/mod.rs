@@ -1,13 +1,16 @@
 //! One connector per platform family, built from configuration.
 
+mod mastodon;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::PgPool;
 
 use super::Connector;
-use crate::config::Settings;
+use crate::config::{Flow, Settings};
 use crate::domain::Provider;
+use crate::engine::Engine;
 use crate::providers::HttpClient;
 
 pub struct Built {
@@ -15,7 +18,7 @@ pub struct Built {
     pub missing: HashMap<Provider, String>,
 }
 
-pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
+pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool, engine: &Engine) -> Built {
     let _ = (http, pool);
     let mut built = Built {
         connectors: HashMap::new(),
@@ -24,11 +27,24 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
     for provider in Provider::ALL {
         let key = provider.config_key();
         let section = settings.providers.get(*provider);
-        let _ = section;
-        built.missing.insert(
-            *provider,
-            format!("{provider} cannot be connected yet (providers.{key})"),
-        );
+        let connector: Result<Arc<dyn Connector>, String> = match (provider, section.flow) {
+            (Provider::Mastodon, Flow::Mastodon) => {
+                mastodon::MastodonConnector::new(settings, engine)
+                    .map(|c| Arc::new(c) as Arc<dyn Connector>)
+                    .map_err(|e| format!("{provider} cannot be connected: its HTTP client: {e}"))
+            }
+            _ => Err(format!(
+                "{provider} cannot be connected yet (providers.{key})"
+            )),
+        };
+        match connector {
+            Ok(connector) => {
+                built.connectors.insert(*provider, connector);
+            }
+            Err(why) => {
+                built.missing.insert(*provider, why);
+            }
+        }
     }
     built
 }
