@@ -21,6 +21,19 @@ impl<S: Send + Sync> FromRequest<S> for SpecBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        JsonBody::from_request(request, state)
+            .await
+            .map(|JsonBody(spec)| SpecBody(spec))
+    }
+}
+
+/// Any JSON request body, read with the same rules as a registration.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         if !is_json(request.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -37,8 +50,8 @@ impl<S: Send + Sync> FromRequest<S> for SpecBody {
                     ApiError::bad_request("invalid_body", "the request body could not be read")
                 }
             })?;
-        registration::parse_spec(&bytes)
-            .map(SpecBody)
+        registration::parse_json(&bytes)
+            .map(JsonBody)
             .map_err(|e| match e {
                 SpecError::Syntax(message) => {
                     ApiError::bad_request("invalid_json", format!("the body is {message}"))

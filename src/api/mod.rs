@@ -5,6 +5,7 @@
 
 mod accounts;
 mod auth;
+mod connect;
 mod error;
 mod events;
 mod extract;
@@ -57,6 +58,7 @@ struct Inner {
     force_refresh_min_interval: Duration,
     openapi: String,
     import: import::ImportLimits,
+    connect: crate::connect::ConnectService,
 }
 
 impl ApiState {
@@ -75,8 +77,11 @@ impl ApiState {
             })
             .unwrap_or_default();
         let openapi = document_json();
+        let connect = crate::connect::ConnectService::new(settings, engine.clone())
+            .context("building the connect flow's HTTP client")?;
         Ok(Self {
             inner: Arc::new(Inner {
+                connect,
                 pool: engine.pool().clone(),
                 engine,
                 redis,
@@ -123,12 +128,21 @@ fn v1_routes() -> OpenApiRouter<ApiState> {
         .routes(utoipa_axum::routes!(accounts::access_token))
         .routes(utoipa_axum::routes!(accounts::attempts))
         .routes(utoipa_axum::routes!(events::list))
+        .routes(utoipa_axum::routes!(connect::start))
+        .routes(utoipa_axum::routes!(connect::exchange))
+        .routes(utoipa_axum::routes!(connect::select))
+}
+
+/// The routes a browser reaches: no API key, their own credential.
+fn public_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(utoipa_axum::routes!(connect::callback))
 }
 
 /// Every documented route, unlayered: the source of `/openapi.json`.
 pub fn document() -> OpenApi {
     OpenApiRouter::with_openapi(base_document())
         .merge(v1_routes())
+        .merge(public_routes())
         .merge(health::probe_routes())
         .merge(health::metrics_routes())
         .into_openapi()
@@ -312,7 +326,10 @@ pub fn router(state: ApiState, max_body_bytes: usize, with_metrics: bool) -> Rou
         state.clone(),
         auth::require_api_key,
     ));
-    let mut app = OpenApiRouter::new().merge(v1).merge(health::probe_routes());
+    let mut app = OpenApiRouter::new()
+        .merge(v1)
+        .merge(public_routes())
+        .merge(health::probe_routes());
     if with_metrics {
         app = app.merge(health::metrics_routes());
     }

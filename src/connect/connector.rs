@@ -46,9 +46,11 @@ pub struct SessionSecrets {
     pub code_verifier: Option<SecretString>,
     /// atproto OAuth: the session's DPoP key as a private JWK.
     pub dpop_private_jwk: Option<SecretString>,
-    /// Facebook Pages, between the callback and the choice of pages: the
-    /// long-lived user token.
+    /// Between the callback and the choice (Facebook Pages, LinkedIn
+    /// organizations): the user's token...
     pub user_access_token: Option<SecretString>,
+    /// ...and refresh token, where the platform issued one.
+    pub refresh_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for SessionSecrets {

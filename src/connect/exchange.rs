@@ -17,7 +17,9 @@ pub struct CodeExchange<'a> {
     pub token_url: &'a Url,
     pub client_id: &'a str,
     pub client_secret: Option<&'a SecretString>,
-    pub client_auth: ClientAuth,
+    /// None: the platform names its client its own way, in `extra_form`
+    /// (TikTok's `client_key`).
+    pub client_auth: Option<ClientAuth>,
     pub code: &'a SecretString,
     pub redirect_uri: &'a Url,
     pub code_verifier: Option<&'a SecretString>,
@@ -51,15 +53,20 @@ pub async fn code_grant(
         form.push(("code_verifier", verifier.expose_secret()));
     }
     form.extend(exchange.extra_form.iter().copied());
-    let builder = with_client_auth(
-        http.inner().post(exchange.token_url.clone()),
-        &mut form,
-        exchange.client_id,
-        exchange.client_secret,
-        exchange.client_auth,
-    )
-    .header(reqwest::header::ACCEPT, "application/json")
-    .form(&form);
+    let builder = http.inner().post(exchange.token_url.clone());
+    let builder = match exchange.client_auth {
+        Some(auth) => with_client_auth(
+            builder,
+            &mut form,
+            exchange.client_id,
+            exchange.client_secret,
+            auth,
+        ),
+        None => builder,
+    };
+    let builder = builder
+        .header(reqwest::header::ACCEPT, "application/json")
+        .form(&form);
     let reply = http.send(builder).await?;
     OAuth2Refresh::interpret(&reply)
 }
@@ -103,7 +110,7 @@ pub fn profile_object(reply: &HttpReply, what: &str) -> Result<Map<String, Value
 }
 
 /// A string (or a number, as some platforms send ids) at `path`, non-empty.
-pub fn text_at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<String> {
+pub fn text_at(object: &Map<String, Value>, path: &[&str]) -> Option<String> {
     let (last, parents) = path.split_last()?;
     let mut current = object;
     for key in parents {

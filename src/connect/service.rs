@@ -96,8 +96,6 @@ struct Inner {
     client_secrets: Vec<SecretString>,
     /// Each platform's `connect_scopes`.
     default_scopes: HashMap<Provider, Vec<String>>,
-    /// Platforms whose refresh needs a refresh token.
-    needs_refresh_token: Vec<Provider>,
 }
 
 const MAX_TEXT: usize = 255;
@@ -123,11 +121,6 @@ impl ConnectService {
                 default_scopes: Provider::ALL
                     .iter()
                     .map(|p| (*p, settings.providers.get(*p).connect_scopes.clone()))
-                    .collect(),
-                needs_refresh_token: Provider::ALL
-                    .iter()
-                    .copied()
-                    .filter(|p| refreshes_with_refresh_token(settings.providers.get(*p).flow))
                     .collect(),
             }),
         })
@@ -234,7 +227,7 @@ impl ConnectService {
     pub async fn finish(&self, state: &str, callback: Callback) -> Result<Finished, Failed> {
         let hash = state_hash(state);
         let session = match sessions::take(self.pool(), &hash).await {
-            Ok(Taken::Fresh(session)) => session,
+            Ok(Taken::Fresh(session)) => *session,
             Ok(taken) => return Err(self.refused_state(taken).into()),
             Err(e) => return Err(storage_error(e).into()),
         };
@@ -338,7 +331,7 @@ impl ConnectService {
     ) -> Result<Vec<Landed>, ConnectError> {
         let hash = state_hash(state);
         let session = match sessions::take_choice(self.pool(), &hash).await {
-            Ok(Taken::Fresh(session)) => session,
+            Ok(Taken::Fresh(session)) => *session,
             Ok(taken) => return Err(self.refused_state(taken)),
             Err(e) => return Err(storage_error(e)),
         };
@@ -433,7 +426,7 @@ impl ConnectService {
             let new = spec.into_new_account(Utc::now()).map_err(|e| {
                 ConnectError::identity_failed(format!("the platform's answer is unusable: {e}"))
             })?;
-            if new.refresh_token.is_none() && self.inner.needs_refresh_token.contains(&provider) {
+            if new.refresh_token.is_none() && engine.needs_refresh_token(provider) {
                 warnings.push(match new.token_expires_at {
                     Some(at) => format!(
                         "the platform issued no refresh token: the account must be reconnected before {}",
@@ -569,6 +562,8 @@ struct SealedSecrets {
     dpop_private_jwk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user_access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
 }
 
 impl From<&SessionSecrets> for SealedSecrets {
@@ -578,6 +573,7 @@ impl From<&SessionSecrets> for SealedSecrets {
             code_verifier: open(&s.code_verifier),
             dpop_private_jwk: open(&s.dpop_private_jwk),
             user_access_token: open(&s.user_access_token),
+            refresh_token: open(&s.refresh_token),
         }
     }
 }
@@ -588,18 +584,9 @@ impl From<SealedSecrets> for SessionSecrets {
             code_verifier: s.code_verifier.map(SecretString::from),
             dpop_private_jwk: s.dpop_private_jwk.map(SecretString::from),
             user_access_token: s.user_access_token.map(SecretString::from),
+            refresh_token: s.refresh_token.map(SecretString::from),
         }
     }
-}
-
-/// Flows that refresh with an RFC 6749 refresh token; the others exchange
-/// the access token itself, or never expire.
-fn refreshes_with_refresh_token(flow: crate::config::Flow) -> bool {
-    use crate::config::Flow::*;
-    matches!(
-        flow,
-        Oauth2Refresh | X | Linkedin | Tiktok | Google | Pinterest
-    )
 }
 
 fn checked_text(field: &str, value: &str) -> Result<String, ConnectError> {

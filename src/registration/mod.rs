@@ -17,7 +17,7 @@ mod validate;
 mod tests;
 
 pub use expiry::{MAX_EXPIRY_DISTANCE, MAX_LIFETIME_SECS};
-pub use parse::{SpecError, field_error, parse_spec, safe_path};
+pub use parse::{SpecError, field_error, parse_json, parse_spec, safe_path};
 pub use redact::redact_values;
 pub use spec::{AccountSpec, CredentialsSpec, ScopeName};
 pub use validate::MAX_META_DEPTH;

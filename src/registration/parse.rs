@@ -18,8 +18,13 @@ pub enum SpecError {
 /// Parses a registration body. Errors name the field serde stopped at and
 /// never repeat a value from the input.
 pub fn parse_spec(bytes: &[u8]) -> Result<AccountSpec, SpecError> {
+    parse_json(bytes)
+}
+
+/// Parses any request body the way [`parse_spec`] parses a registration.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SpecError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let parsed: Result<AccountSpec, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     let spec = match parsed {
         Ok(spec) => spec,
         Err(error) => {

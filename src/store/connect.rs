@@ -34,7 +34,7 @@ pub struct SessionRow {
 
 /// What happened to a state presented once more.
 pub enum Taken {
-    Fresh(SessionRow),
+    Fresh(Box<SessionRow>),
     Unknown,
     Expired,
     Reused,
@@ -89,7 +89,7 @@ pub async fn take(pool: &PgPool, state_hash: &[u8]) -> Result<Taken, sqlx::Error
     .fetch_optional(pool)
     .await?;
     if let Some(row) = fresh {
-        return Ok(Taken::Fresh(row));
+        return Ok(Taken::Fresh(Box::new(row)));
     }
     why_not(pool, state_hash).await
 }
@@ -143,7 +143,7 @@ pub async fn take_choice(pool: &PgPool, state_hash: &[u8]) -> Result<Taken, sqlx
     .fetch_optional(pool)
     .await?;
     if let Some(row) = fresh {
-        return Ok(Taken::Fresh(row));
+        return Ok(Taken::Fresh(Box::new(row)));
     }
     let found: Option<(bool, bool, bool)> = sqlx::query_as(
         "SELECT choice IS NOT NULL, chosen_at IS NOT NULL, expires_at <= now() \

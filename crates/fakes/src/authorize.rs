@@ -113,17 +113,16 @@ impl Desk {
     ) -> Response {
         let mut inner = self.lock();
         inner.requests.push(query.clone());
-        let bad = |what: &str| (StatusCode::BAD_REQUEST, format!("invalid request: {what}")).into_response();
+        let bad = |what: &str| {
+            (StatusCode::BAD_REQUEST, format!("invalid request: {what}")).into_response()
+        };
         if query.get(rules.client_id_param).map(String::as_str) != Some(client_id) {
             return bad("unknown client");
         }
         if query.get("response_type").map(String::as_str) != Some("code") {
             return bad("response_type must be code");
         }
-        let Some(redirect) = query
-            .get("redirect_uri")
-            .and_then(|r| Url::parse(r).ok())
-        else {
+        let Some(redirect) = query.get("redirect_uri").and_then(|r| Url::parse(r).ok()) else {
             return bad("redirect_uri");
         };
         let challenge = match (
@@ -181,7 +180,10 @@ impl Desk {
         if inner.redeemed.contains_key(code) {
             return Err("authorization code was already redeemed");
         }
-        let granted = inner.codes.remove(code).ok_or("authorization code is invalid")?;
+        let granted = inner
+            .codes
+            .remove(code)
+            .ok_or("authorization code is invalid")?;
         inner.redeemed.insert(code.to_owned(), granted.clone());
         if redirect_uri != Some(granted.redirect_uri.as_str()) {
             return Err("redirect_uri does not match the authorization request");

@@ -16,6 +16,7 @@ use serde_json::json;
 use url::Url;
 
 use super::ScriptedResponse;
+use super::authorize::{Desk, Rules, User};
 use super::server::{Running, Script, token};
 
 struct Shared {
@@ -23,6 +24,9 @@ struct Shared {
     client_secret: String,
     live: Mutex<HashSet<String>>,
     script: Script,
+    desk: Desk,
+    /// Access tokens issued by a code exchange, and whose they are.
+    users: Mutex<HashMap<String, User>>,
 }
 
 pub struct FakeX {
@@ -37,9 +41,13 @@ impl FakeX {
             client_secret: client_secret.into(),
             live: Mutex::new(HashSet::new()),
             script: Script::default(),
+            desk: Desk::default(),
+            users: Mutex::new(HashMap::new()),
         });
         let app = Router::new()
             .route("/2/oauth2/token", axum::routing::post(token_endpoint))
+            .route("/i/oauth2/authorize", axum::routing::get(authorize))
+            .route("/2/users/me", axum::routing::get(users_me))
             .with_state(shared.clone());
         Ok(Self {
             server: Running::start(app).await?,
@@ -49,6 +57,21 @@ impl FakeX {
 
     pub fn token_url(&self) -> Url {
         self.server.url("/2/oauth2/token")
+    }
+
+    /// The consent screen (`https://x.com/i/oauth2/authorize`).
+    pub fn authorize_url(&self) -> Url {
+        self.server.url("/i/oauth2/authorize")
+    }
+
+    /// The API base (`https://api.x.com/2/`).
+    pub fn api_url(&self) -> Url {
+        self.server.url("/2/")
+    }
+
+    /// The consent screen and its codes.
+    pub fn desk(&self) -> &Desk {
+        &self.shared.desk
     }
 
     /// A connected user's (access, refresh) pair.
@@ -117,6 +140,9 @@ async fn token_endpoint(
         );
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    if form.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        return code_grant(&shared, &form);
+    }
     if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
         return error(
             StatusCode::BAD_REQUEST,
@@ -142,5 +168,70 @@ async fn token_endpoint(
         "scope": "tweet.read tweet.write users.read offline.access",
         "refresh_token": next,
     }))
+    .into_response()
+}
+
+async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    // X requires PKCE for every client.
+    let rules = Rules {
+        pkce_required: true,
+        ..Rules::default()
+    };
+    shared.desk.authorize(&query, &shared.client_id, rules)
+}
+
+/// `grant_type=authorization_code`: a refresh token only with the
+/// `offline.access` scope, as X documents.
+fn code_grant(shared: &Shared, form: &HashMap<String, String>) -> Response {
+    let granted = match shared.desk.redeem(
+        form.get("code").map(String::as_str).unwrap_or(""),
+        form.get("redirect_uri").map(String::as_str),
+        form.get("code_verifier").map(String::as_str),
+    ) {
+        Ok(granted) => granted,
+        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", why),
+    };
+    let access = token("xat");
+    shared
+        .users
+        .lock()
+        .unwrap()
+        .insert(access.clone(), granted.user.clone());
+    let mut answer = json!({
+        "token_type": "bearer",
+        "expires_in": 7200,
+        "access_token": access,
+        "scope": granted.scope,
+    });
+    if granted.scope.split(' ').any(|s| s == "offline.access") {
+        let refresh = token("xrt");
+        shared.live.lock().unwrap().insert(refresh.clone());
+        answer["refresh_token"] = json!(refresh);
+    }
+    axum::Json(answer).into_response()
+}
+
+async fn users_me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let Some(user) = shared.users.lock().unwrap().get(presented).cloned() else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"})),
+        )
+            .into_response();
+    };
+    axum::Json(json!({"data": {
+        "id": user.id,
+        "name": user.name,
+        "username": user.handle,
+        "profile_image_url": format!("https://pbs.twimg.com/profile_images/{}/normal.jpg", user.id),
+    }}))
     .into_response()
 }

@@ -1,6 +1,7 @@
 //! One connector per platform family, built from configuration.
 
 mod mastodon;
+mod oauth2;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ pub struct Built {
 }
 
 pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool, engine: &Engine) -> Built {
-    let _ = (http, pool);
+    let _ = pool;
     let mut built = Built {
         connectors: HashMap::new(),
         missing: HashMap::new(),
@@ -27,11 +28,21 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool, engine: &Eng
     for provider in Provider::ALL {
         let key = provider.config_key();
         let section = settings.providers.get(*provider);
-        let connector: Result<Arc<dyn Connector>, String> = match (provider, section.flow) {
-            (Provider::Mastodon, Flow::Mastodon) => {
+        let connector: Result<Arc<dyn Connector>, String> = match provider {
+            Provider::Mastodon if section.flow == Flow::Mastodon => {
                 mastodon::MastodonConnector::new(settings, engine)
                     .map(|c| Arc::new(c) as Arc<dyn Connector>)
                     .map_err(|e| format!("{provider} cannot be connected: its HTTP client: {e}"))
+            }
+            Provider::X
+            | Provider::LinkedinPerson
+            | Provider::LinkedinCompany
+            | Provider::Youtube
+            | Provider::Pinterest
+            | Provider::TiktokBusiness
+            | Provider::TiktokPersonal => {
+                oauth2::OAuth2Connector::from_settings(*provider, section, http.clone())
+                    .map(|c| Arc::new(c) as Arc<dyn Connector>)
             }
             _ => Err(format!(
                 "{provider} cannot be connected yet (providers.{key})"

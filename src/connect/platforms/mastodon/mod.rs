@@ -165,7 +165,7 @@ impl MastodonConnector {
                 token_url: &token_url,
                 client_id: &app.client_id,
                 client_secret: Some(&app.client_secret),
-                client_auth: ClientAuth::Body,
+                client_auth: Some(ClientAuth::Body),
                 code: complete.code,
                 redirect_uri: complete.redirect_uri,
                 code_verifier: complete.secrets.code_verifier.as_ref(),
