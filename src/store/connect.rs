@@ -217,7 +217,11 @@ pub async fn save_app(
 /// Forgets an app its server no longer knows, so the next start registers
 /// a new one. Only the app named is removed: another replica may already
 /// have replaced it.
-pub async fn drop_app(pool: &PgPool, key: &AppKey<'_>, client_id: &str) -> Result<bool, sqlx::Error> {
+pub async fn drop_app(
+    pool: &PgPool,
+    key: &AppKey<'_>,
+    client_id: &str,
+) -> Result<bool, sqlx::Error> {
     let removed = sqlx::query(
         "DELETE FROM connect_apps \
          WHERE provider = $1 AND origin = $2 AND redirect_uri = $3 AND scopes = $4 \

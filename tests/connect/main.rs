@@ -8,4 +8,5 @@ mod common;
 mod support;
 
 mod flow;
+mod mastodon;
 mod oauth2;

@@ -236,4 +236,3 @@ async fn verify_credentials(State(shared): State<Arc<Shared>>, headers: HeaderMa
         }
     }
 }
-

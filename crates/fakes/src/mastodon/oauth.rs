@@ -95,7 +95,13 @@ impl OAuthState {
 
     /// Removes every app and its app tokens; returns their client ids.
     pub(super) fn forget_apps(&self) -> HashSet<String> {
-        let gone: HashSet<String> = self.apps.lock().unwrap().drain().map(|(id, _)| id).collect();
+        let gone: HashSet<String> = self
+            .apps
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(id, _)| id)
+            .collect();
         self.app_tokens
             .lock()
             .unwrap()
@@ -117,7 +123,11 @@ impl OAuthState {
 
     /// Client authentication as Doorkeeper accepts it: in the body or with
     /// HTTP Basic.
-    fn authenticate(&self, headers: &HeaderMap, form: &HashMap<String, String>) -> Option<RegisteredApp> {
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        form: &HashMap<String, String>,
+    ) -> Option<RegisteredApp> {
         let (id, secret) = basic(headers).or_else(|| {
             Some((
                 form.get("client_id")?.clone(),
@@ -326,7 +336,9 @@ async fn authorize(
         }
         return (StatusCode::FOUND, [(header::LOCATION, target.to_string())]).into_response();
     }
-    shared.desk.authorize(&query, &app.client_id, Rules::default())
+    shared
+        .desk
+        .authorize(&query, &app.client_id, Rules::default())
 }
 
 async fn token_endpoint(

@@ -55,9 +55,9 @@ pub fn registered_app(reply: &HttpReply) -> Result<RegisteredApp, ConnectError> 
             .ok()
             .and_then(|body| body.get("error").and_then(Value::as_str).map(short));
         return Err(ConnectError::invalid_request(match said {
-            Some(text) if !text.is_empty() => format!(
-                "the instance refused to register this app: HTTP {status}: {text}"
-            ),
+            Some(text) if !text.is_empty() => {
+                format!("the instance refused to register this app: HTTP {status}: {text}")
+            }
             _ => format!(
                 "the instance refused to register this app: HTTP {status} (is it a Mastodon server?)"
             ),
@@ -114,7 +114,9 @@ pub fn identity(account: &Map<String, Value>) -> Result<Identity, ConnectError> 
     }
     let username = text_at(account, &["username"]).filter(|name| {
         name.chars().count() <= MAX_USERNAME
-            && !name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@')
+            && !name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '@')
     });
     let display_name = text_at(account, &["display_name"])
         .filter(|name| name.chars().count() <= MAX_DISPLAY_NAME && !name.contains('\0'));
@@ -197,10 +199,16 @@ mod tests {
         let err = registered_app(&reply(503, &json!({}))).unwrap_err();
         assert_eq!(err.code, "platform_unavailable");
         let err = registered_app(&reply(200, &json!({"client_id": "a"}))).unwrap_err();
-        assert!(err.message.contains("client_secret is missing"), "{}", err.message);
-        let err =
-            registered_app(&reply(200, &json!({"client_id": "a b", "client_secret": "c"})))
-                .unwrap_err();
+        assert!(
+            err.message.contains("client_secret is missing"),
+            "{}",
+            err.message
+        );
+        let err = registered_app(&reply(
+            200,
+            &json!({"client_id": "a b", "client_secret": "c"}),
+        ))
+        .unwrap_err();
         assert!(err.message.contains("client_id"), "{}", err.message);
     }
 

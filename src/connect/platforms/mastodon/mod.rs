@@ -208,12 +208,10 @@ impl MastodonConnector {
         .map_err(scrub)?;
         let identity = answers::identity(&account)?;
         let authority = authority(&origin);
-        let handle = identity.username.as_ref().map(|name| {
-            format!(
-                "@{name}@{}",
-                origin.host_str().unwrap_or(authority.as_str())
-            )
-        });
+        let handle = identity
+            .username
+            .as_ref()
+            .map(|name| format!("{name}@{}", origin.host_str().unwrap_or(&authority)));
         let spec = AccountSpec {
             workspace_id: complete.workspace_id.to_owned(),
             provider: complete.provider,
@@ -322,6 +320,9 @@ mod tests {
         }
         let origin = guard.origin("https://mastodon.social:443").unwrap();
         assert_eq!(instance_host(&origin), "mastodon.social");
-        assert_eq!(authority(&guard.origin("example.org:8443").unwrap()), "example.org:8443");
+        assert_eq!(
+            authority(&guard.origin("example.org:8443").unwrap()),
+            "example.org:8443"
+        );
     }
 }
