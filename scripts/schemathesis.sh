@@ -57,6 +57,9 @@ for p in X LINKEDIN_PERSON LINKEDIN_COMPANY FACEBOOK_PAGE INSTAGRAM_FACEBOOK_LOG
   export "TOKENWARDEN__PROVIDERS__${p}__CLIENT_SECRET=schemathesis-secret"
 done
 export TOKENWARDEN__PROVIDERS__X__REVOKE_URL="http://127.0.0.1:$closed/x/revoke"
+# The connect flow on, so its routes are fuzzed past "not configured".
+export TOKENWARDEN__CONNECT__PUBLIC_URL="http://127.0.0.1:$port/"
+export TOKENWARDEN__CONNECT__ALLOWED_REDIRECTS='["https://app.example/connected"]'
 
 "$bin" migrate >/dev/null
 "$bin" run --role api >"$work/daemon.log" 2>&1 &

@@ -517,3 +517,90 @@ async fn cli_refuses_absurd_input_naming_the_field_without_repeating_values() {
         .unwrap();
     assert_eq!(count, 0);
 }
+
+#[tokio::test]
+async fn cli_connect_prints_the_url_waits_for_the_browser_and_registers_the_account() {
+    use std::io::{BufRead, BufReader};
+    let procs = Procs::new().await;
+    let x = tokenwarden_fakes::FakeX::start(CLIENT_ID, CLIENT_SECRET)
+        .await
+        .unwrap();
+    x.desk().next_consent(tokenwarden_fakes::Consent::Approve(
+        tokenwarden_fakes::User::new("4242", "operator_test", "Operator Test"),
+    ));
+    let mut cmd = procs.command();
+    cmd.env(
+        "TOKENWARDEN__PROVIDERS__X__TOKEN_URL",
+        x.token_url().as_str(),
+    )
+    .env(
+        "TOKENWARDEN__PROVIDERS__X__AUTHORIZE_URL",
+        x.authorize_url().as_str(),
+    )
+    .env("TOKENWARDEN__PROVIDERS__X__API_URL", x.api_url().as_str())
+    .args(["connect", "x", "--workspace", "ws-cli", "--port", "0"])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if line.trim_start().starts_with("http://") {
+                let _ = url_tx.send(line.trim().to_owned());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let url = tokio::task::spawn_blocking(move || {
+        url_rx.recv_timeout(std::time::Duration::from_secs(30))
+    })
+    .await
+    .unwrap()
+    .expect("the CLI prints the authorization URL");
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let at_platform = browser.get(&url).send().await.unwrap();
+    let back = at_platform.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(back.starts_with("http://127.0.0.1:"), "{back}");
+    let page = browser.get(&back).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("connected"));
+    let mut stderr = child.stderr.take().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let printed = reader.join().unwrap();
+    let mut errors = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut errors).unwrap();
+    assert!(status.success(), "{printed}{errors}");
+    assert!(printed.contains("connected acc_"), "{printed}");
+    assert!(printed.contains("@operator_test"), "{printed}");
+    let stored: (String, String) =
+        sqlx::query_as("SELECT workspace_id, external_id FROM social_accounts")
+            .fetch_one(&procs.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, ("ws-cli".to_owned(), "4242".to_owned()));
+    let code = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    for secret in ["xat_", "xrt_", code.as_str(), CLIENT_SECRET] {
+        assert!(
+            !printed.contains(secret) && !errors.contains(secret),
+            "{secret} printed"
+        );
+    }
+}

@@ -60,6 +60,7 @@ pub struct ConnectStarted {
     responses(
         (status = 201, description = "Started: send the browser to `authorization_url`", body = ConnectStarted),
         (status = 401, body = super::error::ErrorBody),
+        (status = 403, description = "`redirect_after` is not under any of `connect.allowed_redirects` (`redirect_not_allowed`)", body = super::error::ErrorBody),
         (status = 409, description = "The connect flow or this platform is not configured", body = super::error::ErrorBody),
         (status = 422, description = "A field is invalid", body = super::error::ErrorBody),
         (status = 502, description = "The platform refused (app registration, PAR)", body = super::error::ErrorBody),
@@ -116,7 +117,8 @@ pub struct CallbackQuery {
     params(CallbackQuery),
     responses(
         (status = 303, description = "To `redirect_after`, with `account_id` (once per account), or `selection_required=true` and `state`, or `error` and `error_description`"),
-        (status = 400, description = "`state` is missing, unknown, expired or already used: nowhere trusted to send the browser", body = super::error::ErrorBody),
+        (status = 400, description = "`state` is expired or already used: nowhere trusted to send the browser", body = super::error::ErrorBody),
+        (status = 404, description = "`state` is missing or was never issued (`state_unknown`)", body = super::error::ErrorBody),
     ))]
 pub async fn callback(
     State(state): State<ApiState>,
@@ -206,7 +208,8 @@ pub struct ConnectedView {
     request_body = ExchangeBody,
     responses(
         (status = 200, description = "Connected, or a choice is pending", body = ConnectResult),
-        (status = 400, description = "`state` unknown, expired or already used; or the user declined", body = super::error::ErrorBody),
+        (status = 400, description = "`state` expired or already used; or the user declined", body = super::error::ErrorBody),
+        (status = 404, description = "`state` was never issued (`state_unknown`)", body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),
         (status = 409, description = "The authorized account is not the one being reconnected", body = super::error::ErrorBody),
         (status = 502, description = "The platform refused the code or its answer is unusable", body = super::error::ErrorBody),
@@ -257,7 +260,8 @@ pub struct SelectBody {
     request_body = SelectBody,
     responses(
         (status = 200, description = "The chosen accounts, registered", body = ConnectResult),
-        (status = 400, description = "No pending choice for this state, or it was made already", body = super::error::ErrorBody),
+        (status = 400, description = "The choice was made already, or expired", body = super::error::ErrorBody),
+        (status = 404, description = "No pending choice has this state (`state_unknown`)", body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),
         (status = 422, description = "An id is not one of the options", body = super::error::ErrorBody),
         (status = 502, description = "The platform's answer is unusable", body = super::error::ErrorBody),

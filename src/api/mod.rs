@@ -106,7 +106,8 @@ fn base_document() -> OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.info.description = Some(
         "Keeps OAuth credentials of connected social-media accounts alive and reports their \
-         health. Every /v1 request needs `Authorization: Bearer <api key>`. Errors are \
+         health. Every /v1 request needs `Authorization: Bearer <api key>`, except the connect \
+         callback, which browsers reach and whose single-use `state` is its credential. Errors are \
          `{\"error\": {\"code\", \"message\"}}`."
             .to_owned(),
     );
@@ -235,7 +236,9 @@ pub fn document_json() -> serde_json::Value {
                     .or_insert_with(|| error(description));
             };
             if path.starts_with("/v1/") {
-                add("401", "No or an unknown API key");
+                if path != "/v1/connect/callback" {
+                    add("401", "No or an unknown API key");
+                }
                 add("422", "A parameter is invalid; `error.field` names it");
                 add(
                     "503",
@@ -244,7 +247,8 @@ pub fn document_json() -> serde_json::Value {
                 if path.contains("{id}") {
                     add("404", "No such account");
                 }
-                if method == "post" && path == "/v1/accounts" {
+                let json_body = path == "/v1/accounts" || path.starts_with("/v1/connect");
+                if method == "post" && json_body {
                     add("400", "The body is not JSON (`invalid_json`)");
                     add(
                         "413",

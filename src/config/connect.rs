@@ -54,7 +54,7 @@ impl ConnectSettings {
             allowed.scheme() == target.scheme()
                 && allowed.host_str() == target.host_str()
                 && allowed.port_or_known_default() == target.port_or_known_default()
-                && target.path().starts_with(allowed.path())
+                && within(allowed.path(), target.path())
         })
     }
 
@@ -107,5 +107,14 @@ impl ConnectSettings {
             ));
         }
         Ok(())
+    }
+}
+
+/// `path` is `prefix` or below it: `/done` allows `/done` and `/done/x`,
+/// never `/doneevil`.
+fn within(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
+        None => false,
     }
 }

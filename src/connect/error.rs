@@ -9,7 +9,7 @@ use crate::providers::token_response::short;
 #[error("{code}: {message}")]
 pub struct ConnectError {
     /// Stable and documented: `state_unknown`, `state_expired`,
-    /// `state_reused`, `access_denied`, `exchange_failed`,
+    /// `state_reused`, `access_denied`, `redirect_not_allowed`, `exchange_failed`,
     /// `identity_failed`, `account_mismatch`, `invalid_request`,
     /// `not_configured`, `platform_unavailable`.
     pub code: &'static str,
@@ -27,10 +27,11 @@ impl ConnectError {
         }
     }
 
+    /// 404: no flow has this state (a forged or mistyped one).
     pub fn state_unknown() -> Self {
         Self::new(
             "state_unknown",
-            400,
+            404,
             "state is unknown: it was never issued here, or its session was removed",
         )
     }
@@ -64,6 +65,15 @@ impl ConnectError {
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new("invalid_request", 422, message)
+    }
+
+    /// 403: a well-formed `redirect_after` the configuration does not allow.
+    pub fn redirect_not_allowed() -> Self {
+        Self::new(
+            "redirect_not_allowed",
+            403,
+            "redirect_after: not under any of connect.allowed_redirects",
+        )
     }
 
     pub fn not_configured(message: impl Into<String>) -> Self {
@@ -113,7 +123,7 @@ impl ConnectError {
         match self.code {
             "access_denied" => "access_denied",
             "platform_unavailable" => "temporarily_unavailable",
-            "invalid_request" | "not_configured" => "invalid_request",
+            "invalid_request" | "not_configured" | "redirect_not_allowed" => "invalid_request",
             _ => "server_error",
         }
     }

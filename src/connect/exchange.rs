@@ -133,3 +133,74 @@ pub fn required_text(
         ConnectError::identity_failed(format!("{what}: {} is missing", path.join(".")))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::json_strategy::{any_json, scalar};
+
+    fn reply(status: u16, body: Vec<u8>) -> HttpReply {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        HttpReply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    const KEYS: &str = "(data|id|username|name|user|open_id|sub|items|snippet)";
+
+    proptest! {
+        /// Any profile answer, any status: read or refused, never a panic,
+        /// and a refusal never quotes the body (it may echo the token).
+        #[test]
+        fn profile_answers_never_panic_or_echo(
+            status in prop_oneof![Just(200u16), Just(401u16), Just(429u16), Just(500u16), 100u16..600],
+            body in prop_oneof![
+                any_json(scalar(), KEYS).prop_map(|v| v.to_string().into_bytes()),
+                proptest::collection::vec(any::<u8>(), 0..200),
+            ],
+        ) {
+            let canary = "canary-profile-token";
+            let mut body = body;
+            body.extend_from_slice(canary.as_bytes());
+            match profile_object(&reply(status, body), "profile") {
+                Ok(_) => prop_assert!((200..300).contains(&status)),
+                Err(e) => prop_assert!(!e.message.contains(canary)),
+            }
+        }
+
+        /// `text_at` finds only non-empty trimmed text or numbers, at any
+        /// depth of any JSON.
+        #[test]
+        fn text_at_reads_any_shape(value in any_json(scalar(), KEYS)) {
+            let object = json!({"data": value.clone(), "id": value});
+            let Value::Object(object) = object else { unreachable!() };
+            for path in [&["id"][..], &["data", "id"], &["data", "user", "open_id"], &["data", "name"]] {
+                if let Some(text) = text_at(&object, path) {
+                    prop_assert!(!text.is_empty());
+                    prop_assert_eq!(text.trim(), text.as_str());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_at_takes_numbers_and_refuses_blank_text() {
+        let object = json!({"a": {"b": 42}, "c": "  ", "d": " x "});
+        let Value::Object(object) = object else {
+            unreachable!()
+        };
+        assert_eq!(text_at(&object, &["a", "b"]).as_deref(), Some("42"));
+        assert_eq!(text_at(&object, &["c"]), None);
+        assert_eq!(text_at(&object, &["d"]).as_deref(), Some("x"));
+        assert!(required_text(&object, &["zz"], "what").is_err());
+    }
+}

@@ -34,7 +34,7 @@ mod tests {
         let verifier = SecretString::from("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
         assert_eq!(
             code_challenge(&verifier),
-            "E9Melhoa2OwvFKHMpMrVpsnQ5Q6ECMx47w-t1-kqTn8"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 

@@ -8,7 +8,7 @@ mod dpop;
 mod error;
 mod facebook;
 mod google;
-mod graph;
+pub(crate) mod graph;
 pub mod host_guard;
 mod http;
 mod instagram_login;

@@ -37,6 +37,10 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_answe
         "GET /v1/accounts/{id}/attempts",
         "GET /v1/events",
         "POST /v1/accounts:import",
+        "POST /v1/connect",
+        "GET /v1/connect/callback",
+        "POST /v1/connect/exchange",
+        "POST /v1/connect/select",
     ];
     expected.sort();
     assert_eq!(documented, expected);
@@ -70,6 +74,9 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_answe
         "ErrorBody",
         "EventPayload",
         "AttemptPage",
+        "ConnectBody",
+        "ConnectStarted",
+        "ConnectResult",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),

@@ -34,6 +34,8 @@ fn x_body() -> Value {
 
 #[tokio::test]
 async fn x_account_connects_with_pkce_and_then_refreshes() {
+    // Counters count only once a recorder is installed (once per process).
+    tokenwarden::metrics::install();
     let (connect, fake) = with_x().await;
     fake.desk().next_consent(Consent::Approve(User::new(
         "2244994945",
@@ -78,6 +80,22 @@ async fn x_account_connects_with_pkce_and_then_refreshes() {
     assert!(!fake.is_live(&first_refresh), "the refresh token rotated");
     let rotated = connect.env.stored_refresh_token(&id).await.unwrap();
     assert!(fake.is_live(&rotated));
+
+    let metrics = connect
+        .browser
+        .get(connect.url("metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "tokenwarden_connect_started_total{provider=\"x\"}",
+        "tokenwarden_connect_completed_total{provider=\"x\",outcome=\"connected\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -126,7 +144,7 @@ async fn an_expired_or_unknown_state_is_refused_without_a_redirect() {
     let mut forged = back.clone();
     forged.set_query(Some("code=abc&state=not-a-state-we-issued"));
     let unknown = connect.browser.get(forged).send().await.unwrap();
-    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let body: Value = unknown.json().await.unwrap();
     assert_eq!(body["error"]["code"], "state_unknown");
 
@@ -136,7 +154,7 @@ async fn an_expired_or_unknown_state_is_refused_without_a_redirect() {
         .send()
         .await
         .unwrap();
-    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -241,24 +259,26 @@ async fn the_browser_only_returns_where_the_configuration_allows() {
         "http://app.example/connected",
         "https://app.example/elsewhere",
         "https://app.example:8443/connected",
+        "https://app.example/connectedevil",
         "javascript:alert(1)",
-        "/relative",
     ] {
         let mut body = x_body();
         body["redirect_after"] = json!(target);
         let response = connect.begin_raw(body).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{target}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "redirect_not_allowed");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("redirect_after"), "{message}");
+    }
+    for malformed in ["/relative", "https://app.example/connected#frag"] {
+        let mut body = x_body();
+        body["redirect_after"] = json!(malformed);
+        let response = connect.begin_raw(body).await;
         assert_eq!(
             response.status(),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "{target}"
-        );
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "invalid_request");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("redirect_after")
+            "{malformed}"
         );
     }
     let mut deeper = x_body();

@@ -9,4 +9,5 @@ mod support;
 
 mod flow;
 mod mastodon;
+mod meta;
 mod oauth2;

@@ -8,6 +8,7 @@ mod google;
 mod linkedin;
 mod mastodon;
 mod meta_graph;
+mod meta_login;
 mod oauth;
 mod pinterest;
 mod server;
@@ -24,6 +25,7 @@ pub use mastodon::{FakeMastodon, MastodonApp, MastodonTokenState};
 pub use meta_graph::{
     FakeGraph, GraphTokenKind, GraphTokenState, LONG_LIVED_SECONDS, graph_error_body,
 };
+pub use meta_login::{FakeInstagramAccount, FakePage, SHORT_LIVED_SECONDS};
 pub use oauth::{
     CallRecord, ClientAuthSeen, FakeOAuthServer, FamilySpec, IssuedTokens, ScriptedResponse,
 };

@@ -11,6 +11,10 @@
 //! `subcode`; a refused app token as a top-level Graph error), and
 //! `GET /oauth/access_token?grant_type=fb_exchange_token&client_id
 //! &client_secret&fb_exchange_token=..` for long-lived user tokens.
+//!
+//! A fake built for an app (`facebook`, `instagram_app`, `threads_app`) also
+//! serves the login flows that issue these tokens (`meta_login`), so an
+//! account connected through it is then refreshed or checked by it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +27,7 @@ use serde_json::json;
 use url::Url;
 
 use super::ScriptedResponse;
+use super::meta_login::{self, Grantee, Login};
 use super::server::{Running, Script, token};
 
 pub const LONG_LIVED_SECONDS: u64 = 5_184_000;
@@ -50,23 +55,62 @@ pub enum GraphTokenKind {
     User,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct TokenInfo {
-    state: GraphTokenState,
-    kind: GraphTokenKind,
-    /// Unix time; 0 = never.
-    expires_at: i64,
+/// Which of Meta's hosts a fake plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Platform {
+    Facebook,
+    Instagram,
+    Threads,
 }
 
-struct Shared {
+#[derive(Clone, Debug)]
+pub(crate) struct TokenInfo {
+    pub(crate) state: GraphTokenState,
+    pub(crate) kind: GraphTokenKind,
+    /// Unix time; 0 = never.
+    pub(crate) expires_at: i64,
+    /// Issued by a code exchange: about an hour, never refreshable, only
+    /// exchangeable for a long-lived one.
+    pub(crate) short_lived: bool,
+    /// The user (and the permissions granted) behind a token issued through
+    /// the login flow; None for tokens a test made with `issue*`.
+    pub(crate) grantee: Option<Arc<Grantee>>,
+}
+
+impl TokenInfo {
+    /// The token's state at `now`: a token past its expiry is expired,
+    /// whatever else happened to it.
+    pub(crate) fn state_at(&self, now: i64) -> GraphTokenState {
+        if self.expires_at != 0 && self.expires_at <= now && self.state == GraphTokenState::Live {
+            GraphTokenState::Expired
+        } else {
+            self.state
+        }
+    }
+
+    fn issued(kind: GraphTokenKind, expires_at: i64) -> Self {
+        Self {
+            state: GraphTokenState::Live,
+            kind,
+            expires_at,
+            short_lived: false,
+            grantee: None,
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) platform: Platform,
     grant_type: &'static str,
-    /// Facebook Login: the app's id and secret.
-    app: Option<(String, String)>,
-    tokens: Mutex<HashMap<String, TokenInfo>>,
+    /// The app's id and secret (always for Facebook; for Instagram and
+    /// Threads only when the login flow is served).
+    pub(crate) app: Option<(String, String)>,
+    pub(crate) tokens: Mutex<HashMap<String, TokenInfo>>,
     calls: Mutex<u32>,
-    script: Script,
+    pub(crate) script: Script,
     /// Lifetime of user tokens handed out by fb_exchange_token.
     user_lifetime: Mutex<u64>,
+    pub(crate) login: Login,
 }
 
 pub struct FakeGraph {
@@ -76,47 +120,61 @@ pub struct FakeGraph {
 
 impl FakeGraph {
     pub async fn instagram() -> std::io::Result<Self> {
-        Self::start("ig_refresh_token").await
+        Self::start(Platform::Instagram, None).await
     }
 
     pub async fn threads() -> std::io::Result<Self> {
-        Self::start("th_refresh_token").await
+        Self::start(Platform::Threads, None).await
     }
 
-    /// graph.facebook.com for an app with this id and secret.
-    pub async fn facebook(app_id: &str, app_secret: &str) -> std::io::Result<Self> {
-        Self::start_with(
-            "fb_exchange_token",
+    /// Instagram with Instagram Login for an app with this id and secret:
+    /// also the authorization window (www.instagram.com), the code
+    /// exchange (api.instagram.com) and the Graph calls of the login flow.
+    pub async fn instagram_app(app_id: &str, app_secret: &str) -> std::io::Result<Self> {
+        Self::start(
+            Platform::Instagram,
             Some((app_id.into(), app_secret.into())),
         )
         .await
     }
 
-    async fn start(grant_type: &'static str) -> std::io::Result<Self> {
-        Self::start_with(grant_type, None).await
+    /// Threads for an app with this id and secret, with its login flow.
+    pub async fn threads_app(app_id: &str, app_secret: &str) -> std::io::Result<Self> {
+        Self::start(Platform::Threads, Some((app_id.into(), app_secret.into()))).await
     }
 
-    async fn start_with(
-        grant_type: &'static str,
-        app: Option<(String, String)>,
-    ) -> std::io::Result<Self> {
+    /// graph.facebook.com for an app with this id and secret, with the
+    /// Facebook Login dialog and the Page listing of the login flow.
+    pub async fn facebook(app_id: &str, app_secret: &str) -> std::io::Result<Self> {
+        Self::start(Platform::Facebook, Some((app_id.into(), app_secret.into()))).await
+    }
+
+    async fn start(platform: Platform, app: Option<(String, String)>) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
-            grant_type,
+            platform,
+            grant_type: match platform {
+                Platform::Facebook => "fb_exchange_token",
+                Platform::Instagram => "ig_refresh_token",
+                Platform::Threads => "th_refresh_token",
+            },
             app,
             tokens: Mutex::new(HashMap::new()),
             calls: Mutex::new(0),
             script: Script::default(),
             user_lifetime: Mutex::new(LONG_LIVED_SECONDS),
+            login: Login::default(),
         });
-        let app = Router::new()
+        let routes = Router::new()
             .route("/refresh_access_token", axum::routing::get(refresh))
             .route("/debug_token", axum::routing::get(debug_token))
-            .route("/oauth/access_token", axum::routing::get(exchange))
-            .with_state(shared.clone());
-        Ok(Self {
-            server: Running::start(app).await?,
-            shared,
-        })
+            .route(
+                "/oauth/access_token",
+                axum::routing::get(exchange).post(meta_login::code_exchange),
+            );
+        let app = meta_login::routes(routes, platform).with_state(shared.clone());
+        let server = Running::start(app).await?;
+        shared.login.set_base(server.url("/"));
+        Ok(Self { server, shared })
     }
 
     pub fn refresh_url(&self) -> Url {
@@ -127,8 +185,28 @@ impl FakeGraph {
         self.server.url("/debug_token")
     }
 
+    /// Facebook: the token endpoint (code exchange and fb_exchange_token);
+    /// Instagram and Threads: the code exchange (POST).
     pub fn exchange_url(&self) -> Url {
         self.server.url("/oauth/access_token")
+    }
+
+    /// The login dialog: Facebook's `dialog/oauth`, or the Instagram and
+    /// Threads authorization window.
+    pub fn authorize_url(&self) -> Url {
+        match self.shared.platform {
+            Platform::Facebook => self.server.url("/dialog/oauth"),
+            Platform::Instagram | Platform::Threads => self.server.url("/oauth/authorize"),
+        }
+    }
+
+    /// The Graph API base the profile and Page calls go under (Threads'
+    /// is versioned; its token exchanges sit at the host's root).
+    pub fn api_url(&self) -> Url {
+        match self.shared.platform {
+            Platform::Threads => self.server.url("/v1.0/"),
+            Platform::Facebook | Platform::Instagram => self.server.url("/"),
+        }
     }
 
     pub fn issue(&self, state: GraphTokenState) -> String {
@@ -161,8 +239,7 @@ impl FakeGraph {
             access.clone(),
             TokenInfo {
                 state,
-                kind,
-                expires_at,
+                ..TokenInfo::issued(kind, expires_at)
             },
         );
         access
@@ -190,6 +267,57 @@ impl FakeGraph {
             .is_some_and(|t| t.state == GraphTokenState::Live)
     }
 
+    /// Whether the token is one this fake issued that never expires (a
+    /// Page token derived from a long-lived user token).
+    pub fn never_expires(&self, access_token: &str) -> bool {
+        self.shared
+            .tokens
+            .lock()
+            .unwrap()
+            .get(access_token)
+            .is_some_and(|t| t.expires_at == 0)
+    }
+
+    /// Whether the token came from a code exchange (short-lived).
+    pub fn is_short_lived(&self, access_token: &str) -> bool {
+        self.shared
+            .tokens
+            .lock()
+            .unwrap()
+            .get(access_token)
+            .is_some_and(|t| t.short_lived)
+    }
+
+    /// The login dialog: queue what the next user does there, read the
+    /// authorization requests it received.
+    pub fn desk(&self) -> &super::Desk {
+        &self.shared.login.desk
+    }
+
+    /// The Pages `user_id` manages, as `me/accounts` lists them.
+    pub fn give_pages(&self, user_id: &str, pages: Vec<super::FakePage>) {
+        self.shared.login.give_pages(user_id, pages);
+    }
+
+    /// At most this many Pages per `me/accounts` answer (default 25).
+    pub fn set_page_size(&self, size: usize) {
+        self.shared.login.set_page_size(size);
+    }
+
+    /// Instagram Login: answer the code exchange as Business Login's
+    /// documentation shows it (`{"data":[{access_token, user_id,
+    /// permissions}]}`) instead of the flat `{access_token, user_id,
+    /// permissions}`.
+    pub fn wrap_code_exchange(&self, wrapped: bool) {
+        self.shared.login.wrap_code_exchange(wrapped);
+    }
+
+    /// Requests to the login flow's Graph calls (code and long-lived
+    /// exchanges, profile, Pages, permissions) so far.
+    pub fn login_calls(&self) -> u32 {
+        self.shared.login.calls()
+    }
+
     pub fn calls(&self) -> u32 {
         *self.shared.calls.lock().unwrap()
     }
@@ -202,6 +330,15 @@ impl FakeGraph {
     pub fn requests(&self) -> u64 {
         self.shared.script.requests()
     }
+}
+
+/// A 400 with a Graph error body.
+pub(crate) fn graph_failure(code: u32, subcode: Option<u32>, message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(graph_error_body(code, subcode, message)),
+    )
+        .into_response()
 }
 
 pub fn graph_error_body(code: u32, subcode: Option<u32>, message: &str) -> serde_json::Value {
@@ -237,6 +374,16 @@ async fn refresh(
     }
     let presented = query.get("access_token").cloned().unwrap_or_default();
     let mut tokens = shared.tokens.lock().unwrap();
+    let grantee = tokens.get(&presented).and_then(|t| t.grantee.clone());
+    if tokens.get(&presented).is_some_and(|t| t.short_lived) {
+        // Only long-lived tokens refresh; a short-lived one must first be
+        // exchanged (the answer's exact code is undocumented).
+        return fail(
+            190,
+            None,
+            "Error validating access token: the token is not a long-lived token",
+        );
+    }
     match tokens.get(&presented).map(|t| t.state) {
         None => fail(
             190,
@@ -264,9 +411,11 @@ async fn refresh(
             tokens.insert(
                 next.clone(),
                 TokenInfo {
-                    state: GraphTokenState::Live,
-                    kind: GraphTokenKind::User,
-                    expires_at: chrono::Utc::now().timestamp() + LONG_LIVED_SECONDS as i64,
+                    grantee,
+                    ..TokenInfo::issued(
+                        GraphTokenKind::User,
+                        chrono::Utc::now().timestamp() + LONG_LIVED_SECONDS as i64,
+                    )
                 },
             );
             axum::Json(json!({
@@ -282,7 +431,7 @@ async fn refresh(
 const CHECKPOINT: &str = "Error validating access token: You cannot access the app till you log in to www.facebook.com and follow the instructions given.";
 
 /// The (code, subcode, message) Meta gives for a token that does not work.
-fn token_problem(state: GraphTokenState) -> Option<(u32, Option<u32>, &'static str)> {
+pub(crate) fn token_problem(state: GraphTokenState) -> Option<(u32, Option<u32>, &'static str)> {
     match state {
         GraphTokenState::Live => None,
         GraphTokenState::Expired => Some((
@@ -327,7 +476,7 @@ async fn debug_token(
             .into_response();
     }
     let input = query.get("input_token").cloned().unwrap_or_default();
-    let Some(info) = shared.tokens.lock().unwrap().get(&input).copied() else {
+    let Some(info) = shared.tokens.lock().unwrap().get(&input).cloned() else {
         return axum::Json(json!({"data": {
             "error": {"code": 190, "message": "Invalid OAuth access token - Cannot parse access token"},
             "is_valid": false,
@@ -336,13 +485,14 @@ async fn debug_token(
         .into_response();
     };
     let now = chrono::Utc::now().timestamp();
+    let state = info.state_at(now);
     let mut data = json!({
         "app_id": app_id,
         "type": match info.kind { GraphTokenKind::Page => "PAGE", GraphTokenKind::User => "USER" },
         "application": "tokenwarden test app",
         "data_access_expires_at": now + 90 * 86_400,
         "expires_at": info.expires_at,
-        "is_valid": info.state == GraphTokenState::Live,
+        "is_valid": state == GraphTokenState::Live,
         "issued_at": now - 86_400,
         "scopes": ["pages_show_list", "pages_manage_posts", "instagram_basic", "instagram_content_publish"],
         "user_id": "10000000000001",
@@ -350,7 +500,7 @@ async fn debug_token(
     if info.kind == GraphTokenKind::Page {
         data["profile_id"] = json!("20000000000002");
     }
-    if let Some((code, subcode, message)) = token_problem(info.state) {
+    if let Some((code, subcode, message)) = token_problem(state) {
         data["error"] = json!({"code": code, "message": message, "subcode": subcode});
     }
     axum::Json(json!({ "data": data })).into_response()
@@ -360,6 +510,13 @@ async fn exchange(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    // The same endpoint redeems the login dialog's codes (no grant_type).
+    if shared.platform == Platform::Facebook
+        && query.contains_key("code")
+        && !query.contains_key("grant_type")
+    {
+        return meta_login::facebook_code_exchange(&shared, &query);
+    }
     *shared.calls.lock().unwrap() += 1;
     if let Some(response) = shared.script.next() {
         return response;
@@ -374,6 +531,9 @@ async fn exchange(
     let Some((app_id, app_secret)) = &shared.app else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if shared.platform != Platform::Facebook {
+        return fail(100, None, "Unsupported get request.");
+    }
     if query.get("grant_type").map(String::as_str) != Some("fb_exchange_token") {
         return fail(100, None, "Unsupported grant_type");
     }
@@ -389,7 +549,7 @@ async fn exchange(
     }
     let presented = query.get("fb_exchange_token").cloned().unwrap_or_default();
     let mut tokens = shared.tokens.lock().unwrap();
-    let Some(info) = tokens.get(&presented).copied() else {
+    let Some(info) = tokens.get(&presented).cloned() else {
         return fail(
             190,
             None,
@@ -410,9 +570,8 @@ async fn exchange(
     tokens.insert(
         next.clone(),
         TokenInfo {
-            state: GraphTokenState::Live,
-            kind: GraphTokenKind::User,
-            expires_at: now + lifetime as i64,
+            grantee: info.grantee.clone(),
+            ..TokenInfo::issued(GraphTokenKind::User, now + lifetime as i64)
         },
     );
     axum::Json(json!({

@@ -1,6 +1,7 @@
 //! One connector per platform family, built from configuration.
 
 mod mastodon;
+mod meta;
 mod oauth2;
 
 use std::collections::HashMap;
@@ -44,6 +45,10 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool, engine: &Eng
                 oauth2::OAuth2Connector::from_settings(*provider, section, http.clone())
                     .map(|c| Arc::new(c) as Arc<dyn Connector>)
             }
+            Provider::FacebookPage
+            | Provider::InstagramFacebookLogin
+            | Provider::InstagramLogin
+            | Provider::Threads => meta::connector(*provider, section, http),
             _ => Err(format!(
                 "{provider} cannot be connected yet (providers.{key})"
             )),

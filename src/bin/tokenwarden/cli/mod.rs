@@ -13,6 +13,7 @@ use tokenwarden::store;
 
 mod accounts;
 mod check_config;
+mod connect;
 mod keys;
 mod refresh;
 mod transfer;
@@ -59,6 +60,9 @@ pub enum Command {
         #[arg(long, default_value = "forced", value_parser = parse_trigger)]
         trigger: Trigger,
     },
+    /// Connect an account through the platform's authorization page: prints
+    /// the URL and waits for the browser on a loopback port.
+    Connect(connect::ConnectArgs),
     /// Load and validate the configuration and print a summary without secrets.
     CheckConfig,
     /// Encryption keys for stored credentials.
@@ -179,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
         }
         Command::CheckConfig => check_config::run(&settings)?,
+        Command::Connect(args) => return connect::run(settings, args).await,
         Command::Accounts { command } => return accounts::run(settings, command).await,
         Command::Refresh { id, trigger } => return refresh::run(settings, id, trigger).await,
         Command::Keys {

@@ -1,0 +1,185 @@
+//! The connect flow never shows a code, a PKCE verifier, a token or a client
+//! secret: not in logs (at TRACE, ours and every library's), not in the
+//! browser's redirects, not in API answers, not when the platform's error
+//! echoes them. A test binary of its own: it installs the global subscriber.
+
+mod common;
+// Shared with the connect tests; not every helper is used here.
+#[allow(dead_code)]
+#[path = "connect/support.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokenwarden::config::{ClientAuth, Flow};
+use tokenwarden::domain::Provider;
+use tokenwarden_fakes::{FakeX, ScriptedResponse};
+
+use common::CLIENT_ID;
+use support::{Connect, RETURN_URL, query};
+
+const CANARY_SECRET: &str = "canary-x-client-secret-3f2e1d0c";
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every 43-character base64url word in `text` whose S256 is one of the
+/// challenges: a leaked PKCE verifier.
+fn verifiers_in(text: &str, challenges: &[String]) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .filter(|word| word.len() == 43)
+        .filter(|word| {
+            let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(word.as_bytes()));
+            challenges.contains(&hash)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("trace")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+
+    let fake = FakeX::start(CLIENT_ID, CANARY_SECRET).await.unwrap();
+    let connect = Connect::start(|s| {
+        let x = s.providers.get_mut(Provider::X);
+        x.flow = Flow::X;
+        x.client_auth = ClientAuth::Basic;
+        x.token_url = Some(fake.token_url());
+        x.authorize_url = Some(fake.authorize_url());
+        x.api_url = Some(fake.api_url());
+        x.client_id = Some(CLIENT_ID.into());
+        x.client_secret = Some(CANARY_SECRET.into());
+    })
+    .await;
+    let body = json!({"provider": "X", "workspace_id": "ws", "redirect_after": RETURN_URL});
+    let mut seen: Vec<String> = Vec::new();
+    let mut codes: Vec<String> = Vec::new();
+    let mut challenges: Vec<String> = Vec::new();
+    let started_flow = |started: &Value, challenges: &mut Vec<String>| {
+        let url = url::Url::parse(started["authorization_url"].as_str().unwrap()).unwrap();
+        challenges.push(query(&url, "code_challenge").unwrap());
+    };
+
+    // 1. A flow that succeeds, through the browser.
+    let started = connect.begin(body.clone()).await;
+    started_flow(&started, &mut challenges);
+    let back = connect
+        .browse(started["authorization_url"].as_str().unwrap())
+        .await;
+    codes.push(query(&back, "code").unwrap());
+    let landed = connect.callback(&back).await;
+    seen.push(landed.to_string());
+    let id = Connect::account_id(&landed);
+
+    // 2. The platform refuses the code and echoes it with the client secret.
+    let started = connect.begin(body.clone()).await;
+    started_flow(&started, &mut challenges);
+    let back = connect
+        .browse(started["authorization_url"].as_str().unwrap())
+        .await;
+    let code = query(&back, "code").unwrap();
+    fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"error": "invalid_request", "error_description": format!("code {code} is not valid for client {CLIENT_ID}:{CANARY_SECRET}")}),
+    ));
+    codes.push(code);
+    let landed = connect.callback(&back).await;
+    assert_eq!(
+        query(&landed, "error").as_deref(),
+        Some("server_error"),
+        "{landed}"
+    );
+    seen.push(landed.to_string());
+
+    // 3. The same through the API tier's exchange.
+    let started = connect.begin(body.clone()).await;
+    started_flow(&started, &mut challenges);
+    let back = connect
+        .browse(started["authorization_url"].as_str().unwrap())
+        .await;
+    let code = query(&back, "code").unwrap();
+    fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"error": "invalid_request", "error_description": format!("{code} / {CANARY_SECRET}")}),
+    ));
+    let answer = connect
+        .api
+        .post(connect.url("v1/connect/exchange"))
+        .json(&json!({"state": query(&back, "state").unwrap(), "code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 502);
+    seen.push(answer.text().await.unwrap());
+    codes.push(code);
+
+    // 4. A successful API exchange, its answer included.
+    let started = connect.begin(body).await;
+    started_flow(&started, &mut challenges);
+    let back = connect
+        .browse(started["authorization_url"].as_str().unwrap())
+        .await;
+    let code = query(&back, "code").unwrap();
+    let answer = connect
+        .api
+        .post(connect.url("v1/connect/exchange"))
+        .json(&json!({"state": query(&back, "state").unwrap(), "code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    seen.push(answer.text().await.unwrap());
+    codes.push(code);
+
+    let access = connect.env.stored_access_token(&id).await;
+    let refresh = connect.env.stored_refresh_token(&id).await.unwrap();
+    let stored: Vec<(Value, Value)> =
+        sqlx::query_as("SELECT extras, context FROM connect_sessions")
+            .fetch_all(connect.env.pool())
+            .await
+            .unwrap();
+    seen.push(format!("{stored:?}"));
+    seen.push(capture_text(&capture));
+
+    let mut secrets: Vec<String> = vec![CANARY_SECRET.to_owned(), access, refresh];
+    secrets.extend(codes);
+    for text in &seen {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret leaked into:\n{text}"
+            );
+        }
+        let leaked = verifiers_in(text, &challenges);
+        assert!(leaked.is_empty(), "a PKCE verifier leaked into:\n{text}");
+    }
+    // The logs did record the flows, so the check above read something.
+    let logs = capture_text(&capture);
+    assert!(logs.contains("connect flow started"), "{logs}");
+    assert!(logs.contains("connect flow failed"), "{logs}");
+}
+
+fn capture_text(capture: &Capture) -> String {
+    String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned()
+}
