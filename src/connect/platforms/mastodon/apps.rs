@@ -198,7 +198,8 @@ impl Apps {
             }
             Err(e) if e.code.as_deref() == Some(INVALID_CLIENT) => Standing::Gone,
             Err(e) => {
-                tracing::debug!(instance = %at.origin_text(), error = %e.message, "app check inconclusive");
+                let said = scrubbed(&e.message, app);
+                tracing::debug!(instance = %at.origin_text(), error = %said, "app check inconclusive");
                 Standing::Unsure
             }
         };
@@ -248,7 +249,8 @@ impl Apps {
         ];
         let builder = self.http.inner().post(url).form(&form);
         if let Err(e) = self.http.send(builder).await {
-            tracing::debug!(instance = %at.origin_text(), error = %e.message, "app token not revoked");
+            let said = scrubbed(&e.message, app);
+            tracing::debug!(instance = %at.origin_text(), error = %said, "app token not revoked");
         }
     }
 
@@ -284,6 +286,11 @@ fn key<'a>(at: &'a AppFor<'_>, origin: &'a str) -> AppKey<'a> {
 /// another row does not open.
 fn owner(origin: &str, client_id: &str) -> String {
     format!("mastodon-app/{origin}/{client_id}")
+}
+
+/// The instance's words may echo what was sent to it.
+fn scrubbed(text: &str, app: &RegisteredApp) -> String {
+    crate::scrub::scrub(text, &[app.client_secret.expose_secret()])
 }
 
 fn storage_error(error: sqlx::Error) -> ConnectError {
