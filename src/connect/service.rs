@@ -334,6 +334,14 @@ impl ConnectService {
         selected: &[String],
     ) -> Result<Vec<Landed>, ConnectError> {
         let hash = state_hash(state);
+        // A selection that names no option is refused before the choice is
+        // taken: a mistyped id must not cost the user their consent.
+        if let Some(choice) = sessions::pending_choice(self.pool(), &hash)
+            .await
+            .map_err(storage_error)?
+        {
+            check_selection(selected, &choice)?;
+        }
         let session = match sessions::take_choice(self.pool(), &hash).await {
             Ok(Taken::Fresh(session)) => *session,
             Ok(taken) => return Err(self.refused_state(taken)),
@@ -360,26 +368,11 @@ impl ConnectService {
         session: &SessionRow,
         selected: &[String],
     ) -> Result<Vec<Landed>, ConnectError> {
-        if selected.is_empty() || selected.len() > 100 {
-            return Err(ConnectError::invalid_request(
-                "ids: choose 1 to 100 of the options",
-            ));
-        }
         let choice = session
             .choice
             .as_ref()
             .ok_or_else(ConnectError::state_unknown)?;
-        let options: Vec<ChoiceOption> =
-            serde_json::from_value(choice["options"].clone()).unwrap_or_default();
-        if let Some(unknown) = selected
-            .iter()
-            .find(|id| !options.iter().any(|o| &o.id == *id))
-        {
-            return Err(ConnectError::invalid_request(format!(
-                "ids: {:?} is not one of the options",
-                unknown.chars().take(64).collect::<String>()
-            )));
-        }
+        check_selection(selected, choice)?;
         let secrets = self.open(hash, session)?;
         let account_id = session
             .account_id
@@ -594,6 +587,27 @@ impl From<SealedSecrets> for SessionSecrets {
             refresh_token: s.refresh_token.map(SecretString::from),
         }
     }
+}
+
+/// `selected` names 1 to 100 of the stored choice's options.
+fn check_selection(selected: &[String], choice: &serde_json::Value) -> Result<(), ConnectError> {
+    if selected.is_empty() || selected.len() > 100 {
+        return Err(ConnectError::invalid_request(
+            "ids: choose 1 to 100 of the options",
+        ));
+    }
+    let options: Vec<ChoiceOption> =
+        serde_json::from_value(choice["options"].clone()).unwrap_or_default();
+    if let Some(unknown) = selected
+        .iter()
+        .find(|id| !options.iter().any(|o| &o.id == *id))
+    {
+        return Err(ConnectError::invalid_request(format!(
+            "ids: {:?} is not one of the options",
+            unknown.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(())
 }
 
 fn checked_text(field: &str, value: &str) -> Result<String, ConnectError> {

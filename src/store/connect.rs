@@ -130,6 +130,21 @@ pub async fn save_choice(
     Ok(())
 }
 
+/// A pending choice, read without taking it: what the user may choose.
+pub async fn pending_choice(
+    pool: &PgPool,
+    state_hash: &[u8],
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT choice FROM connect_sessions \
+         WHERE state_hash = $1 AND choice IS NOT NULL AND chosen_at IS NULL \
+           AND expires_at > now()",
+    )
+    .bind(state_hash)
+    .fetch_optional(pool)
+    .await
+}
+
 /// Takes a pending choice, once, before the session expires.
 pub async fn take_choice(pool: &PgPool, state_hash: &[u8]) -> Result<Taken, sqlx::Error> {
     let fresh: Option<SessionRow> = sqlx::query_as(concat!(

@@ -51,8 +51,19 @@ pub struct Granted {
     pub user: User,
     pub client_id: String,
     pub redirect_uri: String,
+    /// The `scope` parameter as sent.
     pub scope: String,
+    /// The scopes granted, split by the platform's separator.
+    pub scopes: Vec<String>,
+    /// The whole authorization request (Google's `access_type`, `prompt`).
+    pub request: HashMap<String, String>,
     challenge: Option<String>,
+}
+
+impl Granted {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
 }
 
 /// What the platform requires of an authorization request.
@@ -62,6 +73,10 @@ pub struct Rules {
     pub client_id_param: &'static str,
     /// Refuse requests without an S256 `code_challenge` (X does).
     pub pkce_required: bool,
+    /// How `scope` lists scopes: a space (RFC 6749 3.3), or a comma
+    /// (Pinterest, TikTok). A list split the other way names scopes the
+    /// platform does not know.
+    pub scope_separator: char,
 }
 
 impl Default for Rules {
@@ -69,6 +84,7 @@ impl Default for Rules {
         Self {
             client_id_param: "client_id",
             pkce_required: false,
+            scope_separator: ' ',
         }
     }
 }
@@ -134,6 +150,23 @@ impl Desk {
             _ => return bad("code_challenge must be S256"),
         };
         let state = query.get("state").cloned();
+        let Some(scope) = query.get("scope").filter(|s| !s.trim().is_empty()) else {
+            return bad("scope is required");
+        };
+        let scopes: Vec<String> = scope
+            .split(rules.scope_separator)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(unknown) = scopes.iter().find(|s| s.contains([' ', ','])) {
+            // The platform reads one scope it has never heard of.
+            return redirect_error(
+                &redirect,
+                "invalid_scope",
+                &format!("unknown scope: {unknown}"),
+                state.as_deref(),
+            );
+        }
         let consent = inner
             .next
             .pop_front()
@@ -151,7 +184,9 @@ impl Desk {
                             user,
                             client_id: client_id.to_owned(),
                             redirect_uri: redirect.to_string(),
-                            scope: query.get("scope").cloned().unwrap_or_default(),
+                            scope: scope.clone(),
+                            scopes,
+                            request: query.clone(),
                             challenge,
                         },
                     );
@@ -206,4 +241,18 @@ impl Desk {
     fn lock(&self) -> std::sync::MutexGuard<'_, DeskInner> {
         self.inner.lock().expect("desk poisoned")
     }
+}
+
+/// RFC 6749 4.1.2.1: the browser goes back to the client with the error.
+fn redirect_error(redirect: &Url, error: &str, description: &str, state: Option<&str>) -> Response {
+    let mut target = redirect.clone();
+    {
+        let mut pairs = target.query_pairs_mut();
+        pairs.append_pair("error", error);
+        pairs.append_pair("error_description", description);
+        if let Some(state) = state {
+            pairs.append_pair("state", state);
+        }
+    }
+    (StatusCode::FOUND, [(header::LOCATION, target.to_string())]).into_response()
 }

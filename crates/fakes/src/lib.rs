@@ -20,7 +20,9 @@ pub use bluesky::{
     BlueskyAccountState, FakeBluesky, IssuedOAuth, IssuedSession, OAuthSessionSpec, SessionSpec,
 };
 pub use google::{FakeGoogle, GoogleGrant, YOUTUBE_UPLOAD_SCOPE};
-pub use linkedin::{FakeLinkedin, LINKEDIN_REFRESH_LIFETIME, LinkedinTokenState};
+pub use linkedin::{
+    FakeLinkedin, LINKEDIN_REFRESH_LIFETIME, LinkedinOrganization, LinkedinTokenState,
+};
 pub use mastodon::{FakeMastodon, MastodonApp, MastodonTokenState};
 pub use meta_graph::{
     FakeGraph, GraphTokenKind, GraphTokenState, LONG_LIVED_SECONDS, graph_error_body,

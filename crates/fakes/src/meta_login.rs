@@ -194,10 +194,12 @@ async fn authorize(
     let Some((app_id, _)) = &shared.app else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let answer = shared
-        .login
-        .desk
-        .authorize(&query, app_id, Rules::default());
+    // Meta's login dialogs take scopes comma-separated.
+    let rules = Rules {
+        scope_separator: ',',
+        ..Rules::default()
+    };
+    let answer = shared.login.desk.authorize(&query, app_id, rules);
     if answer.status() != StatusCode::FOUND {
         return answer;
     }

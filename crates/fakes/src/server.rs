@@ -97,3 +97,12 @@ impl IntoResponse for ScriptedResponse {
 pub fn token(kind: &str) -> String {
     format!("{kind}_{:032x}", rand::random::<u128>())
 }
+
+/// The token of an `Authorization: Bearer` header, if any.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}

@@ -286,11 +286,10 @@ impl OAuth2Connector {
                 )
             }
             Dialect::Tiktok => {
+                let granted = grant.scopes.as_deref().unwrap_or(complete.scopes);
                 let me = get_profile(
                     &self.http,
-                    self.api(
-                        "user/info/?fields=open_id,union_id,avatar_url,display_name,username",
-                    )?,
+                    self.api(&tiktok_user_info(granted))?,
                     &token,
                     "TikTok user/info",
                 )
@@ -528,6 +527,18 @@ impl Connector for OAuth2Connector {
     }
 }
 
+/// The `user/info` call for what the user granted: TikTok refuses the whole
+/// call (`scope_not_authorized`) when one field needs a scope the user did
+/// not grant, and `username` needs `user.info.profile`, which the default
+/// `user.info.basic` does not include.
+fn tiktok_user_info(granted: &[String]) -> String {
+    let mut fields = "open_id,union_id,avatar_url,display_name".to_owned();
+    if granted.iter().any(|s| s == "user.info.profile") {
+        fields.push_str(",username");
+    }
+    format!("user/info/?fields={fields}")
+}
+
 /// TikTok answers errors inside a 200 with `error.code` other than `ok`.
 fn tiktok_ok(body: &Map<String, Value>) -> Result<(), ConnectError> {
     match text_at(body, &["error", "code"]).as_deref() {
@@ -624,4 +635,22 @@ pub(super) fn choice_ids(extras: &Value, key: &str) -> Option<Vec<String>> {
         })
         .collect();
     (!ids.is_empty()).then_some(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiktok_asks_for_the_username_only_with_the_profile_scope() {
+        let scopes = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            tiktok_user_info(&scopes(&["user.info.basic", "video.publish"])),
+            "user/info/?fields=open_id,union_id,avatar_url,display_name"
+        );
+        assert_eq!(
+            tiktok_user_info(&scopes(&["user.info.basic", "user.info.profile"])),
+            "user/info/?fields=open_id,union_id,avatar_url,display_name,username"
+        );
+    }
 }
