@@ -1,8 +1,10 @@
 //! The connect flow's routes: start (`POST /v1/connect`), the platforms'
 //! redirect (`GET /v1/connect/callback`, the only route a browser reaches,
 //! so it needs no API key: the single-use state is its credential), the
-//! API form of the callback (`POST /v1/connect/exchange`) and the choice of
-//! pages (`POST /v1/connect/select`).
+//! API form of the callback (`POST /v1/connect/exchange`), the choice of
+//! pages (`POST /v1/connect/select`), and the atproto OAuth client metadata
+//! (`GET /oauth/client-metadata.json`, fetched by Bluesky's authorization
+//! servers, so no API key either).
 
 use axum::Json;
 use axum::extract::State;
@@ -322,4 +324,20 @@ fn see_other(target: Url) -> Response {
         ],
     )
         .into_response()
+}
+
+#[utoipa::path(get, path = "/oauth/client-metadata.json", tag = "connect",
+    responses(
+        (status = 200, description = "The atproto OAuth client metadata: Bluesky's authorization servers fetch it, its URL being the client id (`<connect.public_url>oauth/client-metadata.json` unless `providers.bluesky.client_id` names another URL, which must then serve this same document)", body = Object),
+        (status = 404, description = "The connect flow is off (`connect.public_url` is not set)", body = super::error::ErrorBody),
+    ))]
+pub async fn client_metadata(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let document = state.inner.connect.client_metadata().ok_or_else(|| {
+        ApiError::not_found("the connect flow is off: connect.public_url is not set")
+    })?;
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(document.clone()),
+    )
+        .into_response())
 }

@@ -136,7 +136,9 @@ fn v1_routes() -> OpenApiRouter<ApiState> {
 
 /// The routes a browser reaches: no API key, their own credential.
 fn public_routes() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new().routes(utoipa_axum::routes!(connect::callback))
+    OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(connect::callback))
+        .routes(utoipa_axum::routes!(connect::client_metadata))
 }
 
 /// Every documented route, unlayered: the source of `/openapi.json`.

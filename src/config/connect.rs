@@ -8,6 +8,9 @@ use url::Url;
 
 use super::ConfigError;
 
+/// Relative to `public_url`.
+pub const CLIENT_METADATA_PATH: &str = "oauth/client-metadata.json";
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectSettings {
@@ -44,6 +47,16 @@ impl ConnectSettings {
     pub fn callback_url(&self) -> Option<Url> {
         self.public_url.as_ref().map(|base| {
             base.join("v1/connect/callback")
+                .expect("a relative path joins")
+        })
+    }
+
+    /// Where the daemon serves its own atproto OAuth client metadata, when
+    /// the flow is on: the client id Bluesky sessions use unless
+    /// `providers.bluesky.client_id` names another.
+    pub fn client_metadata_url(&self) -> Option<Url> {
+        self.public_url.as_ref().map(|base| {
+            base.join(CLIENT_METADATA_PATH)
                 .expect("a relative path joins")
         })
     }

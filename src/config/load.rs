@@ -52,6 +52,8 @@ impl Settings {
         let mut settings: Settings = figment.extract()?;
         settings.refuse_secrets_given_twice(&figment)?;
         settings.read_secret_files()?;
+        // The refresh flow reads the section alone: it gets the derived id.
+        settings.providers.bluesky.client_id = settings.bluesky_client_id();
         settings.validate()?;
         Ok(settings)
     }

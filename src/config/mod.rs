@@ -92,6 +92,18 @@ impl Settings {
             .saturating_add(self.engine.lease_margin)
     }
 
+    /// atproto OAuth's client id (a URL): `providers.bluesky.client_id`, or,
+    /// when that is unset and the connect flow is on, the client metadata
+    /// the daemon serves itself (`<connect.public_url>oauth/client-metadata.json`).
+    /// The connect flow and the refresh flow must send the same one.
+    pub fn bluesky_client_id(&self) -> Option<String> {
+        self.providers.bluesky.client_id.clone().or_else(|| {
+            self.connect
+                .client_metadata_url()
+                .map(|url| url.to_string())
+        })
+    }
+
     /// Each section's own rules (its numbers first), then the rules across
     /// sections, which add durations together and so run last.
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -150,6 +150,10 @@ pub struct ProviderSettings {
     /// and its verifier with the code (RFC 7636).
     #[serde(default, skip_serializing_if = "is_false")]
     pub connect_pkce: bool,
+    /// Bluesky connect flow: the PLC directory serving `did:plc`
+    /// documents (unset: `https://plc.directory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plc_directory: Option<Url>,
     /// Refreshes in flight to this platform per process.
     pub max_concurrency: usize,
     /// Calls per second to this platform per process (token bucket).
@@ -190,6 +194,7 @@ impl ProviderSettings {
             api_url: None,
             connect_scopes: Vec::new(),
             connect_pkce: false,
+            plc_directory: None,
             max_concurrency: 64,
             rate_per_second: 50.0,
         };
@@ -470,6 +475,16 @@ impl ProviderSettings {
             return Err(ConfigError::invalid(
                 key("token_url"),
                 "must be an http(s) URL",
+            ));
+        }
+        if let Some(url) = &self.plc_directory
+            && (!matches!(url.scheme(), "https" | "http")
+                || url.host().is_none()
+                || url.query().is_some())
+        {
+            return Err(ConfigError::invalid(
+                key("plc_directory"),
+                "must be an http(s) URL without a query",
             ));
         }
         if let Some(url) = &self.health_url

@@ -21,4 +21,6 @@ pub use error::ConnectError;
 mod platforms;
 mod service;
 
+pub use platforms::bluesky::client_metadata;
+
 pub use service::{Callback, ConnectService, Failed, Finished, Landed, StartRequest, Started};

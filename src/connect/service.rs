@@ -96,6 +96,8 @@ struct Inner {
     client_secrets: Vec<SecretString>,
     /// Each platform's `connect_scopes`.
     default_scopes: HashMap<Provider, Vec<String>>,
+    /// The atproto OAuth client metadata the API serves, when the flow is on.
+    client_metadata: Option<serde_json::Value>,
 }
 
 const MAX_TEXT: usize = 255;
@@ -105,7 +107,7 @@ const MAX_SCOPES: usize = 64;
 impl ConnectService {
     pub fn new(settings: &Settings, engine: Engine) -> Result<Self, reqwest::Error> {
         let http = HttpClient::new(&settings.http)?;
-        let built = super::platforms::build(settings, &http, engine.pool(), &engine);
+        let built = super::platforms::build(settings, &http, &engine);
         let client_secrets = Provider::ALL
             .iter()
             .filter_map(|p| settings.providers.get(*p).client_secret.clone())
@@ -122,12 +124,18 @@ impl ConnectService {
                     .iter()
                     .map(|p| (*p, settings.providers.get(*p).connect_scopes.clone()))
                     .collect(),
+                client_metadata: super::client_metadata(settings),
             }),
         })
     }
 
     pub fn settings(&self) -> &ConnectSettings {
         &self.inner.settings
+    }
+
+    /// The atproto OAuth client metadata document, when the flow is on.
+    pub fn client_metadata(&self) -> Option<&serde_json::Value> {
+        self.inner.client_metadata.as_ref()
     }
 
     fn callback(&self) -> Result<&Url, ConnectError> {

@@ -32,8 +32,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 
-pub(crate) use bluesky::jwt_exp;
 pub use bluesky::{BlueskyRefresh, needs_dpop_key};
+pub(crate) use bluesky::{dpop_nonce, jwt_exp, use_dpop_nonce};
 pub use dpop::{DpopKey, InvalidDpopKey};
 pub use error::{FailureKind, ProviderError};
 pub use facebook::FacebookFlow;

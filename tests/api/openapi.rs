@@ -41,6 +41,7 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_answe
         "GET /v1/connect/callback",
         "POST /v1/connect/exchange",
         "POST /v1/connect/select",
+        "GET /oauth/client-metadata.json",
     ];
     expected.sort();
     assert_eq!(documented, expected);

@@ -78,3 +78,43 @@ fn config_file_errors_name_the_file_and_key() {
         Ok(())
     });
 }
+
+/// The refresh flow reads `providers.bluesky.client_id` alone: loading
+/// fills it with the client metadata the daemon serves when the connect
+/// flow is on, so both flows send the same client id.
+#[test]
+fn the_bluesky_client_id_defaults_to_the_daemons_own_client_metadata() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "tw.toml",
+            r#"
+            [connect]
+            public_url = "https://tokens.example.com/warden/"
+            allowed_redirects = ["https://app.example/"]
+            "#,
+        )?;
+        let settings = load(jail, Some("tw.toml")).unwrap();
+        assert_eq!(
+            settings.providers.bluesky.client_id.as_deref(),
+            Some("https://tokens.example.com/warden/oauth/client-metadata.json")
+        );
+        jail.set_env(
+            "TOKENWARDEN__PROVIDERS__BLUESKY__CLIENT_ID",
+            "https://app.example/client.json",
+        );
+        let settings = load(jail, Some("tw.toml")).unwrap();
+        assert_eq!(
+            settings.providers.bluesky.client_id.as_deref(),
+            Some("https://app.example/client.json"),
+            "a configured client id wins"
+        );
+        let settings = load(jail, None).unwrap();
+        assert_eq!(
+            settings.providers.bluesky.client_id.as_deref(),
+            Some("https://app.example/client.json")
+        );
+        jail.clear_env();
+        assert_eq!(load(jail, None).unwrap().providers.bluesky.client_id, None);
+        Ok(())
+    });
+}

@@ -7,6 +7,7 @@
 mod common;
 mod support;
 
+mod bluesky;
 mod flow;
 mod mastodon;
 mod meta;

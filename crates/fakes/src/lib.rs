@@ -17,7 +17,8 @@ mod x;
 
 pub use authorize::{Consent, Desk, Granted, Rules, User};
 pub use bluesky::{
-    BlueskyAccountState, FakeBluesky, IssuedOAuth, IssuedSession, OAuthSessionSpec, SessionSpec,
+    BlueskyAccount, BlueskyAccountState, FakeBluesky, IssuedOAuth, IssuedSession, OAuthSessionSpec,
+    SessionSpec,
 };
 pub use google::{FakeGoogle, GoogleGrant, YOUTUBE_UPLOAD_SCOPE};
 pub use linkedin::{

@@ -1,13 +1,12 @@
 //! One connector per platform family, built from configuration.
 
+pub mod bluesky;
 mod mastodon;
 mod meta;
 mod oauth2;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use sqlx::PgPool;
 
 use super::Connector;
 use crate::config::{Flow, Settings};
@@ -20,8 +19,7 @@ pub struct Built {
     pub missing: HashMap<Provider, String>,
 }
 
-pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool, engine: &Engine) -> Built {
-    let _ = pool;
+pub fn build(settings: &Settings, http: &HttpClient, engine: &Engine) -> Built {
     let mut built = Built {
         connectors: HashMap::new(),
         missing: HashMap::new(),
@@ -45,6 +43,8 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool, engine: &Eng
                 oauth2::OAuth2Connector::from_settings(*provider, section, http.clone())
                     .map(|c| Arc::new(c) as Arc<dyn Connector>)
             }
+            Provider::Bluesky => bluesky::BlueskyConnector::from_settings(settings, http)
+                .map(|c| Arc::new(c) as Arc<dyn Connector>),
             Provider::FacebookPage
             | Provider::InstagramFacebookLogin
             | Provider::InstagramLogin

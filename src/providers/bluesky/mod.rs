@@ -71,6 +71,7 @@ use crate::providers::{
 };
 
 pub(crate) use jwt::jwt_exp;
+pub(crate) use oauth::{dpop_nonce, use_dpop_nonce};
 // The answers' property tests read the two interpreters directly.
 #[cfg(test)]
 pub(super) use oauth::interpret_oauth;

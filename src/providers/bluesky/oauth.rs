@@ -154,7 +154,8 @@ impl BlueskyRefresh {
     }
 }
 
-fn dpop_nonce(reply: &HttpReply) -> Option<String> {
+/// The server's latest `DPoP-Nonce`, on any answer.
+pub(crate) fn dpop_nonce(reply: &HttpReply) -> Option<String> {
     reply
         .headers
         .get("dpop-nonce")
@@ -164,7 +165,8 @@ fn dpop_nonce(reply: &HttpReply) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn use_dpop_nonce(reply: &HttpReply) -> bool {
+/// A `use_dpop_nonce` error (RFC 9449 section 8): retry with the nonce.
+pub(crate) fn use_dpop_nonce(reply: &HttpReply) -> bool {
     matches!(reply.status, 400 | 401)
         && json_object(reply)
             .ok()

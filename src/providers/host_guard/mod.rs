@@ -202,13 +202,49 @@ impl HostGuard {
         Ok(url)
     }
 
+    /// The origin serving a bare name a user gave where no port or scheme
+    /// can be written (a Bluesky handle, a `did:web` host, which may carry a
+    /// port): https on the name, or the allowlisted origin on that name and
+    /// port, as tests and private deployments serve them over plain HTTP or
+    /// on another port.
+    pub fn origin_of_name(&self, name: &str) -> Result<Url, String> {
+        let name = name.trim();
+        if name.contains("://") {
+            return Err("not a bare host name".into());
+        }
+        let url =
+            Url::parse(&format!("https://{name}")).map_err(|_| "not a valid host".to_owned())?;
+        let listed = self.allowed.iter().find(|a| {
+            a.host() == url.host()
+                && (url.port().is_none() || a.port_or_known_default() == url.port())
+        });
+        let bare = url.username().is_empty()
+            && url.password().is_none()
+            && url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none();
+        match listed {
+            Some(origin) if bare => Ok(origin.clone()),
+            _ => self.origin(name),
+        }
+    }
+
     /// Resolves a name and keeps only public addresses; an allowlisted name
     /// keeps all. Refused when nothing is left.
     pub async fn resolve(&self, name: &str) -> Result<Vec<SocketAddr>, String> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, 0))
-            .await
-            .map_err(|e| format!("cannot resolve {name}: {e}"))?
-            .collect();
+        let addrs: Vec<SocketAddr> = if is_localhost_name(name) {
+            // RFC 6761 6.3: localhost names are loopback, whatever a DNS
+            // server would answer for them.
+            vec![
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+            ]
+        } else {
+            tokio::net::lookup_host((name, 0))
+                .await
+                .map_err(|e| format!("cannot resolve {name}: {e}"))?
+                .collect()
+        };
         let trusted = self
             .allowed
             .iter()
@@ -223,6 +259,12 @@ impl HostGuard {
         }
         Ok(kept)
     }
+}
+
+/// `localhost` and the names under it (RFC 6761 section 6.3).
+fn is_localhost_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 impl reqwest::dns::Resolve for HostGuard {

@@ -273,3 +273,61 @@ async fn allowlisted_origins_are_trusted_as_given() {
     assert!(guard.origin("https://127.0.0.1:4000").is_err());
     assert!(guard.resolve("localhost").await.is_ok());
 }
+
+/// RFC 6761: names under localhost are loopback without asking DNS, so
+/// they are refused unless allowlisted, wherever the daemon runs.
+#[tokio::test]
+async fn localhost_names_are_loopback() {
+    let guard = HostGuard::default();
+    for name in [
+        "localhost",
+        "alice.localhost",
+        "ALICE.LocalHost.",
+        "a.b.localhost",
+    ] {
+        let refused = guard.resolve(name).await.unwrap_err();
+        assert!(
+            refused.contains("not resolve to a public address"),
+            "{name}: {refused}"
+        );
+    }
+    let guard = HostGuard::new(&[Url::parse("http://alice.localhost:4000").unwrap()]);
+    let addrs = guard.resolve("alice.localhost").await.unwrap();
+    assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+    assert!(guard.resolve("bob.localhost").await.is_err());
+    assert!(!is_localhost_name("localhost.example"));
+    assert!(!is_localhost_name("notlocalhost"));
+}
+
+#[test]
+fn a_bare_name_is_served_at_https_or_its_allowlisted_origin() {
+    let guard = HostGuard::new(&[
+        Url::parse("http://alice.localhost:4000").unwrap(),
+        Url::parse("http://127.0.0.1:4001").unwrap(),
+    ]);
+    let served = |name: &str| guard.origin_of_name(name).map(|u| u.to_string());
+    assert_eq!(
+        served("alice.localhost").unwrap(),
+        "http://alice.localhost:4000/"
+    );
+    assert_eq!(
+        served("ALICE.localhost:4000").unwrap(),
+        "http://alice.localhost:4000/"
+    );
+    assert_eq!(served("bsky.social").unwrap(), "https://bsky.social/");
+    assert_eq!(
+        served("bob.example:8443").unwrap(),
+        "https://bob.example:8443/"
+    );
+    for bad in [
+        "alice.localhost:4001",
+        "alice.localhost/x",
+        "u@alice.localhost",
+        "http://alice.localhost:4000",
+        "10.0.0.1",
+        "[::1]",
+        "",
+    ] {
+        assert!(guard.origin_of_name(bad).is_err(), "{bad} was accepted");
+    }
+}

@@ -13,21 +13,35 @@
 //! (strict, so a client that replays is caught), or, with a reuse grace, it
 //! yields the same next session, as the reference PDS does for 2 hours.
 //!
-//! Authorization server: `/.well-known/oauth-authorization-server` and
+//! Authorization server: `/.well-known/oauth-authorization-server`,
+//! `POST /oauth/par` (pushed authorization requests: a DPoP proof with the
+//! server's nonce, PKCE S256, a redirect URI and scopes the client's
+//! metadata declares, the metadata fetched from the client id and checked),
+//! `GET /oauth/authorize` (reached with the `request_uri` alone; a simulated
+//! user consents; the redirect carries `code`, `state` and `iss`) and
 //! `POST /oauth/token`, which verifies the DPoP proof (ES256 signature by the
 //! header's JWK, typ, htm, htu, iat, jti not seen before, and the current
-//! nonce, demanded with `use_dpop_nonce` and a `DPoP-Nonce` header), binds
-//! each session to its key, and rotates refresh tokens strictly: a replay
+//! nonce, demanded with `use_dpop_nonce` and a `DPoP-Nonce` header), redeems
+//! each code once with the PAR's key and PKCE verifier, binds each session
+//! to its key and client, and rotates refresh tokens strictly: a replay
 //! revokes the session.
 //!
-//! This file holds the state both share and starts the server; `pds` serves
-//! the sessions, `oauth` the authorization server, `dpop` checks its proofs.
+//! Identity: accounts with a handle and a DID; the handle's
+//! `/.well-known/atproto-did` and did:web documents (by `Host`), a PLC
+//! directory at `/plc/<did>`, and the PDS's protected-resource metadata.
+//!
+//! This file holds the state all share and starts the server; `pds` serves
+//! the sessions, `identity` the identity documents, `authorization` PAR,
+//! consent and codes, `oauth` the metadata and token endpoint, `dpop`
+//! checks its proofs.
 
+mod authorization;
 mod dpop;
+mod identity;
 mod oauth;
 mod pds;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -35,10 +49,14 @@ use axum::Router;
 use url::Url;
 
 use crate::ScriptedResponse;
+use crate::authorize::Consent;
 use crate::server::{Running, Script, token};
+use authorization::{AUTHORIZE_PATH, Code, PAR_PATH, Pushed, authorize, par};
+use identity::{Identity, PLC_PREFIX, handle_did, plc_document, protected_resource, web_document};
 use oauth::{TOKEN_PATH, metadata, token_endpoint};
 use pds::{get_session, refresh_session};
 
+pub use identity::BlueskyAccount;
 pub use oauth::{IssuedOAuth, OAuthSessionSpec};
 pub use pds::{BlueskyAccountState, IssuedSession, SessionSpec};
 
@@ -60,6 +78,9 @@ struct RefreshJwt {
 
 struct Family {
     did: String,
+    /// The client the session was issued to: only it may refresh.
+    client_id: String,
+    scope: String,
     /// The public key (JWK x, y) the session is bound to.
     bound: (String, String),
     revoked: bool,
@@ -84,6 +105,18 @@ struct Inner {
     reuse_detected: u64,
     pds_calls: u32,
     token_calls: u32,
+    identities: Vec<Identity>,
+    identity_requests: Vec<String>,
+    authorization_server: Option<String>,
+    /// Client ids whose metadata was fetched and accepted.
+    known_clients: HashSet<String>,
+    metadata_fetches: Vec<String>,
+    pushed: HashMap<String, Pushed>,
+    pushed_forms: Vec<HashMap<String, String>>,
+    codes: HashMap<String, Code>,
+    consents: VecDeque<Consent>,
+    par_nonce_challenges: u32,
+    code_redemptions: u32,
 }
 
 struct Shared {
@@ -134,6 +167,18 @@ impl FakeBluesky {
                 axum::routing::get(metadata),
             )
             .route(TOKEN_PATH, axum::routing::post(token_endpoint))
+            .route(PAR_PATH, axum::routing::post(par))
+            .route(AUTHORIZE_PATH, axum::routing::get(authorize))
+            .route(
+                "/.well-known/oauth-protected-resource",
+                axum::routing::get(protected_resource),
+            )
+            .route("/.well-known/atproto-did", axum::routing::get(handle_did))
+            .route("/.well-known/did.json", axum::routing::get(web_document))
+            .route(
+                &format!("{PLC_PREFIX}/{{did}}"),
+                axum::routing::get(plc_document),
+            )
             .with_state(shared.clone());
         let server = Running::start(app).await?;
         let _ = shared.origin.set(format!("http://{}", server.addr));

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::authorization::{AUTHORIZE_PATH, PAR_PATH, redeem, with_nonce};
 use super::dpop::verify_proof;
 use super::{FakeBluesky, Family, Shared};
 use crate::server::token;
@@ -54,8 +55,11 @@ impl FakeBluesky {
         let family = inner.families.len();
         let did = format!("did:plc:oauth{family:06}{:08x}", rand::random::<u32>());
         let expires_in = spec.access_lifetime;
+        let client_id = self.shared.client_id.clone();
         inner.families.push(Family {
             did: did.clone(),
+            client_id,
+            scope: "atproto transition:generic".into(),
             bound,
             revoked: false,
             refreshes: 0,
@@ -116,16 +120,26 @@ pub(super) async fn metadata(State(shared): State<Arc<Shared>>) -> Response {
     let origin = shared.origin();
     axum::Json(json!({
         "issuer": origin,
+        "authorization_endpoint": format!("{origin}{AUTHORIZE_PATH}"),
         "token_endpoint": format!("{origin}{TOKEN_PATH}"),
+        "pushed_authorization_request_endpoint": format!("{origin}{PAR_PATH}"),
+        "require_pushed_authorization_requests": true,
+        "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": true,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "fragment"],
+        "code_challenge_methods_supported": ["S256"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
         "dpop_signing_alg_values_supported": ["ES256"],
         "scopes_supported": ["atproto", "transition:generic"],
+        "protected_resources": [origin],
     }))
     .into_response()
 }
 
-fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
+pub(super) fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
     (
         status,
         axum::Json(json!({"error": code, "error_description": description})),
@@ -157,12 +171,7 @@ pub(super) async fn token_endpoint(
         }
     };
     let nonce = inner.nonce.clone();
-    let with_nonce = |mut response: Response| {
-        if let Ok(value) = header::HeaderValue::from_str(&nonce) {
-            response.headers_mut().insert("dpop-nonce", value);
-        }
-        response
-    };
+    let with_nonce = |response: Response| with_nonce(response, &nonce);
     if proof.nonce.as_deref() != Some(nonce.as_str()) {
         inner.nonce_challenges += 1;
         return with_nonce(oauth_error(
@@ -172,19 +181,32 @@ pub(super) async fn token_endpoint(
         ));
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    if form.get("client_id") != Some(&shared.client_id) {
+    let client_id = form.get("client_id").cloned().unwrap_or_default();
+    if client_id != shared.client_id && !inner.known_clients.contains(&client_id) {
         return with_nonce(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_client",
             "Unknown client",
         ));
     }
-    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
-        return with_nonce(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be refresh_token",
-        ));
+    match form.get("grant_type").map(String::as_str) {
+        Some("refresh_token") => {}
+        Some("authorization_code") => {
+            return with_nonce(match redeem(&mut inner, &form, &proof.key) {
+                Ok(redeemed) => {
+                    let issued = issue_family(&mut inner, redeemed, proof.key);
+                    axum::Json(issued).into_response()
+                }
+                Err(why) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why),
+            });
+        }
+        _ => {
+            return with_nonce(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be authorization_code or refresh_token",
+            ));
+        }
     }
     let presented = form.get("refresh_token").cloned().unwrap_or_default();
     let Some((index, live)) = inner.oauth_tokens.get(&presented).copied() else {
@@ -195,6 +217,13 @@ pub(super) async fn token_endpoint(
         ));
     };
     inner.families[index].calls += 1;
+    if inner.families[index].client_id != client_id {
+        return with_nonce(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "client_id does not match the session's client",
+        ));
+    }
     if inner.families[index].revoked {
         return with_nonce(oauth_error(
             StatusCode::BAD_REQUEST,
@@ -248,7 +277,11 @@ pub(super) async fn token_endpoint(
         ));
     }
     family.refreshes += 1;
-    let (did, lifetime) = (family.did.clone(), family.spec.access_lifetime);
+    let (did, lifetime, scope) = (
+        family.did.clone(),
+        family.spec.access_lifetime,
+        family.scope.clone(),
+    );
     let next = token("bsky_rt");
     inner.oauth_tokens.insert(presented, (index, false));
     inner.oauth_tokens.insert(next.clone(), (index, true));
@@ -258,9 +291,42 @@ pub(super) async fn token_endpoint(
             "token_type": "DPoP",
             "expires_in": lifetime,
             "refresh_token": next,
-            "scope": "atproto transition:generic",
+            "scope": scope,
             "sub": did,
         }))
         .into_response(),
     )
+}
+
+/// A session for a redeemed code, bound to the key that redeemed it.
+fn issue_family(
+    inner: &mut super::Inner,
+    redeemed: super::authorization::Redeemed,
+    key: (String, String),
+) -> Value {
+    let family = inner.families.len();
+    let spec = OAuthSessionSpec::default();
+    let lifetime = spec.access_lifetime;
+    inner.families.push(Family {
+        did: redeemed.did.clone(),
+        client_id: redeemed.client_id,
+        scope: redeemed.scope.clone(),
+        bound: key,
+        revoked: false,
+        refreshes: 0,
+        calls: 0,
+        spec,
+    });
+    let refresh_token = token("bsky_rt");
+    inner
+        .oauth_tokens
+        .insert(refresh_token.clone(), (family, true));
+    json!({
+        "access_token": token("bsky_at"),
+        "token_type": "DPoP",
+        "expires_in": lifetime,
+        "refresh_token": refresh_token,
+        "scope": redeemed.scope,
+        "sub": redeemed.did,
+    })
 }
