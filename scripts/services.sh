@@ -97,8 +97,14 @@ ensure_node() {
   command -v npm >/dev/null || apt_install npm
   local dir
   dir="$(cd "$(dirname "$0")/.." && pwd)/tests/oidc"
+  # The stamp is the lock file the packages were installed from: unchanged,
+  # nothing to do (npm ci would delete and reinstall them every run).
+  if cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-from-lock" 2>/dev/null; then
+    return
+  fi
   log "installing the OpenID provider's packages (npm ci in tests/oidc)"
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null \
+    && cp package-lock.json node_modules/.installed-from-lock)
 }
 
 ensure_postgres
