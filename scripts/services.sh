@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes PostgreSQL and Redis available on loopback for the demo and the tests,
-# and Chromium with chromedriver for the console's browser tests:
+# Chromium with chromedriver for the console's browser tests, and Node.js with
+# the OpenID provider the connect flow is tested against:
 # uses them where they already run, starts them where they are installed but
 # stopped, installs them with apt-get where they are absent. Then makes sure
 # the local development role and databases exist.
@@ -89,9 +90,27 @@ ensure_test_binaries() {
   command -v redis-server >/dev/null || apt_install redis-server
 }
 
+# The connect test against a real OpenID provider runs node's oidc-provider
+# (tests/oidc), installed exactly as its lock file pins it.
+ensure_node() {
+  command -v node >/dev/null || apt_install nodejs npm
+  command -v npm >/dev/null || apt_install npm
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/oidc"
+  # The stamp is the lock file the packages were installed from: unchanged,
+  # nothing to do (npm ci would delete and reinstall them every run).
+  if cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-from-lock" 2>/dev/null; then
+    return
+  fi
+  log "installing the OpenID provider's packages (npm ci in tests/oidc)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null \
+    && cp package-lock.json node_modules/.installed-from-lock)
+}
+
 ensure_postgres
 ensure_redis
 ensure_databases
 ensure_chromium
 ensure_test_binaries
-log "PostgreSQL, Redis, Chromium and the test servers' binaries are ready"
+ensure_node
+log "PostgreSQL, Redis, Chromium, Node.js and the test servers' binaries are ready"

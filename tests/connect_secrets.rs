@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokenwarden::config::{ClientAuth, Flow};
 use tokenwarden::domain::Provider;
-use tokenwarden_fakes::{FakeX, ScriptedResponse};
+use tokenwarden_fakes::{FakeMastodon, FakeX, ScriptedResponse};
 
 use common::CLIENT_ID;
 use support::{Connect, RETURN_URL, query};
@@ -164,6 +164,11 @@ async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {
 
     let mut secrets: Vec<String> = vec![CANARY_SECRET.to_owned(), access, refresh];
     secrets.extend(codes);
+    let mastodon = mastodon_flows().await;
+    seen.extend(mastodon.seen);
+    secrets.extend(mastodon.secrets);
+    challenges.extend(mastodon.challenges);
+    seen.push(capture_text(&capture));
     for text in &seen {
         for secret in &secrets {
             assert!(
@@ -178,6 +183,66 @@ async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {
     let logs = capture_text(&capture);
     assert!(logs.contains("connect flow started"), "{logs}");
     assert!(logs.contains("connect flow failed"), "{logs}");
+}
+
+struct Seen {
+    seen: Vec<String>,
+    secrets: Vec<String>,
+    challenges: Vec<String>,
+}
+
+/// Mastodon: the client secret is the daemon's own, issued by the instance
+/// at registration; a success, and a refused code echoed with that secret.
+async fn mastodon_flows() -> Seen {
+    let fake = FakeMastodon::start().await.unwrap();
+    let origin: url::Url = fake.origin().parse().unwrap();
+    let connect = Connect::start(move |s| {
+        let section = s.providers.get_mut(Provider::Mastodon);
+        section.flow = Flow::Mastodon;
+        section.allowed_origins = vec![origin];
+    })
+    .await;
+    let body = json!({
+        "provider": "MASTODON", "workspace_id": "ws", "redirect_after": RETURN_URL,
+        "extras": {"instance": fake.origin()},
+    });
+    let mut out = Seen {
+        seen: Vec::new(),
+        secrets: Vec::new(),
+        challenges: Vec::new(),
+    };
+    let authorize = async |out: &mut Seen| {
+        let started = connect.begin(body.clone()).await;
+        let url = url::Url::parse(started["authorization_url"].as_str().unwrap()).unwrap();
+        out.challenges.push(query(&url, "code_challenge").unwrap());
+        let back = connect.browse(url.as_str()).await;
+        out.secrets.push(query(&back, "code").unwrap());
+        back
+    };
+    let back = authorize(&mut out).await;
+    let landed = connect.callback(&back).await;
+    let id = Connect::account_id(&landed);
+    out.seen.push(landed.to_string());
+    let client_secret = fake.apps()[0].client_secret.clone();
+
+    let back = authorize(&mut out).await;
+    fake.script_next(ScriptedResponse::json(
+        400,
+        json!({"error": "invalid_grant", "error_description": format!("{} / {client_secret}", query(&back, "code").unwrap())}),
+    ));
+    let landed = connect.callback(&back).await;
+    assert_eq!(query(&landed, "error").as_deref(), Some("server_error"));
+    out.seen.push(landed.to_string());
+
+    let stored: Vec<(Value, Value)> =
+        sqlx::query_as("SELECT extras, context FROM connect_sessions")
+            .fetch_all(connect.env.pool())
+            .await
+            .unwrap();
+    out.seen.push(format!("{stored:?}"));
+    out.secrets.push(client_secret);
+    out.secrets.push(connect.env.stored_access_token(&id).await);
+    out
 }
 
 fn capture_text(capture: &Capture) -> String {

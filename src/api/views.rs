@@ -62,7 +62,9 @@ pub struct Health {
     pub reason: Option<String>,
     /// Facts about the account beside its status: `account_inactive` (the
     /// platform says the account cannot act), `missing_scopes`,
-    /// `unrecognised_answer` (the latest answer matched no known shape).
+    /// `unrecognised_answer` (the latest answer matched no known shape),
+    /// `no_refresh_token` (the platform issued none where refreshes need
+    /// one: the user must reconnect by `reconnect_by`).
     pub flags: Vec<&'static str>,
 }
 
@@ -171,11 +173,17 @@ fn join(first: Option<String>, then: &str) -> String {
 }
 
 pub fn account_view(engine: &Engine, row: &AccountRow) -> AccountView {
+    let without_refresh_token =
+        !row.has_refresh_token() && engine.needs_refresh_token(row.provider);
     let reconnect_by = row.refresh_token_expires_at.or_else(|| {
-        (!row.has_refresh_token() && engine.needs_refresh_token(row.provider))
+        without_refresh_token
             .then_some(row.token_expires_at)
             .flatten()
     });
+    let mut health = health(row, Utc::now());
+    if without_refresh_token && row.status == AccountStatus::Active {
+        health.flags.push("no_refresh_token");
+    }
     AccountView {
         id: row.id.as_str().to_owned(),
         workspace_id: row.workspace_id.clone(),
@@ -187,7 +195,7 @@ pub fn account_view(engine: &Engine, row: &AccountRow) -> AccountView {
         status: row.status,
         status_reason: row.status_reason.clone(),
         connection_type: row.connection_type,
-        health: health(row, Utc::now()),
+        health,
         scopes: row.granted_scopes.clone(),
         missing_scopes: row.missing_scopes.clone(),
         meta: row.meta.clone(),

@@ -8,7 +8,9 @@ use url::Url;
 use super::ConnectError;
 use crate::config::ClientAuth;
 use crate::providers::token_response::json_object;
-use crate::providers::{HttpClient, HttpReply, OAuth2Refresh, TokenGrant, with_client_auth};
+use crate::providers::{
+    HttpClient, HttpReply, OAuth2Refresh, ProviderError, TokenGrant, with_client_auth,
+};
 
 /// One code exchange at a token endpoint.
 pub struct CodeExchange<'a> {
@@ -31,6 +33,31 @@ pub async fn exchange_code(
     http: &HttpClient,
     exchange: CodeExchange<'_>,
 ) -> Result<TokenGrant, ConnectError> {
+    let grant = code_grant(http, exchange)
+        .await
+        .map_err(|e| ConnectError::from_provider("code exchange", e))?;
+    usable_grant(&grant)?;
+    Ok(grant)
+}
+
+/// A grant's tokens as registration takes them, checked before either is
+/// sent anywhere: a header cannot carry an odd one, and registration would
+/// refuse it only after a profile call failed for a reason naming
+/// something else.
+pub fn usable_grant(grant: &TokenGrant) -> Result<(), ConnectError> {
+    usable_token("access_token", grant.access_token.expose())?;
+    if let Some(refresh_token) = &grant.refresh_token {
+        usable_token("refresh_token", refresh_token.expose())?;
+    }
+    Ok(())
+}
+
+/// `exchange_code`, with the platform's error as classified, for connectors
+/// that act on a particular answer (an app its server no longer knows).
+pub async fn code_grant(
+    http: &HttpClient,
+    exchange: CodeExchange<'_>,
+) -> Result<TokenGrant, ProviderError> {
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "authorization_code"),
         ("code", exchange.code.expose_secret()),
@@ -54,20 +81,8 @@ pub async fn exchange_code(
     let builder = builder
         .header(reqwest::header::ACCEPT, "application/json")
         .form(&form);
-    let reply = http
-        .send(builder)
-        .await
-        .map_err(|e| ConnectError::from_provider("code exchange", e))?;
-    let grant = OAuth2Refresh::interpret(&reply)
-        .map_err(|e| ConnectError::from_provider("code exchange", e))?;
-    // Checked before the token is sent anywhere: a header cannot carry it,
-    // and registration would refuse it after the profile call failed for
-    // a reason that names something else.
-    usable_token("access_token", grant.access_token.expose())?;
-    if let Some(refresh_token) = &grant.refresh_token {
-        usable_token("refresh_token", refresh_token.expose())?;
-    }
-    Ok(grant)
+    let reply = http.send(builder).await?;
+    OAuth2Refresh::interpret(&reply)
 }
 
 /// The longest token registration stores.

@@ -119,7 +119,7 @@ const RESULT_KEYS: [&str; 5] = [
 impl ConnectService {
     pub fn new(settings: &Settings, engine: Engine) -> Result<Self, reqwest::Error> {
         let http = HttpClient::new(&settings.http)?;
-        let built = super::platforms::build(settings, &http, engine.pool());
+        let built = super::platforms::build(settings, &http, &engine);
         let client_secrets = Provider::ALL
             .iter()
             .filter_map(|p| settings.providers.get(*p).client_secret.clone())

@@ -427,6 +427,19 @@ fn events_table(changes: &[events::EventRow]) -> Markup {
 #[derive(Deserialize)]
 struct ActionForm {}
 
+/// Every operator action goes to the outbox (so webhooks and `/v1/events`)
+/// with the operator's key id, never the key, and to the log.
+async fn audit(
+    state: &ConsoleState,
+    row: &AccountRow,
+    operator: &Operator,
+    what: &str,
+) -> Result<(), ConsoleError> {
+    events::insert_operator_action(&state.inner.pool, row, what, &operator.key_id).await?;
+    tracing::info!(account_id = %row.id, operator_key_id = %operator.key_id, action = what, "console: operator action");
+    Ok(())
+}
+
 /// Where an action's result is shown: the account page, with the attempt
 /// the action made (read back from the history, so a reload shows the same
 /// and resubmits nothing).
@@ -471,17 +484,15 @@ pub async fn refresh(
                 Some(status) => format!("refresh now: {} (HTTP {status})", report.outcome),
                 None => format!("refresh now: {}", report.outcome),
             };
-            events::insert_operator_action(&state.inner.pool, &row, &what, &operator.key_id)
-                .await?;
-            tracing::info!(account_id = %id, operator_key_id = %operator.key_id, outcome = %report.outcome, "console: refresh now");
+            audit(&state, &row, &operator, &what).await?;
             after_action(&state, &id, "refresh").await
         }
         ForcedRefresh::TooSoon { wait_seconds, .. } => {
-            events::insert_operator_action(
-                &state.inner.pool,
+            audit(
+                &state,
                 &row,
+                &operator,
                 "refresh now: refused, force-refreshed moments ago",
-                &operator.key_id,
             )
             .await?;
             Ok(Redirect::to(&format!(
@@ -511,8 +522,7 @@ pub async fn health_check(
         .await?;
     let row = load(&state, &id).await?;
     let what = format!("health check now: {}", report.outcome);
-    events::insert_operator_action(&state.inner.pool, &row, &what, &operator.key_id).await?;
-    tracing::info!(account_id = %id, operator_key_id = %operator.key_id, outcome = %report.outcome, "console: health check now");
+    audit(&state, &row, &operator, &what).await?;
     after_action(&state, &id, "health_check").await
 }
 
@@ -569,13 +579,12 @@ pub async fn disconnect(
         crate::engine::Revocation::NotSupported => "the platform has no revocation",
         crate::engine::Revocation::Failed(_) => "revocation at the platform failed",
     };
-    events::insert_operator_action(
-        &state.inner.pool,
+    audit(
+        &state,
         &done.account,
+        &operator,
         &format!("disconnect: {revocation}"),
-        &operator.key_id,
     )
     .await?;
-    tracing::info!(account_id = %id, operator_key_id = %operator.key_id, "console: disconnect");
     Ok(Redirect::to(&format!("{base}/accounts/{id}?action=disconnect")).into_response())
 }

@@ -228,3 +228,26 @@ pub async fn save_app(
         .await?
         .ok_or_else(|| sqlx::Error::RowNotFound)
 }
+
+/// Forgets an app its server no longer knows, so the next start registers
+/// a new one. Only the app named is removed: another replica may already
+/// have replaced it.
+pub async fn drop_app(
+    pool: &PgPool,
+    key: &AppKey<'_>,
+    client_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let removed = sqlx::query(
+        "DELETE FROM connect_apps \
+         WHERE provider = $1 AND origin = $2 AND redirect_uri = $3 AND scopes = $4 \
+           AND client_id = $5",
+    )
+    .bind(key.provider)
+    .bind(key.origin)
+    .bind(key.redirect_uri)
+    .bind(key.scopes)
+    .bind(client_id)
+    .execute(pool)
+    .await?;
+    Ok(removed.rows_affected() > 0)
+}

@@ -219,6 +219,14 @@ async fn without_offline_access_the_account_warns_it_needs_a_reconnect() {
         body["accounts"][0]["account"]["reconnect_by"].is_string(),
         "{body}"
     );
+    let flags = &body["accounts"][0]["account"]["health"]["flags"];
+    assert!(
+        flags
+            .as_array()
+            .unwrap()
+            .contains(&json!("no_refresh_token")),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod support;
 
 mod bluesky;
 mod flow;
+mod mastodon;
 mod meta;
 mod oauth2;
 mod review;

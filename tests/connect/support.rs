@@ -38,6 +38,15 @@ impl Drop for Connect {
 impl Connect {
     pub async fn start(tweak: impl FnOnce(&mut Settings)) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, tweak).await
+    }
+
+    /// On a listener bound beforehand: for an authorization server that must
+    /// know the callback before the settings can name the server.
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
         let public = base.clone();
         let env = TestEnv::with(|s| {

@@ -24,7 +24,7 @@ pub use google::{FakeGoogle, GoogleGrant, YOUTUBE_UPLOAD_SCOPE};
 pub use linkedin::{
     FakeLinkedin, LINKEDIN_REFRESH_LIFETIME, LinkedinOrganization, LinkedinTokenState,
 };
-pub use mastodon::{FakeMastodon, MastodonTokenState};
+pub use mastodon::{FakeMastodon, MastodonApp, MastodonTokenState};
 pub use meta_graph::{
     FakeGraph, GraphTokenKind, GraphTokenState, LONG_LIVED_SECONDS, graph_error_body,
 };

@@ -1,17 +1,17 @@
 //! One connector per platform family, built from configuration.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use sqlx::PgPool;
-
 pub mod bluesky;
+mod mastodon;
 mod meta;
 mod oauth2;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use super::Connector;
-use crate::config::Settings;
+use crate::config::{Flow, Settings};
 use crate::domain::Provider;
+use crate::engine::Engine;
 use crate::providers::HttpClient;
 
 pub struct Built {
@@ -19,8 +19,7 @@ pub struct Built {
     pub missing: HashMap<Provider, String>,
 }
 
-pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
-    let _ = pool;
+pub fn build(settings: &Settings, http: &HttpClient, engine: &Engine) -> Built {
     let mut built = Built {
         connectors: HashMap::new(),
         missing: HashMap::new(),
@@ -29,6 +28,11 @@ pub fn build(settings: &Settings, http: &HttpClient, pool: &PgPool) -> Built {
         let key = provider.config_key();
         let section = settings.providers.get(*provider);
         let connector: Result<Arc<dyn Connector>, String> = match provider {
+            Provider::Mastodon if section.flow == Flow::Mastodon => {
+                mastodon::MastodonConnector::new(settings, engine)
+                    .map(|c| Arc::new(c) as Arc<dyn Connector>)
+                    .map_err(|e| format!("{provider} cannot be connected: its HTTP client: {e}"))
+            }
             Provider::X
             | Provider::LinkedinPerson
             | Provider::LinkedinCompany

@@ -203,7 +203,7 @@ impl OAuth2Connector {
                 return match chosen {
                     Some(ids) => Ok(Connected::Accounts(self.organization_accounts(
                         complete.workspace_id,
-                        &grant,
+                        &Tokens::from_grant(&grant),
                         &organizations,
                         &ids,
                     )?)),
@@ -211,7 +211,7 @@ impl OAuth2Connector {
                         let only = vec![organizations[0].id.clone()];
                         Ok(Connected::Accounts(self.organization_accounts(
                             complete.workspace_id,
-                            &grant,
+                            &Tokens::from_grant(&grant),
                             &organizations,
                             &only,
                         )?))
@@ -382,7 +382,7 @@ impl OAuth2Connector {
     fn organization_accounts(
         &self,
         workspace_id: &str,
-        grant: &TokenGrant,
+        tokens: &Tokens,
         organizations: &[Organization],
         chosen: &[String],
     ) -> Result<Vec<ConnectedAccount>, ConnectError> {
@@ -405,7 +405,7 @@ impl OAuth2Connector {
                         avatar_url: None,
                         meta: json!({"organization_urn": format!("urn:li:organization:{}", organization.id)}),
                     },
-                    Tokens::from_grant(grant),
+                    tokens.clone(),
                 ))
             })
             .collect()
@@ -442,27 +442,12 @@ impl OAuth2Connector {
                 })
                 .unwrap_or_default(),
         };
-        chosen
-            .selected
-            .iter()
-            .map(|id| {
-                let organization = organizations.iter().find(|o| &o.id == id).ok_or_else(|| {
-                    ConnectError::invalid_request("an organization chosen is no longer administered by this member")
-                })?;
-                Ok(account(
-                    chosen.workspace_id,
-                    Provider::LinkedinCompany,
-                    Profile {
-                        external_id: organization.id.clone(),
-                        handle: None,
-                        display_name: organization.name.clone(),
-                        avatar_url: None,
-                        meta: json!({"organization_urn": format!("urn:li:organization:{}", organization.id)}),
-                    },
-                    tokens.clone(),
-                ))
-            })
-            .collect()
+        self.organization_accounts(
+            chosen.workspace_id,
+            &tokens,
+            &organizations,
+            chosen.selected,
+        )
     }
 }
 
