@@ -96,7 +96,16 @@ pub fn did(input: &str) -> Result<Did, String> {
             Some((name, port)) => (name, Some(port)),
             None => (decoded.as_str(), None),
         };
-        let name_ok = !name.is_empty() && name.len() <= MAX_HANDLE && name.split('.').all(is_label);
+        // As for handles, the last label cannot start with a digit: no IP
+        // address, and no name a URL parser reads as a malformed one
+        // (`a.0`).
+        let name_ok = !name.is_empty()
+            && name.len() <= MAX_HANDLE
+            && name.split('.').all(is_label)
+            && !name
+                .rsplit('.')
+                .next()
+                .is_some_and(|last| last.starts_with(|c: char| c.is_ascii_digit()));
         let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
         return if name_ok && port_ok {
             Ok(Did::Web {
