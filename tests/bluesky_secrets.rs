@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use common::capture::Capture;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,19 +20,6 @@ use tokenwarden::store::accounts;
 use tokenwarden_fakes::{FakeBluesky, IssuedTokens, ScriptedResponse};
 
 const CLIENT_METADATA: &str = "https://app.example/oauth-client-metadata.json";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A JWT with a readable `exp` whose signature part is the canary, so any
 /// copy of the token carries the canary with it.
@@ -53,13 +40,7 @@ async fn canary_tokens_and_dpop_keys_never_leak() {
     const NEW_AT: &str = "canaryBskyNewAccess9e0f1a";
     const NEW_RT: &str = "canaryBskyNewRefresh2b3c4d";
     const OAUTH_RT: &str = "canaryOauthRefresh5e6f7a8b";
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install_trace();
 
     let fake = FakeBluesky::start(CLIENT_METADATA).await.unwrap();
     let origin: url::Url = fake.origin().parse().unwrap();
@@ -173,7 +154,7 @@ async fn canary_tokens_and_dpop_keys_never_leak() {
             seen.push(format!("{attempt:?}"));
         }
     }
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     assert!(
         logs.contains("refresh failed") && logs.contains("TRACE"),
         "the capture works"

@@ -10,7 +10,7 @@ mod common;
 #[path = "connect/support.rs"]
 mod support;
 
-use std::sync::{Arc, Mutex};
+use common::capture::Capture;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,19 +26,6 @@ use url::Url;
 
 use support::{Connect, RETURN_URL, query};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Every 43-character base64url word in `text` whose S256 is one of the
 /// challenges: a leaked PKCE verifier.
 fn verifiers_in(text: &str, challenges: &[String]) -> Vec<String> {
@@ -53,13 +40,7 @@ fn verifiers_in(text: &str, challenges: &[String]) -> Vec<String> {
 
 #[tokio::test]
 async fn no_code_verifier_token_or_dpop_key_leaks_from_the_bluesky_flow() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install_trace();
 
     let fake = FakeBluesky::start("https://unused.example/client.json")
         .await
@@ -173,7 +154,7 @@ async fn no_code_verifier_token_or_dpop_key_leaks_from_the_bluesky_flow() {
             .await
             .unwrap();
     seen.push(format!("{stored:?}"));
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     seen.push(logs.clone());
     let challenges: Vec<String> = fake
         .pushed_requests()

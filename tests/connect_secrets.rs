@@ -9,7 +9,7 @@ mod common;
 #[path = "connect/support.rs"]
 mod support;
 
-use std::sync::{Arc, Mutex};
+use common::capture::Capture;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -22,19 +22,6 @@ use common::CLIENT_ID;
 use support::{Connect, RETURN_URL, query};
 
 const CANARY_SECRET: &str = "canary-x-client-secret-3f2e1d0c";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Every 43-character base64url word in `text` whose S256 is one of the
 /// challenges: a leaked PKCE verifier.
@@ -52,13 +39,7 @@ fn verifiers_in(text: &str, challenges: &[String]) -> Vec<String> {
 
 #[tokio::test]
 async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install_trace();
 
     let fake = FakeX::start(CLIENT_ID, CANARY_SECRET).await.unwrap();
     let connect = Connect::start(|s| {
@@ -160,7 +141,7 @@ async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {
             .await
             .unwrap();
     seen.push(format!("{stored:?}"));
-    seen.push(capture_text(&capture));
+    seen.push(capture.text());
 
     let mut secrets: Vec<String> = vec![CANARY_SECRET.to_owned(), access, refresh];
     secrets.extend(codes);
@@ -168,7 +149,7 @@ async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {
     seen.extend(mastodon.seen);
     secrets.extend(mastodon.secrets);
     challenges.extend(mastodon.challenges);
-    seen.push(capture_text(&capture));
+    seen.push(capture.text());
     for text in &seen {
         for secret in &secrets {
             assert!(
@@ -180,7 +161,7 @@ async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {
         assert!(leaked.is_empty(), "a PKCE verifier leaked into:\n{text}");
     }
     // The logs did record the flows, so the check above read something.
-    let logs = capture_text(&capture);
+    let logs = capture.text();
     assert!(logs.contains("connect flow started"), "{logs}");
     assert!(logs.contains("connect flow failed"), "{logs}");
 }
@@ -243,8 +224,4 @@ async fn mastodon_flows() -> Seen {
     out.secrets.push(client_secret);
     out.secrets.push(connect.env.stored_access_token(&id).await);
     out
-}
-
-fn capture_text(capture: &Capture) -> String {
-    String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned()
 }

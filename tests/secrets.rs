@@ -4,10 +4,10 @@
 
 mod common;
 
+use common::capture::Capture;
 use std::io::Write;
 
 use base64::Engine as _;
-use std::sync::{Arc, Mutex};
 
 use chrono::{TimeDelta, Utc};
 use common::{TestEnv, new_account};
@@ -52,25 +52,6 @@ const CANARIES: [&str; 16] = [
     CANARY_REDIS_PASSWORD,
     CANARY_CLIENT_KEY,
 ];
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// A refresh token in mixed case, for a platform that echoes it changed.
 const CANARY_ECHO_RT: &str = "Canary-Echo-Refresh-Q7W8E9R0T1Y2U3I4";
@@ -205,13 +186,7 @@ fn assert_clean(what: &str, text: &str) {
 
 #[tokio::test]
 async fn canary_tokens_never_leak() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install_trace();
     let panics = Capture::default();
     let panic_sink = panics.clone();
     std::panic::set_hook(Box::new(move |info| {

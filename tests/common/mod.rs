@@ -2,6 +2,7 @@
 //! fake platform per test on loopback, and an engine wired to both.
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod proxy;
 
 use std::sync::Arc;
