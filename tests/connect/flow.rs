@@ -178,13 +178,7 @@ async fn the_api_tier_can_exchange_the_code_itself() {
     let back = connect
         .browse(started["authorization_url"].as_str().unwrap())
         .await;
-    let response = connect
-        .api
-        .post(connect.url("v1/connect/exchange"))
-        .json(&json!({"state": query(&back, "state").unwrap(), "code": query(&back, "code").unwrap()}))
-        .send()
-        .await
-        .unwrap();
+    let response = connect.exchange(&back).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["accounts"][0]["created"], true, "{body}");
@@ -202,13 +196,7 @@ async fn without_offline_access_the_account_warns_it_needs_a_reconnect() {
     let back = connect
         .browse(started["authorization_url"].as_str().unwrap())
         .await;
-    let response = connect
-        .api
-        .post(connect.url("v1/connect/exchange"))
-        .json(&json!({"state": query(&back, "state").unwrap(), "code": query(&back, "code").unwrap()}))
-        .send()
-        .await
-        .unwrap();
+    let response = connect.exchange(&back).await;
     let body: Value = response.json().await.unwrap();
     let warnings = body["accounts"][0]["warnings"].as_array().unwrap();
     assert!(

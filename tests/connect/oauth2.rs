@@ -79,13 +79,7 @@ async fn exchanged(connect: &Connect, body: Value) -> Value {
     let back = connect
         .browse(started["authorization_url"].as_str().unwrap())
         .await;
-    let response = connect
-        .api
-        .post(connect.url("v1/connect/exchange"))
-        .json(&json!({"state": query(&back, "state").unwrap(), "code": query(&back, "code").unwrap()}))
-        .send()
-        .await
-        .unwrap();
+    let response = connect.exchange(&back).await;
     let status = response.status();
     let answer: Value = response.json().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{answer}");

@@ -152,6 +152,20 @@ impl Connect {
         self.callback(&back).await
     }
 
+    /// `POST /v1/connect/exchange` with the state and code the platform
+    /// sent the browser back with: the API tier's form of the callback.
+    pub async fn exchange(&self, back: &Url) -> reqwest::Response {
+        self.api
+            .post(self.url("v1/connect/exchange"))
+            .json(&serde_json::json!({
+                "state": query(back, "state").unwrap(),
+                "code": query(back, "code").unwrap(),
+            }))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The one account a finished flow names.
     pub fn account_id(location: &Url) -> AccountId {
         let ids: Vec<String> = query_all(location, "account_id");
