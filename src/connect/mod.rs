@@ -5,8 +5,10 @@
 //! registered exactly as `POST /v1/accounts` registers one.
 //!
 //! `connector` is what each platform implements; `exchange` the shared
-//! RFC 6749 code exchange; `pkce` the verifier and state; the platforms'
-//! connectors live in `platforms`.
+//! RFC 6749 code exchange; `pkce` the verifier and state; `request` the
+//! checks of what a caller sends; `sealed` the secrets kept between the
+//! steps; `service` the flow itself. The platforms' connectors live in
+//! `platforms`.
 
 mod connector;
 mod error;
@@ -19,6 +21,8 @@ pub use connector::{
 };
 pub use error::ConnectError;
 mod platforms;
+mod request;
+mod sealed;
 mod service;
 
 pub use platforms::bluesky::client_metadata;

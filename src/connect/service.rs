@@ -15,8 +15,8 @@ use super::{
     ChoiceOption, Chosen, Complete, ConnectError, Connected, ConnectedAccount, Connector,
     SessionSecrets,
 };
+use super::{request, sealed};
 use crate::config::{ConnectSettings, Settings};
-use crate::crypto::Field;
 use crate::domain::{AccountId, AccountStatus, Provider};
 use crate::engine::Engine;
 use crate::providers::HttpClient;
@@ -101,21 +101,6 @@ struct Inner {
     client_metadata: Option<serde_json::Value>,
 }
 
-const MAX_TEXT: usize = 255;
-const MAX_URL: usize = 2048;
-const MAX_SCOPES: usize = 64;
-/// `extras` holds a handle, an instance, some ids: small and shallow.
-const MAX_EXTRAS_BYTES: usize = 16 * 1024;
-const MAX_EXTRAS_DEPTH: usize = 4;
-/// What the callback adds to `redirect_after`'s query.
-const RESULT_KEYS: [&str; 5] = [
-    "account_id",
-    "error",
-    "error_description",
-    "selection_required",
-    "state",
-];
-
 impl ConnectService {
     pub fn new(settings: &Settings, engine: Engine) -> Result<Self, reqwest::Error> {
         let http = HttpClient::new(&settings.http)?;
@@ -172,10 +157,11 @@ impl ConnectService {
         let callback = self.callback()?;
         let provider = request.provider;
         let connector = self.connector(provider)?;
-        let workspace_id = checked_text("workspace_id", &request.workspace_id)?;
-        let redirect_after = self.redirect_target(&request.redirect_after)?;
+        let workspace_id = request::checked_text("workspace_id", &request.workspace_id)?;
+        let redirect_after =
+            request::redirect_target(&self.inner.settings, &request.redirect_after)?;
         let scopes = match request.scopes {
-            Some(scopes) => checked_scopes(scopes)?,
+            Some(scopes) => request::checked_scopes(scopes)?,
             None => self
                 .inner
                 .default_scopes
@@ -185,7 +171,7 @@ impl ConnectService {
         };
         let extras = match request.extras {
             None | Some(serde_json::Value::Null) => serde_json::json!({}),
-            Some(object @ serde_json::Value::Object(_)) => checked_extras(object)?,
+            Some(object @ serde_json::Value::Object(_)) => request::checked_extras(object)?,
             Some(_) => {
                 return Err(ConnectError::invalid_request(
                     "extras: must be a JSON object",
@@ -210,7 +196,7 @@ impl ConnectService {
             .await
             .map_err(|e| self.scrubbed(e, None, &SessionSecrets::default()))?;
         let hash = state_hash(&state);
-        let sealed = self.seal(&hash, &authorization.secrets)?;
+        let sealed = sealed::seal(self.inner.engine.keyring(), &hash, &authorization.secrets)?;
         let expires_at = Utc::now()
             + chrono::Duration::from_std(self.inner.settings.state_ttl)
                 .unwrap_or(chrono::Duration::minutes(10));
@@ -299,7 +285,7 @@ impl ConnectService {
         session: SessionRow,
         callback: Callback,
     ) -> Result<Finished, ConnectError> {
-        let secrets = self.open(hash, &session)?;
+        let secrets = sealed::open(self.inner.engine.keyring(), hash, &session)?;
         let code = callback.code.clone();
         self.finish_with(hash, session, callback, &secrets)
             .await
@@ -356,9 +342,10 @@ impl ConnectService {
                 redirect_after,
             }),
             Connected::Choose(choice) => {
-                let sealed = self.seal(hash, &choice.secrets)?.ok_or_else(|| {
-                    ConnectError::invalid_request("the choice carries no credentials")
-                })?;
+                let sealed = sealed::seal(self.inner.engine.keyring(), hash, &choice.secrets)?
+                    .ok_or_else(|| {
+                        ConnectError::invalid_request("the choice carries no credentials")
+                    })?;
                 let stored = serde_json::json!({
                     "options": choice.options,
                     "context": choice.context,
@@ -409,7 +396,7 @@ impl ConnectService {
             .await
             .map_err(storage_error)?
         {
-            check_selection(selected, &choice)?;
+            request::check_selection(selected, &choice)?;
         }
         let session = match sessions::take_choice(self.pool(), &hash).await {
             Ok(Taken::Fresh(session)) => *session,
@@ -441,8 +428,8 @@ impl ConnectService {
             .choice
             .as_ref()
             .ok_or_else(ConnectError::state_unknown)?;
-        check_selection(selected, choice)?;
-        let secrets = self.open(hash, session)?;
+        request::check_selection(selected, choice)?;
+        let secrets = sealed::open(self.inner.engine.keyring(), hash, session)?;
         let account_id = session
             .account_id
             .as_deref()
@@ -543,63 +530,6 @@ impl ConnectService {
         Ok(id)
     }
 
-    fn redirect_target(&self, raw: &str) -> Result<Url, ConnectError> {
-        if raw.len() > MAX_URL {
-            return Err(ConnectError::invalid_request(format!(
-                "redirect_after: longer than {MAX_URL} characters"
-            )));
-        }
-        let url = Url::parse(raw)
-            .map_err(|_| ConnectError::invalid_request("redirect_after: not an absolute URL"))?;
-        if url.fragment().is_some() {
-            return Err(ConnectError::invalid_request(
-                "redirect_after: must have no fragment (the result is added to its query)",
-            ));
-        }
-        if let Some((key, _)) = url
-            .query_pairs()
-            .find(|(key, _)| RESULT_KEYS.contains(&key.as_ref()))
-        {
-            return Err(ConnectError::invalid_request(format!(
-                "redirect_after: its query must not name {key}: the flow adds it, and two would be read as one"
-            )));
-        }
-        if !self.inner.settings.redirect_allowed(&url) {
-            return Err(ConnectError::redirect_not_allowed());
-        }
-        Ok(url)
-    }
-
-    fn seal(
-        &self,
-        hash: &[u8],
-        secrets: &SessionSecrets,
-    ) -> Result<Option<(Vec<u8>, String)>, ConnectError> {
-        let json = serde_json::to_string(&SealedSecrets::from(secrets))
-            .map_err(|_| ConnectError::invalid_request("session secrets could not be stored"))?;
-        if json == "{}" {
-            return Ok(None);
-        }
-        let keyring = self.inner.engine.keyring();
-        let bytes = keyring.encrypt_for(&owner(hash), Field::ConnectSecrets, &json);
-        Ok(Some((bytes, keyring.primary_key_id().to_owned())))
-    }
-
-    fn open(&self, hash: &[u8], session: &SessionRow) -> Result<SessionSecrets, ConnectError> {
-        let (Some(bytes), Some(key_id)) = (&session.secrets, &session.secrets_key_id) else {
-            return Ok(SessionSecrets::default());
-        };
-        let json = self
-            .inner
-            .engine
-            .keyring()
-            .decrypt_for(&owner(hash), Field::ConnectSecrets, key_id, bytes)
-            .map_err(|e| ConnectError::invalid_request(format!("session secrets: {e}")))?;
-        let sealed: SealedSecrets = serde_json::from_str(json.expose_secret())
-            .map_err(|_| ConnectError::invalid_request("session secrets are unreadable"))?;
-        Ok(sealed.into())
-    }
-
     fn refused_state(&self, taken: Taken) -> ConnectError {
         match taken {
             Taken::Expired => ConnectError::state_expired(),
@@ -638,125 +568,6 @@ impl ConnectService {
     fn pool(&self) -> &sqlx::PgPool {
         self.inner.engine.pool()
     }
-}
-
-/// Secrets are bound to their session: a ciphertext copied to another
-/// session's row does not open.
-fn owner(hash: &[u8]) -> String {
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("connect/{hex}")
-}
-
-/// `SessionSecrets` as stored: plain strings inside the ciphertext.
-#[derive(serde::Serialize, serde::Deserialize, Default)]
-struct SealedSecrets {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    code_verifier: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    dpop_private_jwk: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    user_access_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
-}
-
-impl From<&SessionSecrets> for SealedSecrets {
-    fn from(s: &SessionSecrets) -> Self {
-        let open = |v: &Option<SecretString>| v.as_ref().map(|s| s.expose_secret().to_owned());
-        Self {
-            code_verifier: open(&s.code_verifier),
-            dpop_private_jwk: open(&s.dpop_private_jwk),
-            user_access_token: open(&s.user_access_token),
-            refresh_token: open(&s.refresh_token),
-        }
-    }
-}
-
-impl From<SealedSecrets> for SessionSecrets {
-    fn from(s: SealedSecrets) -> Self {
-        Self {
-            code_verifier: s.code_verifier.map(SecretString::from),
-            dpop_private_jwk: s.dpop_private_jwk.map(SecretString::from),
-            user_access_token: s.user_access_token.map(SecretString::from),
-            refresh_token: s.refresh_token.map(SecretString::from),
-        }
-    }
-}
-
-/// `selected` names 1 to 100 of the stored choice's options.
-fn check_selection(selected: &[String], choice: &serde_json::Value) -> Result<(), ConnectError> {
-    if selected.is_empty() || selected.len() > 100 {
-        return Err(ConnectError::invalid_request(
-            "ids: choose 1 to 100 of the options",
-        ));
-    }
-    let options: Vec<ChoiceOption> =
-        serde_json::from_value(choice["options"].clone()).unwrap_or_default();
-    if let Some(unknown) = selected
-        .iter()
-        .find(|id| !options.iter().any(|o| &o.id == *id))
-    {
-        return Err(ConnectError::invalid_request(format!(
-            "ids: {:?} is not one of the options",
-            unknown.chars().take(64).collect::<String>()
-        )));
-    }
-    Ok(())
-}
-
-fn checked_text(field: &str, value: &str) -> Result<String, ConnectError> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) {
-        return Err(ConnectError::invalid_request(format!(
-            "{field}: 1 to {MAX_TEXT} characters without control characters"
-        )));
-    }
-    Ok(value.to_owned())
-}
-
-/// `extras` as PostgreSQL can keep it (no NUL anywhere), small and shallow.
-fn checked_extras(extras: serde_json::Value) -> Result<serde_json::Value, ConnectError> {
-    fn sound(value: &serde_json::Value, depth: usize) -> bool {
-        use serde_json::Value::*;
-        match value {
-            String(text) => !text.contains('\0'),
-            Array(items) => depth < MAX_EXTRAS_DEPTH && items.iter().all(|v| sound(v, depth + 1)),
-            Object(members) => {
-                depth < MAX_EXTRAS_DEPTH
-                    && members
-                        .iter()
-                        .all(|(key, v)| !key.contains('\0') && sound(v, depth + 1))
-            }
-            _ => true,
-        }
-    }
-    if extras.to_string().len() > MAX_EXTRAS_BYTES || !sound(&extras, 0) {
-        return Err(ConnectError::invalid_request(format!(
-            "extras: a JSON object of at most {MAX_EXTRAS_BYTES} bytes, nested at most {MAX_EXTRAS_DEPTH} deep, without NUL characters"
-        )));
-    }
-    Ok(extras)
-}
-
-fn checked_scopes(scopes: Vec<String>) -> Result<Vec<String>, ConnectError> {
-    if scopes.is_empty() || scopes.len() > MAX_SCOPES {
-        return Err(ConnectError::invalid_request(format!(
-            "scopes: give 1 to {MAX_SCOPES}, or leave it out for the platform's connect_scopes"
-        )));
-    }
-    for scope in &scopes {
-        if scope.is_empty()
-            || scope.chars().count() > MAX_TEXT
-            || scope
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == ',')
-        {
-            return Err(ConnectError::invalid_request(
-                "scopes: each is 1 to 255 characters without spaces, commas or control characters",
-            ));
-        }
-    }
-    Ok(scopes)
 }
 
 /// A spawned flow's result. A panic is the caller's again; a task the
