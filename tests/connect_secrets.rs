@@ -115,6 +115,24 @@ async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {
     seen.push(answer.text().await.unwrap());
     codes.push(code);
 
+    // 3b. The platform echoes the Basic header it was sent: the secret in
+    // another spelling.
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CANARY_SECRET}"));
+    let started = connect.begin(body.clone()).await;
+    started_flow(&started, &mut challenges);
+    let back = connect
+        .browse(started["authorization_url"].as_str().unwrap())
+        .await;
+    fake.script_next(ScriptedResponse::json(
+        401,
+        json!({"error": "unauthorized_client", "error_description": format!("Authorization: Basic {basic} is not valid")}),
+    ));
+    codes.push(query(&back, "code").unwrap());
+    let landed = connect.callback(&back).await;
+    assert!(query(&landed, "error").is_some(), "{landed}");
+    seen.push(landed.to_string());
+
     // 4. A successful API exchange, its answer included.
     let started = connect.begin(body).await;
     started_flow(&started, &mut challenges);
@@ -143,7 +161,7 @@ async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {
     seen.push(format!("{stored:?}"));
     seen.push(capture.text());
 
-    let mut secrets: Vec<String> = vec![CANARY_SECRET.to_owned(), access, refresh];
+    let mut secrets: Vec<String> = vec![CANARY_SECRET.to_owned(), basic, access, refresh];
     secrets.extend(codes);
     let mastodon = mastodon_flows().await;
     seen.extend(mastodon.seen);

@@ -19,7 +19,7 @@ use super::{request, sealed};
 use crate::config::{ConnectSettings, Settings};
 use crate::domain::{AccountId, AccountStatus, Provider};
 use crate::engine::Engine;
-use crate::providers::HttpClient;
+use crate::providers::{HttpClient, basic_credentials};
 use crate::store::accounts::{self, Registered};
 use crate::store::connect::{self as sessions, NewSession, SessionRow, Taken};
 
@@ -105,9 +105,20 @@ impl ConnectService {
     pub fn new(settings: &Settings, engine: Engine) -> Result<Self, reqwest::Error> {
         let http = HttpClient::new(&settings.http)?;
         let built = super::platforms::build(settings, &http, &engine);
+        // Each secret as sent: itself, and inside a Basic header.
         let client_secrets = Provider::ALL
             .iter()
-            .filter_map(|p| settings.providers.get(*p).client_secret.clone())
+            .map(|p| settings.providers.get(*p))
+            .filter_map(|section| {
+                let secret = section.client_secret.clone()?;
+                let basic = section
+                    .client_id
+                    .as_deref()
+                    .map(|id| SecretString::from(basic_credentials(id, Some(&secret))));
+                Some([Some(secret), basic])
+            })
+            .flatten()
+            .flatten()
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {

@@ -95,14 +95,11 @@ impl Engine {
                         .unwrap_or(credentials.access.expose());
                     match revoker.revoke(token).await {
                         Ok(()) => Revocation::Revoked,
-                        Err(e) => Revocation::Failed(scrub(
-                            &e.to_string(),
-                            &[
-                                credentials.access.expose(),
-                                token,
-                                self.inner.providers.client_secret(row.provider),
-                            ],
-                        )),
+                        Err(e) => {
+                            let mut secrets = vec![credentials.access.expose(), token];
+                            secrets.extend(self.inner.providers.client_secrets(row.provider));
+                            Revocation::Failed(scrub(&e.to_string(), &secrets))
+                        }
                     }
                 }
             },

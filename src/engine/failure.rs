@@ -26,7 +26,7 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        secrets.push(self.inner.providers.client_secret(leased.provider));
+        secrets.extend(self.inner.providers.client_secrets(leased.provider));
         let mut text = scrub(&error.to_string(), &secrets);
         let code = error.code.as_deref().map(|c| scrub(c, &secrets));
         let (new_status, count_failure, retry_in) = match error.kind {

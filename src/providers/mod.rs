@@ -43,7 +43,7 @@ pub use linkedin::LinkedinRefresh;
 pub use long_lived::LongLivedRefresh;
 pub use mastodon::MastodonCheck;
 pub use oauth2_refresh::OAuth2Refresh;
-pub(crate) use oauth2_refresh::with_client_auth;
+pub(crate) use oauth2_refresh::{basic_credentials, with_client_auth};
 pub use pinterest::PinterestRefresh;
 pub use revoke::Revoker;
 pub use tiktok::TiktokRefresh;
@@ -141,9 +141,9 @@ pub struct ProviderRegistry {
     flows: HashMap<Provider, Arc<dyn TokenProvider>>,
     missing: HashMap<Provider, String>,
     revokers: HashMap<Provider, Arc<Revoker>>,
-    /// Each platform's client secret, only so that an echo of it can be
-    /// scrubbed from the platform's error text.
-    client_secrets: HashMap<Provider, SecretString>,
+    /// Each platform's client secret, as itself and inside a Basic header,
+    /// only so that an echo of it can be scrubbed from the platform's text.
+    client_secrets: HashMap<Provider, Vec<SecretString>>,
 }
 
 impl ProviderRegistry {
@@ -170,7 +170,11 @@ impl ProviderRegistry {
             };
             let key = provider.config_key();
             if let Some(secret) = &section.client_secret {
-                registry.client_secrets.insert(*provider, secret.clone());
+                let mut spellings = vec![secret.clone()];
+                if let Some(id) = &section.client_id {
+                    spellings.push(SecretString::from(basic_credentials(id, Some(secret))));
+                }
+                registry.client_secrets.insert(*provider, spellings);
             }
             if let Some(revoker) = Revoker::from_settings(section, client.clone()) {
                 registry.revokers.insert(*provider, Arc::new(revoker));
@@ -235,12 +239,14 @@ impl ProviderRegistry {
         self.flows.insert(provider, flow);
     }
 
-    /// The platform's client secret, empty when none is configured; for
-    /// scrubbing error text only.
-    pub fn client_secret(&self, provider: Provider) -> &str {
+    /// The platform's client secret as sent (itself, and inside a Basic
+    /// header), none when none is configured; for scrubbing text only.
+    pub fn client_secrets(&self, provider: Provider) -> impl Iterator<Item = &str> {
         self.client_secrets
             .get(&provider)
-            .map_or("", |s| s.expose_secret())
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose_secret())
     }
 
     /// The platform's revocation endpoint, where one is configured.

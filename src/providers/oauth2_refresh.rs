@@ -153,6 +153,17 @@ impl TokenProvider for OAuth2Refresh {
     }
 }
 
+/// The Basic header's credentials: id and secret form-encoded, then base64
+/// (RFC 6749 2.3.1). A secret in its own right: a platform that echoes the
+/// header echoes the client secret in another spelling.
+pub(crate) fn basic_credentials(client_id: &str, client_secret: Option<&SecretString>) -> String {
+    let id = form_encode(client_id);
+    let secret = client_secret
+        .map(|s| form_encode(s.expose_secret()))
+        .unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+}
+
 /// Authenticates the client as configured: RFC 6749 2.3.1 Basic header (id
 /// and secret form-encoded before base64) or id and secret in the form body.
 pub(crate) fn with_client_auth<'a>(
@@ -163,18 +174,10 @@ pub(crate) fn with_client_auth<'a>(
     auth: ClientAuth,
 ) -> reqwest::RequestBuilder {
     match auth {
-        ClientAuth::Basic => {
-            let id = form_encode(client_id);
-            let secret = client_secret
-                .map(|s| form_encode(s.expose_secret()))
-                .unwrap_or_default();
-            let credentials =
-                base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-            builder.header(
-                reqwest::header::AUTHORIZATION,
-                format!("Basic {credentials}"),
-            )
-        }
+        ClientAuth::Basic => builder.header(
+            reqwest::header::AUTHORIZATION,
+            format!("Basic {}", basic_credentials(client_id, client_secret)),
+        ),
         ClientAuth::Body => {
             form.push(("client_id", client_id));
             if let Some(secret) = client_secret {

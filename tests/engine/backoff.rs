@@ -152,3 +152,38 @@ async fn scheduled_refresh_of_an_account_not_yet_due_is_skipped() {
     let forced = env.refresh(&id, Trigger::Forced).await;
     assert_eq!(forced.outcome, Outcome::Refreshed);
 }
+
+/// A platform that echoes the Basic header it was sent echoes the client
+/// secret in another spelling: it is scrubbed like the secret itself from
+/// the account's error, its attempt and the report.
+#[tokio::test]
+async fn an_echoed_basic_header_is_scrubbed_like_the_client_secret() {
+    use base64::Engine as _;
+    let (env, id, _tokens) = x_account().await;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        crate::common::CLIENT_ID,
+        crate::common::CLIENT_SECRET
+    ));
+    env.fake.script_next(ScriptedResponse::json(
+        400,
+        // An answer no row describes is recorded verbatim: the echo with it.
+        json!({"error": "header_echo", "error_description": format!("you sent Basic {basic}")}),
+    ));
+    let report = env.refresh(&id, Trigger::Forced).await;
+    assert_eq!(report.outcome, Outcome::TransientError);
+    let row = env.row(&id).await;
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(message, '') FROM refresh_attempts WHERE account_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_all(env.pool())
+    .await
+    .unwrap();
+    let error = row.last_refresh_error.unwrap_or_default();
+    assert!(error.contains("you sent Basic"), "{error}");
+    for text in [error, format!("{report:?}"), stored.join("\n")] {
+        assert!(!text.contains(&basic), "{text}");
+        assert!(!text.contains(crate::common::CLIENT_SECRET), "{text}");
+    }
+}
