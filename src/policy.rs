@@ -127,6 +127,25 @@ impl RefreshPolicy {
             .unwrap_or(issued_at);
         Some(at_fraction.min(latest).max(issued_at))
     }
+
+    /// When credentials die by time unless something replaces them: the
+    /// refresh token's expiry, or the access token's where nothing can renew
+    /// an expired one (no refresh token, or a platform that cannot refresh an
+    /// expired token). The expiry sweep finds accounts by this instant
+    /// (`account_schedule.dead_at`); None: they never die by time alone.
+    pub fn dead_at(
+        &self,
+        access_expires_at: Option<DateTime<Utc>>,
+        has_refresh_token: bool,
+        refresh_token_expires_at: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
+        let access_is_final = !has_refresh_token || !self.refreshable_after_expiry;
+        let access_death = access_expires_at.filter(|_| access_is_final);
+        match (access_death, refresh_token_expires_at) {
+            (Some(a), Some(r)) => Some(a.min(r)),
+            (a, r) => a.or(r),
+        }
+    }
 }
 
 /// A stable draw in [0, 1) from the account id (FNV-1a), so an account's
@@ -191,6 +210,29 @@ mod tests {
             rotates_refresh_token: false,
             publish_scopes: Vec::new(),
         }
+    }
+
+    #[test]
+    fn credentials_die_at_the_first_expiry_nothing_can_renew() {
+        let t = Utc::now();
+        let (access, refresh) = (Some(t + TimeDelta::hours(1)), Some(t + TimeDelta::days(60)));
+        let renewable = policy();
+        let final_access = RefreshPolicy {
+            refreshable_after_expiry: false,
+            ..policy()
+        };
+        // A refresh token renews an expired access token: only its own
+        // expiry is final, and none means never.
+        assert_eq!(renewable.dead_at(access, true, refresh), refresh);
+        assert_eq!(renewable.dead_at(access, true, None), None);
+        // Without a refresh token, or where expiry is final, the access
+        // token's expiry is, unless the refresh token ends first.
+        assert_eq!(renewable.dead_at(access, false, None), access);
+        assert_eq!(final_access.dead_at(access, true, refresh), access);
+        let early = Some(t + TimeDelta::minutes(5));
+        assert_eq!(final_access.dead_at(access, true, early), early);
+        // A token that never expires never dies by time.
+        assert_eq!(final_access.dead_at(None, false, None), None);
     }
 
     #[test]

@@ -282,6 +282,106 @@ async fn sweep_expires_accounts_whose_credentials_died_by_time() {
     }
     // An X token past expiry can still be refreshed: it stays ACTIVE.
     assert_eq!(env.row(&alive).await.status, AccountStatus::Active);
+    env.assert_expiry_copies().await;
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}
+
+/// An Instagram Login account whose access token expired an hour ago: dead.
+async fn register_dead_instagram(env: &TestEnv, tokens: &IssuedTokens) -> AccountId {
+    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::InstagramLogin));
+    let new = new_account(
+        Provider::InstagramLogin,
+        "ig",
+        tokens,
+        Utc::now() - TimeDelta::days(61),
+        Some(Utc::now() - TimeDelta::hours(1)),
+    );
+    accounts::register(env.pool(), &env.keyring, &policy, &new)
+        .await
+        .unwrap()
+        .account
+        .id
+}
+
+/// The sweep finds candidates by the schedule's `dead_at`; the account row
+/// decides. A `dead_at` the row does not bear out (written under another
+/// `refreshable_after_expiry`) never expires a live account, is recomputed,
+/// and cannot keep the sweep's places from an account that is dead.
+#[tokio::test]
+async fn a_stale_dead_instant_is_recomputed_and_never_holds_the_sweep() {
+    let env = TestEnv::with(|s| {
+        tune(s);
+        s.scheduler.sweep_batch_size = 2;
+    })
+    .await;
+    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::X));
+    let tokens = env.fake.issue(rotating());
+    let mut alive = Vec::new();
+    for n in 0..3 {
+        let new = new_account(
+            Provider::X,
+            &format!("alive-{n}"),
+            &tokens,
+            Utc::now() - TimeDelta::hours(1),
+            Some(Utc::now() + TimeDelta::hours(1)),
+        );
+        let id = accounts::register(env.pool(), &env.keyring, &policy, &new)
+            .await
+            .unwrap()
+            .account
+            .id;
+        // Older than the real death below: first in the sweep's order.
+        env.update_schedule(&id, "dead_at = now() - interval '1 day'")
+            .await;
+        alive.push(id);
+    }
+    let dead = register_dead_instagram(&env, &tokens).await;
+
+    let queue = unique_queue();
+    let storage = tokenwarden::queue::connect(&env.settings, &queue)
+        .await
+        .unwrap();
+    let mut scheduler = Scheduler::new(&env.settings, env.pool().clone(), storage, "s1");
+    // Two stale candidates fill the first sweep and are put right; the
+    // second reaches the dead account.
+    assert_eq!(scheduler.tick().await.unwrap().expired, 0);
+    assert_eq!(scheduler.tick().await.unwrap().expired, 1);
+    assert_eq!(env.row(&dead).await.status, AccountStatus::TokenExpired);
+    for id in &alive {
+        assert_eq!(env.row(id).await.status, AccountStatus::Active);
+    }
+    env.assert_expiry_copies().await;
+    tokenwarden::queue::purge(&env.settings, &queue)
+        .await
+        .unwrap();
+}
+
+/// A dead account with a refresh in flight is left to that refresh, and
+/// keeps its place: the sweep takes it once the lease has expired.
+#[tokio::test]
+async fn a_dead_account_in_flight_is_swept_once_its_lease_expires() {
+    let env = TestEnv::with(tune).await;
+    let tokens = env.fake.issue(rotating());
+    let dead = register_dead_instagram(&env, &tokens).await;
+    env.update_account(
+        &dead,
+        "lease_owner = 'elsewhere', lease_until = now() + interval '1 minute',
+         lease_started_at = now()",
+    )
+    .await;
+    let queue = unique_queue();
+    let storage = tokenwarden::queue::connect(&env.settings, &queue)
+        .await
+        .unwrap();
+    let mut scheduler = Scheduler::new(&env.settings, env.pool().clone(), storage, "s1");
+    assert_eq!(scheduler.tick().await.unwrap().expired, 0);
+    assert_eq!(env.row(&dead).await.status, AccountStatus::Active);
+    env.update_account(&dead, "lease_until = now() - interval '1 second'")
+        .await;
+    assert_eq!(scheduler.tick().await.unwrap().expired, 1);
+    assert_eq!(env.row(&dead).await.status, AccountStatus::TokenExpired);
     tokenwarden::queue::purge(&env.settings, &queue)
         .await
         .unwrap();

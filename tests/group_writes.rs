@@ -54,6 +54,7 @@ fn credentials(env: &TestEnv, id: &AccountId, access: &str) -> NewCredentials {
         granted_scopes: Some(vec!["tweet.write".into(), "offline.access".into()]),
         missing_scopes: Some(vec![]),
         next_attempt_at: Some(now + TimeDelta::hours(1)),
+        dead_at: None,
         dpop_key_ciphertext: None,
         account: tokenwarden::providers::AccountState::Unreported,
     }

@@ -32,6 +32,7 @@ struct World {
     key_spec: String,
     keyring: Keyring,
     config: EngineConfig,
+    settings: Settings,
 }
 
 impl World {
@@ -49,6 +50,7 @@ impl World {
             keyring: Keyring::parse(&SecretString::from(key.clone())).unwrap(),
             key_spec: key,
             config: EngineConfig::from_settings(&settings),
+            settings,
         }
     }
 
@@ -556,6 +558,7 @@ async fn export_and_import_into_a_fresh_database_round_trip() {
         strip(target.snapshot().await),
         strip(source.snapshot().await)
     );
+    common::assert_expiry_copies(target.pool(), &target.settings).await;
     let statuses: BTreeSet<(String, i64)> =
         sqlx::query_as("SELECT status, count(*) FROM social_accounts GROUP BY status")
             .fetch_all(target.pool())
@@ -605,6 +608,7 @@ async fn export_and_import_into_a_fresh_database_round_trip() {
         outcomes(&again),
         BTreeMap::from([("reconnected", 1), ("unchanged", 11)])
     );
+    common::assert_expiry_copies(target.pool(), &target.settings).await;
     assert_eq!(
         target.snapshot().await["ws-1/LINKEDIN_PERSON/ext-1"]["failures"],
         5

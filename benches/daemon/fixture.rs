@@ -93,8 +93,9 @@ impl Fixture {
                          token_expires_at, access_token_ciphertext, refresh_token_ciphertext, credentials_key_id)
                      SELECT u.id, 'ws_bench', 'X', u.id, $3 - interval '1 hour', $4, u.at, u.rt, 'b1'
                      FROM unnest($1::text[], $2::bytea[], $5::bytea[]) AS u(id, at, rt)
-                     RETURNING id)
-                 INSERT INTO account_schedule (account_id) SELECT id FROM a",
+                     RETURNING id, token_expires_at)
+                 INSERT INTO account_schedule (account_id, access_expires_at)
+                 SELECT id, token_expires_at FROM a",
             )
             .bind(&ids)
             .bind(&ats)
@@ -132,7 +133,9 @@ impl Fixture {
                  claimed_by = NULL
              WHERE next_attempt_at IS NOT NULL OR claim_id IS NOT NULL;
              UPDATE social_accounts SET consecutive_failures = 0 WHERE consecutive_failures <> 0;
-             TRUNCATE refresh_attempts, account_events, bench_min_attempt;",
+             TRUNCATE refresh_attempts, account_events, bench_min_attempt;
+             -- Counted now, not in the middle of the next run's figures.
+             SELECT pg_stat_force_next_flush();",
         )
         .execute(&self.pool)
         .await?;
@@ -146,20 +149,51 @@ impl Fixture {
     }
 
     /// The first `count` accounts fall due now, all in one commit, two
-    /// thirds into their token's lifetime.
-    pub async fn make_due_now(&self, count: usize) -> anyhow::Result<()> {
+    /// thirds into their token's lifetime. Returns the row updates counted
+    /// so far, this commit's included.
+    pub async fn make_due_now(&self, count: usize) -> anyhow::Result<RowUpdates> {
+        let mut conn = self.pool.acquire().await?;
         sqlx::query(
             "WITH a AS (
                  UPDATE social_accounts a
                  SET token_issued_at = now() - interval '40 minutes', token_expires_at = now() + interval '20 minutes'
                  FROM bench_plan p WHERE p.id = a.id AND p.n < $1
-                 RETURNING a.id)
-             UPDATE account_schedule s SET next_attempt_at = now() FROM a WHERE s.account_id = a.id",
+                 RETURNING a.id, a.token_expires_at)
+             UPDATE account_schedule s SET next_attempt_at = now(), access_expires_at = a.token_expires_at
+             FROM a WHERE s.account_id = a.id",
         )
         .bind(count as i64)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
-        Ok(())
+        // A backend hands its counts to the statistics only now and then;
+        // this one does before its next statement.
+        sqlx::query("SELECT pg_stat_force_next_flush()")
+            .execute(&mut *conn)
+            .await?;
+        self.row_updates(&mut conn).await
+    }
+
+    /// Row updates of the account and schedule tables so far, as the
+    /// statistics hold them (a backend's counts arrive by its exit at the
+    /// latest).
+    pub async fn row_updates(&self, conn: &mut sqlx::PgConnection) -> anyhow::Result<RowUpdates> {
+        let counts: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT relname::text, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+             WHERE schemaname = $1 AND relname IN ('social_accounts', 'account_schedule')",
+        )
+        .bind(&self.schema)
+        .fetch_all(conn)
+        .await?;
+        let of = |table: &str| {
+            counts
+                .iter()
+                .find(|(name, _, _)| name == table)
+                .map_or((0, 0), |(_, all, hot)| (*all, *hot))
+        };
+        Ok(RowUpdates {
+            accounts: of("social_accounts"),
+            schedule: of("account_schedule"),
+        })
     }
 
     /// The first `count` accounts fall due one after another at `rate` per
@@ -186,8 +220,9 @@ impl Fixture {
                  UPDATE social_accounts a SET token_expires_at = p.expires_at,
                      token_issued_at = p.planned_at - interval '40 minutes'
                  FROM bench_plan p WHERE p.id = a.id AND p.n < $1
-                 RETURNING a.id, p.planned_at)
-             UPDATE account_schedule s SET next_attempt_at = a.planned_at FROM a WHERE s.account_id = a.id",
+                 RETURNING a.id, a.token_expires_at, p.planned_at)
+             UPDATE account_schedule s SET next_attempt_at = a.planned_at, access_expires_at = a.token_expires_at
+             FROM a WHERE s.account_id = a.id",
         )
         .bind(count as i64)
         .execute(&mut *tx)
@@ -241,6 +276,32 @@ impl Fixture {
             max: max.unwrap_or(nan),
             expired: expired as usize,
         })
+    }
+}
+
+/// Row updates counted by PostgreSQL: (all, heap-only) per table. A
+/// heap-only (HOT) update writes no index entry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowUpdates {
+    pub accounts: (i64, i64),
+    pub schedule: (i64, i64),
+}
+
+impl RowUpdates {
+    /// Per refresh since `before`: (updates, share of them heap-only) of
+    /// the account row and of the schedule row.
+    pub fn per_refresh(&self, before: &RowUpdates, refreshed: usize) -> [(f64, f64); 2] {
+        let per = |now: (i64, i64), then: (i64, i64)| {
+            let (all, hot) = (now.0 - then.0, now.1 - then.1);
+            (
+                all as f64 / refreshed.max(1) as f64,
+                hot as f64 / all.max(1) as f64,
+            )
+        };
+        [
+            per(self.accounts, before.accounts),
+            per(self.schedule, before.schedule),
+        ]
     }
 }
 

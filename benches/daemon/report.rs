@@ -43,7 +43,8 @@ pub fn burst_line(name: &str, burst: &Burst, minimal: f64, own: f64) -> String {
     format!(
         "  burst {name}: {}/{} refreshed in {:.1} s = {:.0}/s (steady median {}), \
          x{:.2} minimal, x{:.2} own write; {:.3} calls/refresh\n    \
-         CPU ms/refresh: {}; daemon RSS idle {:.1} MB, peak {:.1} MB",
+         CPU ms/refresh: {}; daemon RSS idle {:.1} MB, peak {:.1} MB\n    \
+         row updates/refresh: account {:.2} ({:.0} % heap-only), schedule {:.2} ({:.0} % heap-only)",
         burst.refreshed,
         burst.accounts,
         burst.window_secs,
@@ -57,6 +58,10 @@ pub fn burst_line(name: &str, burst: &Burst, minimal: f64, own: f64) -> String {
         cpu_text(&burst.cpu_ms),
         mb(burst.idle_rss_kib),
         mb(burst.peak_rss_kib),
+        burst.row_updates[0].0,
+        burst.row_updates[0].1 * 100.0,
+        burst.row_updates[1].0,
+        burst.row_updates[1].1 * 100.0,
     )
 }
 
@@ -127,6 +132,14 @@ fn burst_rows(
     for (i, name) in PROGRAMS.iter().enumerate() {
         row(&format!("CPU ms/refresh, {name}"), 2, &|_, b| {
             Some(b.cpu_ms[i])
+        });
+    }
+    for (i, table) in ["account", "schedule"].iter().enumerate() {
+        row(&format!("{table} row updates/refresh"), 2, &|_, b| {
+            Some(b.row_updates[i].0)
+        });
+        row(&format!("{table} row updates heap-only, %"), 0, &|_, b| {
+            Some(b.row_updates[i].1 * 100.0)
         });
     }
     row("daemon RSS idle, MB", 1, &|_, b| Some(mb(b.idle_rss_kib)));

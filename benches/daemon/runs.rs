@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fixture::{Fixture, Lateness};
+use crate::fixture::{Fixture, Lateness, RowUpdates};
 use crate::process::Daemon;
 use crate::procfs::{Cpu, memory_kib};
 
@@ -24,6 +24,8 @@ pub struct Burst {
     pub cpu_ms: [f64; 4],
     pub idle_rss_kib: u64,
     pub peak_rss_kib: u64,
+    /// Account row, schedule row: (updates per refresh, share heap-only).
+    pub row_updates: [(f64, f64); 2],
 }
 
 pub async fn burst(
@@ -38,20 +40,25 @@ pub async fn burst(
     let result = measure_burst(fixture, &mut daemon, accounts).await;
     let stopped = daemon.stop().await;
     fixture.fake.set_answer_delay(Duration::ZERO);
-    let burst = result?;
+    let (mut burst, updates_before) = result?;
     stopped?;
+    // The daemon's backends have handed over their counts as they exited.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let updates_after = fixture.row_updates(&mut *fixture.pool.acquire().await?).await?;
+    burst.row_updates = updates_after.per_refresh(&updates_before, burst.refreshed);
     Ok(burst)
 }
 
+/// The burst's figures, and the row updates counted before it.
 async fn measure_burst(
     fixture: &Fixture,
     daemon: &mut Daemon,
     accounts: usize,
-) -> anyhow::Result<Burst> {
+) -> anyhow::Result<(Burst, RowUpdates)> {
     tokio::time::sleep(IDLE).await;
     let idle_rss_kib = memory_kib(daemon.pid, "VmRSS:");
     let calls_before = fixture.fake.call_count();
-    fixture.make_due_now(accounts).await?;
+    let updates_before = fixture.make_due_now(accounts).await?;
     let cpu_before = Cpu::take(daemon.pid);
     let deadline = Instant::now() + Duration::from_secs(60 + accounts as u64 / 100);
     let refreshed = wait_for(fixture, daemon, calls_before, accounts, deadline).await?;
@@ -64,7 +71,7 @@ async fn measure_burst(
     let window_secs = window_secs(&times);
     let mut finished: Vec<f64> = times.iter().map(|t| t.1 - first).collect();
     finished.sort_by(f64::total_cmp);
-    Ok(Burst {
+    let burst = Burst {
         accounts,
         refreshed,
         window_secs,
@@ -74,7 +81,9 @@ async fn measure_burst(
         cpu_ms: cpu_after.ms_per(&cpu_before, refreshed),
         idle_rss_kib,
         peak_rss_kib,
-    })
+        row_updates: [(0.0, 0.0); 2],
+    };
+    Ok((burst, updates_before))
 }
 
 /// From the first refresh's start to the last one's end.

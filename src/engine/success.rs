@@ -34,6 +34,15 @@ impl Engine {
         // Never replace a stored refresh token with an absent one.
         let refresh = grant.refresh_token.as_ref().or(old.refresh.as_ref());
         let keyring = &self.inner.keyring;
+        let refresh_token_expires_at = match grant.refresh_token_expires_in {
+            // The platform's word first; a rotated token restarts the
+            // configured lifetime; a kept one keeps its expiry.
+            Some(d) => Some(after(now, d.min(lifetime::MAX))),
+            // A new token: its configured lifetime, or unknown; never the
+            // spent token's expiry.
+            None if rotated => policy.refresh_token_lifetime.map(|l| after(now, l)),
+            None => leased.refresh_token_expires_at,
+        };
         let credentials = NewCredentials {
             access_token_ciphertext: keyring.encrypt(
                 &leased.id,
@@ -45,21 +54,14 @@ impl Engine {
             key_id: keyring.primary_key_id().to_owned(),
             issued_at: now,
             expires_at: Some(expires_at),
-            // The platform's word first; a rotated token restarts the
-            // configured lifetime; a kept one keeps its expiry.
-            refresh_token_expires_at: match grant.refresh_token_expires_in {
-                Some(d) => Some(after(now, d.min(lifetime::MAX))),
-                // A new token: its configured lifetime, or unknown; never
-                // the spent token's expiry.
-                None if rotated => policy.refresh_token_lifetime.map(|l| after(now, l)),
-                None => leased.refresh_token_expires_at,
-            },
+            refresh_token_expires_at,
             missing_scopes: grant
                 .scopes
                 .as_ref()
                 .map(|granted| crate::scopes::missing(&policy.publish_scopes, granted)),
             granted_scopes: grant.scopes.clone(),
             next_attempt_at: Some(policy.plan(&leased.id, now, Some(expires_at)).at()),
+            dead_at: policy.dead_at(Some(expires_at), refresh.is_some(), refresh_token_expires_at),
             // Follows the row's key id, which moves to the primary key here.
             dpop_key_ciphertext: old.dpop.as_ref().map(|key| {
                 keyring.encrypt(

@@ -199,6 +199,11 @@ async fn register_once(
             .refresh_token_lifetime
             .map(|l| new.token_issued_at + crate::policy::delta(l))
     });
+    let dead_at = policy.dead_at(
+        new.token_expires_at,
+        new.refresh_token.is_some(),
+        refresh_token_expires_at,
+    );
 
     let account: AccountRow = sqlx::query_as(concat!(
         "WITH a AS (
@@ -240,10 +245,12 @@ async fn register_once(
              updated_at = now()
          RETURNING *),
          s AS (
-         INSERT INTO account_schedule (account_id, next_attempt_at)
-         SELECT id, $15 FROM a
+         INSERT INTO account_schedule (account_id, next_attempt_at, access_expires_at, dead_at)
+         SELECT id, $15, token_expires_at, $21 FROM a
          ON CONFLICT (account_id) DO UPDATE SET
              next_attempt_at = EXCLUDED.next_attempt_at,
+             access_expires_at = EXCLUDED.access_expires_at,
+             dead_at = EXCLUDED.dead_at,
              claim_id = NULL, claimed_at = NULL, claimed_by = NULL
          RETURNING *)
          SELECT a.*, ",
@@ -273,6 +280,7 @@ async fn register_once(
         &new.granted_scopes,
     ))
     .bind(dpop_key)
+    .bind(dead_at)
     .fetch_one(&mut *tx)
     .await?;
 
@@ -485,7 +493,8 @@ fn like_pattern(text: &str) -> String {
 }
 
 /// ACTIVE accounts whose access token expires within `within` (not yet
-/// refreshed: a refresh moves the expiry), soonest first.
+/// refreshed: a refresh moves the expiry), soonest first. Read from the
+/// schedule's copy of the expiry (migration 0013), in its index's order.
 pub async fn expiring_within(
     pool: &PgPool,
     within: std::time::Duration,
@@ -494,9 +503,10 @@ pub async fn expiring_within(
     sqlx::query_as(concat!(
         "SELECT a.*, ",
         schedule_columns!(),
-        " FROM social_accounts a LEFT JOIN account_schedule s ON s.account_id = a.id
-         WHERE status = 'ACTIVE' AND token_expires_at > now() AND token_expires_at <= now() + $1
-         ORDER BY token_expires_at LIMIT $2"
+        " FROM account_schedule s JOIN social_accounts a ON a.id = s.account_id
+         WHERE s.access_expires_at > now() AND s.access_expires_at <= now() + $1
+           AND a.status = 'ACTIVE'
+         ORDER BY s.access_expires_at LIMIT $2"
     ))
     .bind(within)
     .bind(limit)
@@ -507,7 +517,9 @@ pub async fn expiring_within(
 /// ACTIVE accounts whose refresh token ends within `within`, or whose
 /// access token does and that hold no refresh token: the candidates for a
 /// reconnect deadline (the view decides, knowing each platform's flow),
-/// soonest first.
+/// soonest first. Both are among the accounts whose credentials die by time
+/// within `within`: the schedule's `dead_at` index finds those (migration
+/// 0013), the account row decides.
 pub async fn reconnect_candidates(
     pool: &PgPool,
     within: std::time::Duration,
@@ -516,12 +528,15 @@ pub async fn reconnect_candidates(
     sqlx::query_as(concat!(
         "SELECT a.*, ",
         schedule_columns!(),
-        " FROM social_accounts a LEFT JOIN account_schedule s ON s.account_id = a.id
-         WHERE status = 'ACTIVE'
+        " FROM account_schedule s JOIN social_accounts a ON a.id = s.account_id
+         WHERE s.dead_at > now() AND s.dead_at <= now() + $1
+           AND status = 'ACTIVE'
            AND ((refresh_token_expires_at > now() AND refresh_token_expires_at <= now() + $1)
                 OR (refresh_token_expires_at IS NULL AND refresh_token_ciphertext IS NULL
                     AND token_expires_at > now() AND token_expires_at <= now() + $1))
-         ORDER BY COALESCE(refresh_token_expires_at, token_expires_at) LIMIT $2"
+         -- The death instant is the deadline in both cases: the index's
+         -- order, read until the limit.
+         ORDER BY s.dead_at LIMIT $2"
     ))
     .bind(within)
     .bind(limit)
@@ -562,7 +577,8 @@ pub async fn disconnect(
              RETURNING *),
          s AS (
              UPDATE account_schedule SET
-                 next_attempt_at = NULL, claim_id = NULL, claimed_at = NULL, claimed_by = NULL
+                 next_attempt_at = NULL, claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
+                 access_expires_at = NULL, dead_at = NULL
              WHERE account_id = $1
              RETURNING *)
          SELECT a.*, ",

@@ -52,6 +52,8 @@ pub struct BulkAccount {
     pub token_expires_at: Option<DateTime<Utc>>,
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the credentials die by time (`RefreshPolicy::dead_at`).
+    pub dead_at: Option<DateTime<Utc>>,
     /// None only for a DISCONNECTED account (its credentials were wiped).
     pub access_token_ciphertext: Option<Vec<u8>>,
     pub refresh_token_ciphertext: Option<Vec<u8>>,
@@ -130,6 +132,7 @@ pub async fn upsert(
     let expires: Vec<_> = batch.iter().map(|a| a.token_expires_at).collect();
     let refresh_expires: Vec<_> = batch.iter().map(|a| a.refresh_token_expires_at).collect();
     let next: Vec<_> = batch.iter().map(|a| a.next_attempt_at).collect();
+    let dead: Vec<_> = batch.iter().map(|a| a.dead_at).collect();
     let access: Vec<Option<&[u8]>> = batch
         .iter()
         .map(|a| a.access_token_ciphertext.as_deref())
@@ -225,12 +228,17 @@ pub async fn upsert(
              account_inactive_since = EXCLUDED.account_inactive_since,
              unrecognised_answer = false,
              updated_at = now()
-         RETURNING id, status)
-         INSERT INTO account_schedule (account_id, next_attempt_at)
-         SELECT a.id, CASE WHEN a.status = 'ACTIVE' THEN n.next END
-         FROM a JOIN unnest($1::text[], $18::timestamptz[]) AS n(id, next) ON n.id = a.id
+         RETURNING id, status, token_expires_at)
+         INSERT INTO account_schedule (account_id, next_attempt_at, access_expires_at, dead_at)
+         SELECT a.id, CASE WHEN a.status = 'ACTIVE' THEN n.next END,
+                CASE WHEN a.status = 'ACTIVE' THEN a.token_expires_at END,
+                CASE WHEN a.status = 'ACTIVE' THEN n.dead END
+         FROM a JOIN unnest($1::text[], $18::timestamptz[], $31::timestamptz[]) AS n(id, next, dead)
+              ON n.id = a.id
          ON CONFLICT (account_id) DO UPDATE SET
              next_attempt_at = EXCLUDED.next_attempt_at,
+             access_expires_at = EXCLUDED.access_expires_at,
+             dead_at = EXCLUDED.dead_at,
              claim_id = NULL, claimed_at = NULL, claimed_by = NULL",
     )
     .bind(&ids)
@@ -263,6 +271,7 @@ pub async fn upsert(
     .bind(&inactive)
     .bind(&inactive_since)
     .bind(key_id)
+    .bind(&dead)
     .execute(&mut *conn)
     .await?;
 

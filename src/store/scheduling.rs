@@ -179,6 +179,11 @@ pub async fn release_lost_claims(pool: &PgPool, older_than: Duration) -> Result<
 /// expiry passed, or the access token expired and nothing can renew it (no
 /// refresh token stored, or a platform that cannot refresh an expired
 /// token). Accounts with a refresh in flight are left to it.
+///
+/// Candidates come from the schedule's `dead_at` index (migration 0013);
+/// the account row decides. A candidate its row does not find dead (its
+/// `dead_at` was computed under another `refreshable_after_expiry`) gets
+/// `dead_at` recomputed here, so it cannot hold a place in every sweep.
 pub async fn sweep_expired(
     pool: &PgPool,
     not_refreshable_after_expiry: &[Provider],
@@ -189,31 +194,54 @@ pub async fn sweep_expired(
         .map(|p| p.as_str())
         .collect();
     let done = sqlx::query(
-        "WITH dead AS (
-             SELECT id,
+        "WITH candidate AS (
+             SELECT account_id FROM account_schedule
+             WHERE dead_at <= now()
+             ORDER BY dead_at
+             LIMIT $2),
+         judged AS (
+             SELECT id, dead_at,
+                    COALESCE(dead_at <= now(), false)
+                        AND (lease_owner IS NULL OR lease_until < now()) AS expire,
+                    -- Not ACTIVE: left planned by a writer that broke the
+                    -- schedule's rule (migration 0009); nothing to plan.
+                    NOT active AS inactive,
                     CASE WHEN refresh_token_expires_at <= now()
                            THEN 'the refresh token expired; the user must reconnect'
                          WHEN refresh_token_ciphertext IS NULL
                            THEN 'the access token expired and no refresh token is stored; the user must reconnect'
                          ELSE 'the access token expired and this platform cannot refresh an expired token; the user must reconnect'
                     END AS reason
-             FROM social_accounts
-             WHERE status = 'ACTIVE'
-               AND (lease_owner IS NULL OR lease_until < now())
-               AND (refresh_token_expires_at <= now()
-                    OR (token_expires_at <= now()
-                        AND (refresh_token_ciphertext IS NULL OR provider = ANY($1))))
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED),
+             FROM (SELECT id, lease_owner, lease_until, refresh_token_expires_at,
+                          refresh_token_ciphertext, status = 'ACTIVE' AS active,
+                          CASE WHEN status = 'ACTIVE' THEN
+                              LEAST(refresh_token_expires_at,
+                                    CASE WHEN refresh_token_ciphertext IS NULL OR provider = ANY($1)
+                                         THEN token_expires_at END)
+                          END AS dead_at
+                   FROM social_accounts
+                   -- A keyed lookup per candidate, never a join a generic
+                   -- plan could turn into a scan of the account table.
+                   WHERE id = ANY(ARRAY(SELECT account_id FROM candidate))
+                   ORDER BY id
+                   FOR UPDATE SKIP LOCKED) a),
          expired AS (
              UPDATE social_accounts a
-             SET status = 'TOKEN_EXPIRED', status_reason = dead.reason, updated_at = now()
-             FROM dead WHERE a.id = dead.id
-             RETURNING a.id, a.workspace_id, a.provider, dead.reason),
-         unplanned AS (
+             SET status = 'TOKEN_EXPIRED', status_reason = judged.reason, updated_at = now()
+             FROM judged WHERE a.id = judged.id AND judged.expire
+             RETURNING a.id, a.workspace_id, a.provider, judged.reason),
+         rescheduled AS (
              UPDATE account_schedule s
-             SET next_attempt_at = NULL, claim_id = NULL, claimed_at = NULL, claimed_by = NULL
-             FROM expired WHERE s.account_id = expired.id)
+             SET next_attempt_at = CASE WHEN j.expire OR j.inactive THEN NULL ELSE s.next_attempt_at END,
+                 claim_id = CASE WHEN j.expire OR j.inactive THEN NULL ELSE s.claim_id END,
+                 claimed_at = CASE WHEN j.expire OR j.inactive THEN NULL ELSE s.claimed_at END,
+                 claimed_by = CASE WHEN j.expire OR j.inactive THEN NULL ELSE s.claimed_by END,
+                 access_expires_at = CASE WHEN j.expire OR j.inactive THEN NULL
+                                          ELSE s.access_expires_at END,
+                 dead_at = CASE WHEN j.expire THEN NULL ELSE j.dead_at END
+             FROM judged j
+             -- Expired, or not dead at all: a candidate in flight is left.
+             WHERE s.account_id = j.id AND (j.expire OR j.dead_at IS NULL OR j.dead_at > now()))
          INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
          SELECT gen_random_uuid(), id, workspace_id, provider, 'ACTIVE', 'TOKEN_EXPIRED', reason FROM expired",
     )

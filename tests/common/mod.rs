@@ -150,6 +150,49 @@ pub fn settings_for(fake: &FakeOAuthServer) -> Settings {
     settings
 }
 
+/// Platforms whose access-token expiry is final under `settings`.
+fn expiry_final_providers(settings: &Settings) -> Vec<&'static str> {
+    Provider::ALL
+        .iter()
+        .filter(|p| !settings.providers.get(**p).refreshable_after_expiry)
+        .map(|p| p.as_str())
+        .collect()
+}
+
+/// Asserts that every account's schedule holds the copies of its expiries
+/// its row derives (migration 0013): what the expiry sweep and the
+/// console's lists find accounts by.
+pub async fn assert_expiry_copies(pool: &PgPool, settings: &Settings) {
+    let wrong: Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT a.id, s.access_expires_at, s.dead_at
+             FROM social_accounts a JOIN account_schedule s ON s.account_id = a.id
+             WHERE (s.access_expires_at, s.dead_at) IS DISTINCT FROM ({})",
+            derived_expiry_copies("$1")
+        )))
+        .bind(expiry_final_providers(settings))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert!(
+        wrong.is_empty(),
+        "schedule copies (account, access_expires_at, dead_at) differ from the rows: {wrong:?}"
+    );
+}
+
+/// What a writer stores in `account_schedule (access_expires_at, dead_at)`
+/// for account row `a`, parameter `final_providers` naming the platforms
+/// whose access-token expiry is final (`RefreshPolicy::dead_at`, in SQL).
+fn derived_expiry_copies(final_providers: &str) -> String {
+    format!(
+        "CASE WHEN a.status = 'ACTIVE' THEN a.token_expires_at END,
+         CASE WHEN a.status = 'ACTIVE' THEN
+             LEAST(a.refresh_token_expires_at,
+                   CASE WHEN a.refresh_token_ciphertext IS NULL OR a.provider = ANY({final_providers})
+                        THEN a.token_expires_at END) END"
+    )
+}
+
 /// One test's world: database schema, fake platform, keys and engine.
 pub struct TestEnv {
     pub db: TestDb,
@@ -223,7 +266,10 @@ impl TestEnv {
     }
 
     /// Puts an account into a state a test needs: runs
-    /// `UPDATE social_accounts SET {set} WHERE id = $1`.
+    /// `UPDATE social_accounts SET {set} WHERE id = $1`. The schedule's
+    /// copies of the row's expiries (migration 0013) are then derived as
+    /// the daemon's writers derive them, so the account reads as if a
+    /// writer had stored that state.
     pub async fn update_account(&self, id: &AccountId, set: &str) {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE social_accounts SET {set} WHERE id = $1"
@@ -232,6 +278,21 @@ impl TestEnv {
         .execute(self.pool())
         .await
         .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE account_schedule s SET (access_expires_at, dead_at) = ({})
+             FROM social_accounts a WHERE a.id = s.account_id AND a.id = $1",
+            derived_expiry_copies("$2")
+        )))
+        .bind(id.as_str())
+        .bind(expiry_final_providers(&self.settings))
+        .execute(self.pool())
+        .await
+        .unwrap();
+    }
+
+    /// `assert_expiry_copies` for this environment's accounts.
+    pub async fn assert_expiry_copies(&self) {
+        assert_expiry_copies(self.pool(), &self.settings).await;
     }
 
     /// Sets columns of the account's schedule row (`account_schedule`).

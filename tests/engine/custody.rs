@@ -40,6 +40,7 @@ async fn a_rotated_refresh_token_does_not_inherit_the_spent_tokens_expiry() {
     // X's refresh-token lifetime is unknown (unset): the new token's expiry
     // is unknown too, not the old one's.
     assert_eq!(env.row(&id).await.refresh_token_expires_at, None);
+    env.assert_expiry_copies().await;
 }
 
 /// A caller that goes away (an HTTP client that hangs up, a job timeout)
@@ -117,6 +118,7 @@ async fn a_panic_at_any_phase_ends_as_a_recorded_failure_with_the_lease_released
                 );
             }
         }
+        env.assert_expiry_copies().await;
     }
 }
 

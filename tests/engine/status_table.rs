@@ -22,6 +22,7 @@ async fn registration_sets_active_and_emits_one_event() {
         env.events(&id).await,
         vec![(None, "ACTIVE".into(), "connected".into())]
     );
+    env.assert_expiry_copies().await;
 }
 
 #[tokio::test]
@@ -57,6 +58,7 @@ async fn successful_refresh_rotates_and_persists_the_new_refresh_token() {
     let report = env.refresh(&id, Trigger::Scheduled).await;
     assert_eq!(report.outcome, Outcome::Refreshed);
     assert_eq!(env.fake.reuse_detected(), 0);
+    env.assert_expiry_copies().await;
 }
 
 #[tokio::test]
@@ -77,6 +79,7 @@ async fn invalid_grant_moves_to_token_expired_with_one_event() {
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].0.as_deref(), Some("ACTIVE"));
     assert_eq!(events[1].1, "TOKEN_EXPIRED");
+    env.assert_expiry_copies().await;
 }
 
 /// RFC 6749's `invalid_grant` covers "invalid, expired, revoked" alike: the
@@ -139,6 +142,7 @@ async fn expired_access_token_without_refresh_token_is_token_expired() {
         0,
         "nothing to call without a refresh token"
     );
+    env.assert_expiry_copies().await;
 }
 
 #[tokio::test]
@@ -178,6 +182,7 @@ async fn a_refresh_in_flight_never_brings_a_disconnected_account_back() {
     let _ = refresh.await.unwrap();
     assert_eq!(env.row(&id).await.status, AccountStatus::Disconnected);
     assert_eq!(env.events(&id).await.len(), 1, "no event back to ACTIVE");
+    env.assert_expiry_copies().await;
 }
 
 #[tokio::test]
@@ -216,6 +221,7 @@ async fn reconnect_after_expiry_returns_to_active_with_a_recovery_event() {
             "reconnected".into()
         )
     );
+    env.assert_expiry_copies().await;
 }
 
 #[tokio::test]
@@ -225,4 +231,5 @@ async fn forced_refresh_of_an_expired_account_that_succeeds_recovers_it() {
     let report = env.refresh(&id, Trigger::Forced).await;
     assert_eq!(report.status, AccountStatus::Active);
     assert_eq!(env.events(&id).await.last().unwrap().1, "ACTIVE");
+    env.assert_expiry_copies().await;
 }

@@ -35,6 +35,7 @@ async fn pinterest_refresh_rotates_persists_the_new_token_and_reads_its_lifetime
         vec![None, None],
         "not asked for"
     );
+    env.assert_expiry_copies().await;
 }
 
 #[tokio::test]

@@ -27,6 +27,7 @@ async fn tiktok_refresh_sends_client_key_rotates_and_reads_refresh_expires_in() 
         env.row(&id).await.refresh_token_expires_at,
         lifetime - 10..=lifetime,
     );
+    env.assert_expiry_copies().await;
 }
 
 #[tokio::test]

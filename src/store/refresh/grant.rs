@@ -10,25 +10,25 @@ use crate::domain::{AccountId, AccountStatus};
 use crate::store::attempts::NewAttempt;
 
 /// The input rows of a credentials write, one element per account in each
-/// of `$1..$12`, as `CredentialColumns::bind` binds them; read as
+/// of `$1..$13`, as `CredentialColumns::bind` binds them; read as
 /// `AS i(credentials_columns!())`.
 macro_rules! credentials_input {
     () => {
         "$1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::timestamptz[],
          $6::timestamptz[], $7::timestamptz[], $8::text[], $9::timestamptz[],
-         $10::timestamptz[], $11::text[], $12::bytea[]"
+         $10::timestamptz[], $11::text[], $12::bytea[], $13::timestamptz[]"
     };
 }
 
 macro_rules! credentials_columns {
     () => {
         "id, access, refresh, key_id, issued_at, expires_at, refresh_expires_at, granted,
-         next_attempt_at, attempted_at, missing, dpop"
+         next_attempt_at, attempted_at, missing, dpop, dead_at"
     };
 }
 
 /// The SET clause of a credentials write to `social_accounts a` from input
-/// row `i` (its schedule: `schedule_set!()`). Releases the lease when `$13`
+/// row `i` (its schedule: `schedule_set!()`). Releases the lease when `$14`
 /// (this process) holds it: new tokens may land after the lease expired and
 /// another process took it; that process's own result is then fenced by the
 /// credentials version.
@@ -57,17 +57,19 @@ macro_rules! credentials_set {
          interrupted_refresh_at = NULL,
          interrupted_refresh_cause = NULL,
          updated_at = now(),
-         lease_owner = CASE WHEN a.lease_owner = $13 THEN NULL ELSE a.lease_owner END,
-         lease_until = CASE WHEN a.lease_owner = $13 THEN NULL ELSE a.lease_until END,
-         lease_started_at = CASE WHEN a.lease_owner = $13 THEN NULL ELSE a.lease_started_at END"
+         lease_owner = CASE WHEN a.lease_owner = $14 THEN NULL ELSE a.lease_owner END,
+         lease_until = CASE WHEN a.lease_owner = $14 THEN NULL ELSE a.lease_until END,
+         lease_started_at = CASE WHEN a.lease_owner = $14 THEN NULL ELSE a.lease_started_at END"
     };
 }
 
 /// The schedule of an account whose credentials were written from input
-/// row `i`: it is ACTIVE, its next attempt is the new plan, its claim done.
+/// row `i`: it is ACTIVE, its next attempt is the new plan, its claim
+/// done, its copies of the expiries (migration 0013) the new ones.
 macro_rules! schedule_set {
     () => {
-        "next_attempt_at = i.next_attempt_at, claim_id = NULL, claimed_at = NULL, claimed_by = NULL"
+        "next_attempt_at = i.next_attempt_at, claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
+         access_expires_at = i.expires_at, dead_at = i.dead_at"
     };
 }
 
@@ -87,6 +89,7 @@ struct CredentialColumns<'a> {
     attempted_at: Vec<DateTime<Utc>>,
     missing: Vec<Option<String>>,
     dpop: Vec<Option<&'a [u8]>>,
+    dead_at: Vec<Option<DateTime<Utc>>>,
 }
 
 impl<'a> CredentialColumns<'a> {
@@ -128,10 +131,11 @@ impl<'a> CredentialColumns<'a> {
                 .iter()
                 .map(|(_, c, _)| c.dpop_key_ciphertext.as_deref())
                 .collect(),
+            dead_at: rows.iter().map(|(_, c, _)| c.dead_at).collect(),
         }
     }
 
-    /// Binds `$1..$12`.
+    /// Binds `$1..$13`.
     fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
         query
             .bind(&self.ids)
@@ -146,6 +150,7 @@ impl<'a> CredentialColumns<'a> {
             .bind(&self.attempted_at)
             .bind(&self.missing)
             .bind(&self.dpop)
+            .bind(&self.dead_at)
     }
 }
 
@@ -228,7 +233,7 @@ pub(super) async fn commit_refreshed_many(
         "WITH input AS (
              SELECT * FROM unnest(",
         credentials_input!(),
-        ", $14::int8[], $15::text[], $16::timestamptz[], $17::text[], $18::int4[], $19::uuid[])
+        ", $15::int8[], $16::text[], $17::timestamptz[], $18::text[], $19::int4[], $20::uuid[])
                  AS i(",
         credentials_columns!(),
         ", version, trigger, started_at, message, duration_ms, event_id)),

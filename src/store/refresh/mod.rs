@@ -43,6 +43,8 @@ pub struct NewCredentials {
     /// Recomputed with `granted_scopes`; None keeps the stored list.
     pub missing_scopes: Option<Vec<String>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When these credentials die by time (`RefreshPolicy::dead_at`).
+    pub dead_at: Option<DateTime<Utc>>,
     /// The account's DPoP key re-encrypted under `key_id` (it must follow
     /// the key id of the row); None where the account has none.
     pub dpop_key_ciphertext: Option<Vec<u8>>,

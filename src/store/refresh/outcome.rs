@@ -38,6 +38,8 @@ pub(super) async fn write_failure(
          UPDATE account_schedule s SET
              next_attempt_at = CASE WHEN a.status = 'ACTIVE'
                                     THEN COALESCE($6, s.next_attempt_at) END,
+             access_expires_at = CASE WHEN a.status = 'ACTIVE' THEN s.access_expires_at END,
+             dead_at = CASE WHEN a.status = 'ACTIVE' THEN s.dead_at END,
              claim_id = NULL, claimed_at = NULL, claimed_by = NULL
          FROM a WHERE s.account_id = a.id",
     )
