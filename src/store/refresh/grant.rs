@@ -63,9 +63,10 @@ macro_rules! credentials_set {
     };
 }
 
-/// The schedule of an account whose credentials were written from input
-/// row `i`: it is ACTIVE, its next attempt is the new plan, its claim
-/// done, its copies of the expiries (migration 0013) the new ones.
+/// The schedule of an account whose credentials were written from row `i`
+/// (carrying the input's `next_attempt_at`, `expires_at` and `dead_at`):
+/// it is ACTIVE, its next attempt is the new plan, its claim done, its
+/// copies of the expiries (migration 0013) the new ones.
 macro_rules! schedule_set {
     () => {
         "next_attempt_at = i.next_attempt_at, claim_id = NULL, claimed_at = NULL, claimed_by = NULL,
@@ -170,10 +171,11 @@ pub(super) async fn write_credentials(
         ")),
          upd AS (UPDATE social_accounts a SET ",
         credentials_set!(),
-        " FROM input i WHERE a.id = i.id RETURNING a.id)
+        " FROM input i WHERE a.id = i.id
+             RETURNING a.id, i.next_attempt_at, i.expires_at, i.dead_at)
          UPDATE account_schedule s SET ",
         schedule_set!(),
-        " FROM upd JOIN input i ON i.id = upd.id WHERE s.account_id = upd.id"
+        " FROM upd i WHERE s.account_id = i.id"
     ));
     columns.bind(query).bind(owner).execute(tx).await?;
     Ok(())
@@ -237,18 +239,25 @@ pub(super) async fn commit_refreshed_many(
                  AS i(",
         credentials_columns!(),
         ", version, trigger, started_at, message, duration_ms, event_id)),
+         -- Each account read by its key and locked, in one order (no
+         -- deadlock between batches), with the status it had before.
+         -- Every later step joins one row set to a table by its key: a
+         -- join of two row sets, both estimated small, becomes a nested
+         -- loop that rescans one per row of the other.
+         locked AS MATERIALIZED (
+             SELECT i.*, a.status AS prev_status
+             FROM input i JOIN social_accounts a ON a.id = i.id
+             ORDER BY a.id
+             FOR UPDATE OF a),
          upd AS (
              UPDATE social_accounts a SET ",
         credentials_set!(),
-        " FROM input i,
-                  -- Locked in one order (no deadlock between batches), and
-                  -- read before the update: the status the account had.
-                  (SELECT id, status FROM social_accounts WHERE id = ANY($1)
-                   ORDER BY id FOR UPDATE) prev
-             WHERE a.id = i.id AND prev.id = a.id AND a.credentials_version = i.version
+        " FROM locked i
+             WHERE a.id = i.id AND a.credentials_version = i.version
                AND a.status <> 'DISCONNECTED'
-             RETURNING a.id, prev.status, a.workspace_id, a.provider, i.trigger, i.started_at,
-                       i.attempted_at AS finished_at, i.message, i.duration_ms, i.event_id),
+             RETURNING a.id, i.prev_status AS status, a.workspace_id, a.provider, i.trigger,
+                       i.started_at, i.attempted_at AS finished_at, i.message, i.duration_ms,
+                       i.event_id, i.next_attempt_at, i.expires_at, i.dead_at),
          attempt AS (
              INSERT INTO refresh_attempts
                  (account_id, provider, trigger, started_at, finished_at, outcome, message, duration_ms)
@@ -261,7 +270,7 @@ pub(super) async fn commit_refreshed_many(
          schedule AS (
              UPDATE account_schedule s SET ",
         schedule_set!(),
-        " FROM upd JOIN input i ON i.id = upd.id WHERE s.account_id = upd.id)
+        " FROM upd i WHERE s.account_id = i.id)
          SELECT id, status FROM upd"
     ));
     let rows = columns
