@@ -44,7 +44,9 @@ pub async fn burst(
     stopped?;
     // The daemon's backends have handed over their counts as they exited.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let updates_after = fixture.row_updates(&mut *fixture.pool.acquire().await?).await?;
+    let updates_after = fixture
+        .row_updates(&mut *fixture.pool.acquire().await?)
+        .await?;
     burst.row_updates = updates_after.per_refresh(&updates_before, burst.refreshed);
     Ok(burst)
 }

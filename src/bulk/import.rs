@@ -513,7 +513,11 @@ impl Writer<'_> {
             token_expires_at: new.token_expires_at,
             refresh_token_expires_at,
             next_attempt_at,
-            dead_at: policy.dead_at(new.token_expires_at, refresh.is_some(), refresh_token_expires_at),
+            dead_at: policy.dead_at(
+                new.token_expires_at,
+                refresh.is_some(),
+                refresh_token_expires_at,
+            ),
             access_token_ciphertext: access,
             refresh_token_ciphertext: refresh,
             dpop_key_ciphertext: dpop,

@@ -61,7 +61,11 @@ impl Engine {
                 .map(|granted| crate::scopes::missing(&policy.publish_scopes, granted)),
             granted_scopes: grant.scopes.clone(),
             next_attempt_at: Some(policy.plan(&leased.id, now, Some(expires_at)).at()),
-            dead_at: policy.dead_at(Some(expires_at), refresh.is_some(), refresh_token_expires_at),
+            dead_at: policy.dead_at(
+                Some(expires_at),
+                refresh.is_some(),
+                refresh_token_expires_at,
+            ),
             // Follows the row's key id, which moves to the primary key here.
             dpop_key_ciphertext: old.dpop.as_ref().map(|key| {
                 keyring.encrypt(

@@ -21,6 +21,22 @@ use crate::config::DatabaseSettings;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The statements that read or write a batch of accounts, by name. Their
+/// plans must stay keyed lookups whatever the batch's size: a prepared
+/// statement settles on a generic plan that estimates every array at ten
+/// elements, and a nested loop that rescans one row set per row of another
+/// is quadratic in the batch (the plan-shape test checks these).
+pub fn batch_statements() -> [(&'static str, &'static str); 6] {
+    [
+        ("claim_due", scheduling::CLAIM_DUE),
+        ("release_claims", scheduling::RELEASE_CLAIMS),
+        ("release_lost_claims", scheduling::RELEASE_LOST_CLAIMS),
+        ("sweep_expired", scheduling::SWEEP_EXPIRED),
+        ("acquire_leases", refresh::ACQUIRE_LEASES),
+        ("commit_refreshed", refresh::COMMIT_REFRESHED),
+    ]
+}
+
 /// Connection options from the configured URL, optionally scoped to a schema
 /// (the demo and the tests each work in a schema of their own).
 pub fn connect_options(

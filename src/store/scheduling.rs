@@ -60,36 +60,12 @@ pub async fn claim_due(
     limit: i64,
     claim_timeout: Duration,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let rows: Vec<ClaimRow> = sqlx::query_as(
-        "WITH due AS (
-             SELECT account_id, next_attempt_at AS planned_at FROM account_schedule
-             WHERE next_attempt_at <= now()
-             ORDER BY next_attempt_at
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED),
-         -- Each claimed account read by its key (OFFSET 0 keeps the lookup
-         -- per row; as a join, a generic plan may scan the whole table).
-         due_account AS (
-             SELECT due.account_id, due.planned_at, a.*
-             FROM due CROSS JOIN LATERAL (
-                 SELECT provider, consecutive_failures, token_expires_at,
-                        status = 'ACTIVE' AS active
-                 FROM social_accounts WHERE id = due.account_id OFFSET 0) a)
-         UPDATE account_schedule s
-         SET claim_id = CASE WHEN active THEN gen_random_uuid() END,
-             claimed_at = CASE WHEN active THEN now() END,
-             claimed_by = CASE WHEN active THEN $1 END,
-             next_attempt_at = CASE WHEN active THEN now() + make_interval(secs => $3) END
-         FROM due_account d
-         WHERE s.account_id = d.account_id
-         RETURNING d.account_id, d.provider, s.claim_id, d.planned_at,
-                   d.consecutive_failures, d.token_expires_at",
-    )
-    .bind(owner)
-    .bind(limit)
-    .bind(claim_timeout.as_secs_f64())
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM_DUE)
+        .bind(owner)
+        .bind(limit)
+        .bind(claim_timeout.as_secs_f64())
+        .fetch_all(pool)
+        .await?;
     rows.into_iter()
         // An account that is no longer ACTIVE was left planned by a writer
         // that broke the schedule's rule: its plan is cleared, nothing queued.
@@ -120,6 +96,34 @@ pub async fn claim_due(
         .collect()
 }
 
+/// `claim_due`: `$1` owner, `$2` limit, `$3` claim timeout in seconds.
+pub(crate) const CLAIM_DUE: &str = "WITH due AS MATERIALIZED (
+             SELECT account_id, next_attempt_at AS planned_at FROM account_schedule
+             WHERE next_attempt_at <= now()
+             ORDER BY next_attempt_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED),
+         -- Each claimed account read by its key (OFFSET 0 keeps the lookup
+         -- per row; as a join, a generic plan may scan the whole table).
+         due_account AS (
+             SELECT due.account_id, due.planned_at, a.*
+             FROM due CROSS JOIN LATERAL (
+                 SELECT provider, consecutive_failures, token_expires_at,
+                        status = 'ACTIVE' AS active
+                 FROM social_accounts WHERE id = due.account_id OFFSET 0) a)
+         UPDATE account_schedule s
+         SET claim_id = CASE WHEN active THEN gen_random_uuid() END,
+             claimed_at = CASE WHEN active THEN now() END,
+             claimed_by = CASE WHEN active THEN $1 END,
+             next_attempt_at = CASE WHEN active THEN now() + make_interval(secs => $3) END
+         FROM due_account d
+         -- The rows to write found by key: joined on the id alone, a batch
+         -- estimated large is matched by reading the whole table into a hash.
+         WHERE s.account_id = ANY(ARRAY(SELECT account_id FROM due))
+           AND s.account_id = d.account_id
+         RETURNING d.account_id, d.provider, s.claim_id, d.planned_at,
+                   d.consecutive_failures, d.token_expires_at";
+
 /// Gives claims back when their jobs could not be queued; due at once again.
 /// `claims`: (account, claim) of each job.
 pub async fn release_claims(
@@ -128,23 +132,26 @@ pub async fn release_claims(
 ) -> Result<u64, sqlx::Error> {
     let ids: Vec<&str> = claims.iter().map(|(id, _)| id.as_str()).collect();
     let claim_ids: Vec<Uuid> = claims.iter().map(|(_, claim)| *claim).collect();
-    let done = sqlx::query(
-        "WITH locked AS (
-             SELECT id FROM social_accounts
-             WHERE id = ANY($1) AND status = 'ACTIVE'
-             ORDER BY id FOR UPDATE)
-         UPDATE account_schedule s
-         SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = now()
-         FROM unnest($1::text[], $2::uuid[]) AS c(account_id, claim_id)
-              JOIN locked ON locked.id = c.account_id
-         WHERE s.account_id = c.account_id AND s.claim_id = c.claim_id",
-    )
-    .bind(&ids)
-    .bind(&claim_ids)
-    .execute(pool)
-    .await?;
+    let done = sqlx::query(RELEASE_CLAIMS)
+        .bind(&ids)
+        .bind(&claim_ids)
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected())
 }
+
+/// `release_claims`: `$1` accounts, `$2` their claims.
+pub(crate) const RELEASE_CLAIMS: &str = "WITH locked AS MATERIALIZED (
+             SELECT c.account_id, c.claim_id
+             FROM unnest($1::text[], $2::uuid[]) AS c(account_id, claim_id)
+                  JOIN social_accounts a ON a.id = c.account_id
+             WHERE a.status = 'ACTIVE'
+             ORDER BY a.id
+             FOR UPDATE OF a)
+         UPDATE account_schedule s
+         SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = now()
+         FROM locked
+         WHERE s.account_id = locked.account_id AND s.claim_id = locked.claim_id";
 
 /// Hands back every claim whose job Redis lost (its data was emptied), so
 /// the next scan queues those accounts at once instead of after the claim
@@ -155,8 +162,15 @@ pub async fn release_claims(
 pub async fn release_lost_claims(pool: &PgPool, older_than: Duration) -> Result<u64, sqlx::Error> {
     // Each step is one keyed lookup of a list (`= ANY(ARRAY(…))`), never a
     // join whose plan could turn into a scan of the account table.
-    let done = sqlx::query(
-        "WITH stale AS (
+    let done = sqlx::query(RELEASE_LOST_CLAIMS)
+        .bind(older_than.as_secs_f64())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// `release_lost_claims`: `$1` the minimum age in seconds.
+pub(crate) const RELEASE_LOST_CLAIMS: &str = "WITH stale AS (
              SELECT account_id FROM account_schedule
              WHERE claim_id IS NOT NULL AND claimed_at <= now() - make_interval(secs => $1)),
          locked AS (
@@ -166,13 +180,7 @@ pub async fn release_lost_claims(pool: &PgPool, older_than: Duration) -> Result<
              ORDER BY id FOR UPDATE SKIP LOCKED)
          UPDATE account_schedule
          SET claim_id = NULL, claimed_at = NULL, claimed_by = NULL, next_attempt_at = now()
-         WHERE account_id = ANY(ARRAY(SELECT id FROM locked)) AND claim_id IS NOT NULL",
-    )
-    .bind(older_than.as_secs_f64())
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
+         WHERE account_id = ANY(ARRAY(SELECT id FROM locked)) AND claim_id IS NOT NULL";
 
 /// Moves ACTIVE accounts whose credentials are dead by time to TOKEN_EXPIRED,
 /// with one outbox event each, in one statement: the refresh token's own
@@ -193,8 +201,16 @@ pub async fn sweep_expired(
         .iter()
         .map(|p| p.as_str())
         .collect();
-    let done = sqlx::query(
-        "WITH candidate AS (
+    let done = sqlx::query(SWEEP_EXPIRED)
+        .bind(&providers)
+        .bind(limit)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// `sweep_expired`: `$1` platforms whose access-token expiry is final, `$2` limit.
+pub(crate) const SWEEP_EXPIRED: &str = "WITH candidate AS (
              SELECT account_id FROM account_schedule
              WHERE dead_at <= now()
              ORDER BY dead_at
@@ -243,14 +259,7 @@ pub async fn sweep_expired(
              -- Expired, or not dead at all: a candidate in flight is left.
              WHERE s.account_id = j.id AND (j.expire OR j.dead_at IS NULL OR j.dead_at > now()))
          INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
-         SELECT gen_random_uuid(), id, workspace_id, provider, 'ACTIVE', 'TOKEN_EXPIRED', reason FROM expired",
-    )
-    .bind(&providers)
-    .bind(limit)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
+         SELECT gen_random_uuid(), id, workspace_id, provider, 'ACTIVE', 'TOKEN_EXPIRED', reason FROM expired";
 
 /// Moves a claimed account's next attempt (its provider is paused) and gives
 /// the claim back; no status change, no failure counted.

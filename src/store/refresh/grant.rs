@@ -231,7 +231,33 @@ pub(super) async fn commit_refreshed_many(
         .collect();
     let event_ids: Vec<uuid::Uuid> = batch.iter().map(|_| uuid::Uuid::now_v7()).collect();
 
-    let query = sqlx::query(concat!(
+    let query = sqlx::query(COMMIT_REFRESHED);
+    let rows = columns
+        .bind(query)
+        .bind(owner)
+        .bind(&versions)
+        .bind(&triggers)
+        .bind(&started_at)
+        .bind(&messages)
+        .bind(&durations)
+        .bind(&event_ids)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            use sqlx::Row;
+            let status: String = row.try_get("status")?;
+            let status = status
+                .parse()
+                .map_err(|e: crate::domain::UnknownVariant| sqlx::Error::Decode(e.into()))?;
+            Ok((row.try_get("id")?, status))
+        })
+        .collect()
+}
+
+/// `commit_refreshed_many`: `$1..$13` the credentials input, `$14` this
+/// process (the lease owner), `$15..$20` each row's fence version and attempt.
+pub(crate) const COMMIT_REFRESHED: &str = concat!(
         "WITH input AS (
              SELECT * FROM unnest(",
         credentials_input!(),
@@ -272,26 +298,4 @@ pub(super) async fn commit_refreshed_many(
         schedule_set!(),
         " FROM upd i WHERE s.account_id = i.id)
          SELECT id, status FROM upd"
-    ));
-    let rows = columns
-        .bind(query)
-        .bind(owner)
-        .bind(&versions)
-        .bind(&triggers)
-        .bind(&started_at)
-        .bind(&messages)
-        .bind(&durations)
-        .bind(&event_ids)
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            use sqlx::Row;
-            let status: String = row.try_get("status")?;
-            let status = status
-                .parse()
-                .map_err(|e: crate::domain::UnknownVariant| sqlx::Error::Decode(e.into()))?;
-            Ok((row.try_get("id")?, status))
-        })
-        .collect()
-}
+);

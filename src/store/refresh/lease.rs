@@ -38,14 +38,29 @@ pub(super) async fn acquire_leases(
 ) -> Result<Vec<Leased>, sqlx::Error> {
     let ids: Vec<&str> = requests.iter().map(|(id, _)| id.as_str()).collect();
     let claims: Vec<Option<uuid::Uuid>> = requests.iter().map(|(_, claim)| *claim).collect();
-    // The account rows are locked in id order. The claim is read from the
-    // schedule row without a lock: every other writer of it holds the
-    // account row's lock first, and a claim taken meanwhile by a scheduler
-    // only makes its own job find the lease taken.
-    let rows = sqlx::query(concat!(
-        "WITH prev AS (SELECT a.id, a.lease_owner AS previous_owner
-                       FROM social_accounts a WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE),
-              input AS (SELECT * FROM unnest($1::text[], $4::uuid[]) AS i(id, claim))
+    let rows = sqlx::query(ACQUIRE_LEASES)
+        .bind(&ids)
+        .bind(owner)
+        .bind(lease_for.as_secs_f64())
+        .bind(&claims)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(Leased::from_row).collect()
+}
+
+/// `acquire_leases`: `$1` ids, `$2` owner, `$3` lease seconds, `$4` claims.
+/// The account rows are read by key and locked in id order, each with the
+/// lease it had. The claim is read from the schedule row without a lock:
+/// every other writer of it holds the account row's lock first, and a
+/// claim taken meanwhile by a scheduler only makes its own job find the
+/// lease taken.
+pub(crate) const ACQUIRE_LEASES: &str = concat!(
+    "WITH locked AS MATERIALIZED (
+             SELECT i.id, i.claim, a.lease_owner AS previous_owner
+             FROM unnest($1::text[], $4::uuid[]) AS i(id, claim)
+                  JOIN social_accounts a ON a.id = i.id
+             ORDER BY a.id
+             FOR UPDATE OF a)
          UPDATE social_accounts
          SET lease_owner = $2,
              lease_until = now() + make_interval(secs => $3),
@@ -56,24 +71,15 @@ pub(super) async fn acquire_leases(
              interrupted_refresh_cause = CASE WHEN lease_owner IS NOT NULL
                                               THEN 'ended without a result (its lease expired)'
                                               ELSE interrupted_refresh_cause END
-         FROM prev JOIN input ON input.id = prev.id
-              LEFT JOIN account_schedule s ON s.account_id = prev.id
-         WHERE social_accounts.id = prev.id
+         FROM locked LEFT JOIN account_schedule s ON s.account_id = locked.id
+         WHERE social_accounts.id = locked.id
            AND status <> 'DISCONNECTED'
            AND (lease_owner IS NULL OR lease_until < now())
-           AND (input.claim IS NULL OR (s.claim_id = input.claim AND status = 'ACTIVE'))
+           AND (locked.claim IS NULL OR (s.claim_id = locked.claim AND status = 'ACTIVE'))
          RETURNING social_accounts.*, ",
-        schedule_columns!(),
-        ", prev.previous_owner"
-    ))
-    .bind(&ids)
-    .bind(owner)
-    .bind(lease_for.as_secs_f64())
-    .bind(&claims)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(Leased::from_row).collect()
-}
+    schedule_columns!(),
+    ", locked.previous_owner"
+);
 
 /// A lease just taken, and the account as it then stood.
 pub struct Leased {

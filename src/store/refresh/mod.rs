@@ -20,7 +20,9 @@ use crate::store::accounts::AccountRow;
 use crate::store::attempts::{self, NewAttempt};
 use crate::store::events;
 
+pub(crate) use grant::COMMIT_REFRESHED;
 pub use group::{GroupCommit, GroupLease};
+pub(crate) use lease::ACQUIRE_LEASES;
 pub use lease::{Leased, acquire_lease, release_lease};
 pub use outcome::abandon;
 
