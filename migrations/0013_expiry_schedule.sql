@@ -12,10 +12,13 @@
 --     (`RefreshPolicy::dead_at`): the refresh token's expiry, or the access
 --     token's where nothing can renew an expired one.
 -- Every writer of credentials or status sets them in the statement that
--- writes the account. The backfill below uses the shipped platform defaults
--- for "refreshable after expiry"; a deployment that changed that setting
--- gets its accounts' `dead_at` recomputed as their credentials are next
--- written, and the sweep re-checks the account row before it acts.
+-- writes the account. `dead_at` depends on the setting
+-- `refreshable_after_expiry`; the backfill below uses the shipped platform
+-- defaults. Under another setting, or after the setting changes, the sweep
+-- re-checks each account row before it acts and puts right a `dead_at`
+-- that came too early; one that comes too late waits for the account's
+-- next credentials write (its next refresh), and meanwhile that refresh
+-- meets the platform's own refusal.
 ALTER TABLE account_schedule
     ADD COLUMN access_expires_at TIMESTAMPTZ,
     ADD COLUMN dead_at           TIMESTAMPTZ;

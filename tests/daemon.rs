@@ -290,19 +290,7 @@ async fn sweep_expires_accounts_whose_credentials_died_by_time() {
 
 /// An Instagram Login account whose access token expired an hour ago: dead.
 async fn register_dead_instagram(env: &TestEnv, tokens: &IssuedTokens) -> AccountId {
-    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::InstagramLogin));
-    let new = new_account(
-        Provider::InstagramLogin,
-        "ig",
-        tokens,
-        Utc::now() - TimeDelta::days(61),
-        Some(Utc::now() - TimeDelta::hours(1)),
-    );
-    accounts::register(env.pool(), &env.keyring, &policy, &new)
-        .await
-        .unwrap()
-        .account
-        .id
+    register_dead_instagram_as(env, tokens, "ig", TimeDelta::hours(1)).await
 }
 
 /// The sweep finds candidates by the schedule's `dead_at`; the account row
@@ -385,6 +373,89 @@ async fn a_dead_account_in_flight_is_swept_once_its_lease_expires() {
     tokenwarden::queue::purge(&env.settings, &queue)
         .await
         .unwrap();
+}
+
+/// Platforms whose access-token expiry is final, as the scheduler passes them.
+fn final_expiry(env: &TestEnv) -> Vec<Provider> {
+    Provider::ALL
+        .iter()
+        .copied()
+        .filter(|p| !env.settings.providers.get(*p).refreshable_after_expiry)
+        .collect()
+}
+
+/// An Instagram Login account whose access token expired `ago` ago.
+async fn register_dead_instagram_as(
+    env: &TestEnv,
+    tokens: &IssuedTokens,
+    external_id: &str,
+    ago: TimeDelta,
+) -> AccountId {
+    let policy = RefreshPolicy::from(env.settings.providers.get(Provider::InstagramLogin));
+    let new = new_account(
+        Provider::InstagramLogin,
+        external_id,
+        tokens,
+        Utc::now() - TimeDelta::days(61),
+        Some(Utc::now() - ago),
+    );
+    accounts::register(env.pool(), &env.keyring, &policy, &new)
+        .await
+        .unwrap()
+        .account
+        .id
+}
+
+/// A dead account left to its refresh in flight takes no place in the
+/// sweep's batch: the dead accounts behind it are swept.
+#[tokio::test]
+async fn a_dead_account_in_flight_holds_no_place_in_the_sweep() {
+    let env = TestEnv::with(tune).await;
+    let tokens = env.fake.issue(rotating());
+    let in_flight =
+        register_dead_instagram_as(&env, &tokens, "ig-leased", TimeDelta::hours(2)).await;
+    env.update_account(
+        &in_flight,
+        "lease_owner = 'elsewhere', lease_until = now() + interval '1 minute',
+         lease_started_at = now()",
+    )
+    .await;
+    let dead = register_dead_instagram_as(&env, &tokens, "ig-dead", TimeDelta::hours(1)).await;
+    let expired = tokenwarden::store::scheduling::sweep_expired(env.pool(), &final_expiry(&env), 1)
+        .await
+        .unwrap();
+    assert_eq!(env.row(&in_flight).await.status, AccountStatus::Active);
+    assert_eq!(
+        (expired, env.row(&dead).await.status),
+        (1, AccountStatus::TokenExpired),
+        "the dead account behind the one in flight was not swept"
+    );
+}
+
+/// Scheduler replicas sweeping at once divide the dead accounts: one whose
+/// first candidate another holds locked sweeps the next instead.
+#[tokio::test]
+async fn concurrent_sweeps_divide_the_dead_accounts() {
+    let env = TestEnv::with(tune).await;
+    let tokens = env.fake.issue(rotating());
+    let first = register_dead_instagram_as(&env, &tokens, "ig-first", TimeDelta::hours(2)).await;
+    let second = register_dead_instagram_as(&env, &tokens, "ig-second", TimeDelta::hours(1)).await;
+    // Another replica's sweep holds the first candidate's row lock.
+    let mut other = env.pool().begin().await.unwrap();
+    sqlx::query("SELECT id FROM social_accounts WHERE id = $1 FOR UPDATE")
+        .bind(first.as_str())
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let expired = tokenwarden::store::scheduling::sweep_expired(env.pool(), &final_expiry(&env), 1)
+        .await
+        .unwrap();
+    other.rollback().await.unwrap();
+    assert_eq!(
+        (expired, env.row(&second).await.status),
+        (1, AccountStatus::TokenExpired),
+        "a concurrent sweep expired nothing while another dead account waited"
+    );
 }
 
 #[tokio::test]

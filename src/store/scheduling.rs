@@ -103,24 +103,31 @@ pub(crate) const CLAIM_DUE: &str = "WITH due AS MATERIALIZED (
              ORDER BY next_attempt_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED),
+         -- The batch goes on as arrays, unnested: PostgreSQL estimates an
+         -- unnested array at ten rows, so each step below reaches its rows
+         -- by key. Estimated from the table's statistics instead, the batch
+         -- may look large (they were taken when most accounts were due),
+         -- and the join to the schedule then reads the whole table.
+         batch AS (
+             SELECT b.account_id, b.planned_at
+             FROM (SELECT array_agg(account_id) AS ids, array_agg(planned_at) AS planned
+                   FROM due) d,
+                  unnest(d.ids, d.planned) AS b(account_id, planned_at)),
          -- Each claimed account read by its key (OFFSET 0 keeps the lookup
          -- per row; as a join, a generic plan may scan the whole table).
          due_account AS (
-             SELECT due.account_id, due.planned_at, a.*
-             FROM due CROSS JOIN LATERAL (
+             SELECT batch.account_id, batch.planned_at, a.*
+             FROM batch CROSS JOIN LATERAL (
                  SELECT provider, consecutive_failures, token_expires_at,
                         status = 'ACTIVE' AS active
-                 FROM social_accounts WHERE id = due.account_id OFFSET 0) a)
+                 FROM social_accounts WHERE id = batch.account_id OFFSET 0) a)
          UPDATE account_schedule s
          SET claim_id = CASE WHEN active THEN gen_random_uuid() END,
              claimed_at = CASE WHEN active THEN now() END,
              claimed_by = CASE WHEN active THEN $1 END,
              next_attempt_at = CASE WHEN active THEN now() + make_interval(secs => $3) END
          FROM due_account d
-         -- The rows to write found by key: joined on the id alone, a batch
-         -- estimated large is matched by reading the whole table into a hash.
-         WHERE s.account_id = ANY(ARRAY(SELECT account_id FROM due))
-           AND s.account_id = d.account_id
+         WHERE s.account_id = d.account_id
          RETURNING d.account_id, d.provider, s.claim_id, d.planned_at,
                    d.consecutive_failures, d.token_expires_at";
 
@@ -210,42 +217,58 @@ pub async fn sweep_expired(
 }
 
 /// `sweep_expired`: `$1` platforms whose access-token expiry is final, `$2` limit.
-pub(crate) const SWEEP_EXPIRED: &str = "WITH candidate AS (
-             SELECT account_id FROM account_schedule
-             WHERE dead_at <= now()
-             ORDER BY dead_at
+pub(crate) const SWEEP_EXPIRED: &str = "WITH judged AS MATERIALIZED (
+             SELECT j.*
+             FROM (SELECT account_id FROM account_schedule
+                   WHERE dead_at <= now()
+                   ORDER BY dead_at) candidate
+             -- Each candidate's account read by its key and locked, one at a
+             -- time in the candidates' order until the batch is full: rows
+             -- another sweep or a writer holds are passed over, and so is a
+             -- dead account with a refresh in flight (left to that refresh),
+             -- so neither takes a place in the batch.
+             CROSS JOIN LATERAL (
+                 SELECT id, dead_at,
+                        COALESCE(dead_at <= now(), false) AND free AS expire,
+                        -- Not ACTIVE: left planned by a writer that broke the
+                        -- schedule's rule (migration 0009); nothing to plan.
+                        NOT active AS inactive,
+                        CASE WHEN refresh_token_expires_at <= now()
+                               THEN 'the refresh token expired; the user must reconnect'
+                             WHEN refresh_token_ciphertext IS NULL
+                               THEN 'the access token expired and no refresh token is stored; the user must reconnect'
+                             ELSE 'the access token expired and this platform cannot refresh an expired token; the user must reconnect'
+                        END AS reason
+                 FROM (SELECT id, refresh_token_expires_at, refresh_token_ciphertext,
+                              status = 'ACTIVE' AS active,
+                              lease_owner IS NULL OR lease_until < now() AS free,
+                              CASE WHEN status = 'ACTIVE' THEN
+                                  LEAST(refresh_token_expires_at,
+                                        CASE WHEN refresh_token_ciphertext IS NULL OR provider = ANY($1)
+                                             THEN token_expires_at END)
+                              END AS dead_at
+                       FROM social_accounts
+                       WHERE id = candidate.account_id
+                       FOR UPDATE SKIP LOCKED) account
+                 WHERE free OR NOT COALESCE(dead_at <= now(), false)
+                 OFFSET 0) j
              LIMIT $2),
-         judged AS (
-             SELECT id, dead_at,
-                    COALESCE(dead_at <= now(), false)
-                        AND (lease_owner IS NULL OR lease_until < now()) AS expire,
-                    -- Not ACTIVE: left planned by a writer that broke the
-                    -- schedule's rule (migration 0009); nothing to plan.
-                    NOT active AS inactive,
-                    CASE WHEN refresh_token_expires_at <= now()
-                           THEN 'the refresh token expired; the user must reconnect'
-                         WHEN refresh_token_ciphertext IS NULL
-                           THEN 'the access token expired and no refresh token is stored; the user must reconnect'
-                         ELSE 'the access token expired and this platform cannot refresh an expired token; the user must reconnect'
-                    END AS reason
-             FROM (SELECT id, lease_owner, lease_until, refresh_token_expires_at,
-                          refresh_token_ciphertext, status = 'ACTIVE' AS active,
-                          CASE WHEN status = 'ACTIVE' THEN
-                              LEAST(refresh_token_expires_at,
-                                    CASE WHEN refresh_token_ciphertext IS NULL OR provider = ANY($1)
-                                         THEN token_expires_at END)
-                          END AS dead_at
-                   FROM social_accounts
-                   -- A keyed lookup per candidate, never a join a generic
-                   -- plan could turn into a scan of the account table.
-                   WHERE id = ANY(ARRAY(SELECT account_id FROM candidate))
-                   ORDER BY id
-                   FOR UPDATE SKIP LOCKED) a),
+         -- The batch as arrays, unnested, so the writes below reach their
+         -- rows by key (see `CLAIM_DUE`).
+         batch AS (
+             SELECT b.*
+             FROM (SELECT array_agg(id) AS ids, array_agg(dead_at) AS deads,
+                          array_agg(expire) AS expires, array_agg(inactive) AS inactives,
+                          array_agg(reason) AS reasons
+                   FROM judged) j,
+                  unnest(j.ids, j.deads, j.expires, j.inactives, j.reasons)
+                      AS b(id, dead_at, expire, inactive, reason)),
          expired AS (
              UPDATE social_accounts a
-             SET status = 'TOKEN_EXPIRED', status_reason = judged.reason, updated_at = now()
-             FROM judged WHERE a.id = judged.id AND judged.expire
-             RETURNING a.id, a.workspace_id, a.provider, judged.reason),
+             SET status = 'TOKEN_EXPIRED', status_reason = batch.reason, updated_at = now()
+             FROM batch
+             WHERE a.id = batch.id AND batch.expire
+             RETURNING a.id, a.workspace_id, a.provider, batch.reason),
          rescheduled AS (
              UPDATE account_schedule s
              SET next_attempt_at = CASE WHEN j.expire OR j.inactive THEN NULL ELSE s.next_attempt_at END,
@@ -255,8 +278,8 @@ pub(crate) const SWEEP_EXPIRED: &str = "WITH candidate AS (
                  access_expires_at = CASE WHEN j.expire OR j.inactive THEN NULL
                                           ELSE s.access_expires_at END,
                  dead_at = CASE WHEN j.expire THEN NULL ELSE j.dead_at END
-             FROM judged j
-             -- Expired, or not dead at all: a candidate in flight is left.
+             FROM batch j
+             -- Expired, or not dead at all (its dead_at put right).
              WHERE s.account_id = j.id AND (j.expire OR j.dead_at IS NULL OR j.dead_at > now()))
          INSERT INTO account_events (event_id, account_id, workspace_id, provider, from_status, to_status, reason)
          SELECT gen_random_uuid(), id, workspace_id, provider, 'ACTIVE', 'TOKEN_EXPIRED', reason FROM expired";

@@ -163,17 +163,17 @@ fn expiry_final_providers(settings: &Settings) -> Vec<&'static str> {
 /// its row derives (migration 0013): what the expiry sweep and the
 /// console's lists find accounts by.
 pub async fn assert_expiry_copies(pool: &PgPool, settings: &Settings) {
-    let wrong: Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT a.id, s.access_expires_at, s.dead_at
+    type Copies = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let wrong: Vec<Copies> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT a.id, s.access_expires_at, s.dead_at
              FROM social_accounts a JOIN account_schedule s ON s.account_id = a.id
              WHERE (s.access_expires_at, s.dead_at) IS DISTINCT FROM ({})",
-            derived_expiry_copies("$1")
-        )))
-        .bind(expiry_final_providers(settings))
-        .fetch_all(pool)
-        .await
-        .unwrap();
+        derived_expiry_copies("$1")
+    )))
+    .bind(expiry_final_providers(settings))
+    .fetch_all(pool)
+    .await
+    .unwrap();
     assert!(
         wrong.is_empty(),
         "schedule copies (account, access_expires_at, dead_at) differ from the rows: {wrong:?}"
