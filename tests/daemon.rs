@@ -406,6 +406,14 @@ async fn register_dead_instagram_as(
         .id
 }
 
+/// One sweep with room for one account, as the scheduler runs it: how many
+/// it expired.
+async fn sweep_one(env: &TestEnv) -> u64 {
+    tokenwarden::store::scheduling::sweep_expired(env.pool(), &final_expiry(env), 1)
+        .await
+        .unwrap()
+}
+
 /// A dead account left to its refresh in flight takes no place in the
 /// sweep's batch: the dead accounts behind it are swept.
 #[tokio::test]
@@ -421,9 +429,7 @@ async fn a_dead_account_in_flight_holds_no_place_in_the_sweep() {
     )
     .await;
     let dead = register_dead_instagram_as(&env, &tokens, "ig-dead", TimeDelta::hours(1)).await;
-    let expired = tokenwarden::store::scheduling::sweep_expired(env.pool(), &final_expiry(&env), 1)
-        .await
-        .unwrap();
+    let expired = sweep_one(&env).await;
     assert_eq!(env.row(&in_flight).await.status, AccountStatus::Active);
     assert_eq!(
         (expired, env.row(&dead).await.status),
@@ -447,9 +453,7 @@ async fn concurrent_sweeps_divide_the_dead_accounts() {
         .execute(&mut *other)
         .await
         .unwrap();
-    let expired = tokenwarden::store::scheduling::sweep_expired(env.pool(), &final_expiry(&env), 1)
-        .await
-        .unwrap();
+    let expired = sweep_one(&env).await;
     other.rollback().await.unwrap();
     assert_eq!(
         (expired, env.row(&second).await.status),
