@@ -28,7 +28,12 @@ const NOT_PER_ROW: &[&str] = &[
 ];
 
 /// Tables whose size grows with the accounts.
-const LARGE: &[&str] = &["social_accounts", "account_schedule", "refresh_attempts"];
+const LARGE: &[&str] = &[
+    "social_accounts",
+    "account_schedule",
+    "refresh_attempts",
+    "account_events",
+];
 
 /// Partial indexes of those tables that hold a bounded set: the outstanding
 /// claims (at most `scheduler.max_outstanding`). Reading one whole is not
@@ -47,9 +52,28 @@ fn single_row(node: &Value) -> bool {
     }
 }
 
-/// What is wrong with the plan below `node`; `per_row`: `node` runs once
-/// per row of an enclosing nested loop.
-fn faults(node: &Value, per_row: bool, found: &mut Vec<String>) {
+/// How often a node runs and how much of it is read.
+#[derive(Clone, Copy)]
+struct Reach {
+    /// Once per row of an enclosing nested loop (or correlated subquery).
+    per_row: bool,
+    /// Below a LIMIT, which stops reading when the batch is full.
+    limited: bool,
+}
+
+/// The large table a scan node reads, if any (a bitmap index scan names
+/// only its index, which is named after its table).
+fn large_table(node: &Value) -> Option<&'static str> {
+    let relation = node["Relation Name"].as_str();
+    let index = node["Index Name"].as_str().unwrap_or_default();
+    LARGE
+        .iter()
+        .copied()
+        .find(|table| relation == Some(*table) || (relation.is_none() && index.starts_with(table)))
+}
+
+/// What is wrong with the plan below `node`.
+fn faults(node: &Value, reach: Reach, found: &mut Vec<String>) {
     let kind = node["Node Type"].as_str().unwrap_or_default();
     let relation = node["Relation Name"].as_str().unwrap_or_default();
     let what = match relation {
@@ -57,19 +81,31 @@ fn faults(node: &Value, per_row: bool, found: &mut Vec<String>) {
         _ => format!("{kind} on {relation}"),
     };
     let index = node["Index Name"].as_str().unwrap_or_default();
-    let unkeyed_index_scan =
-        kind.starts_with("Index") && node["Index Cond"].is_null() && !BOUNDED.contains(&index);
-    if LARGE.contains(&relation) && (kind == "Seq Scan" || unkeyed_index_scan) {
-        found.push(format!("reads all of {relation}"));
+    let index_scan = kind.starts_with("Index") || kind == "Bitmap Index Scan";
+    let condition = node["Index Cond"].as_str();
+    if let Some(table) = large_table(node).filter(|_| !BOUNDED.contains(&index)) {
+        if kind == "Seq Scan" || (index_scan && condition.is_none()) {
+            found.push(format!("reads all of {table}"));
+        }
+        // A key is an equality; anything else reads a range of the table.
+        let range = index_scan && condition.is_some_and(|c| !c.contains(" = "));
+        if range && reach.per_row {
+            found.push(format!(
+                "reads a range of {table} once per row of a nested loop"
+            ));
+        }
+        if range && !reach.per_row && !reach.limited {
+            found.push(format!(
+                "reads an open-ended range of {table} under no limit"
+            ));
+        }
     }
-    if per_row && NOT_PER_ROW.contains(&kind) {
+    if reach.per_row && NOT_PER_ROW.contains(&kind) {
         found.push(format!("{what} runs once per row of a nested loop"));
     }
     // A lookup of the whole batch's keys, run once per row of the batch.
-    let condition = node["Index Cond"]
-        .as_str()
-        .or(node["Recheck Cond"].as_str());
-    if per_row && condition.is_some_and(|c| c.contains("ANY (")) {
+    let lookup = condition.or(node["Recheck Cond"].as_str());
+    if reach.per_row && lookup.is_some_and(|c| c.contains("ANY (")) {
         found.push(format!(
             "{what} looks up every key of the batch once per row of a nested loop"
         ));
@@ -82,16 +118,31 @@ fn faults(node: &Value, per_row: bool, found: &mut Vec<String>) {
     let loops_once = kind == "Nested Loop" && children.first().is_some_and(single_row);
     for child in children {
         let relationship = child["Parent Relationship"].as_str().unwrap_or_default();
-        let child_per_row = match relationship {
+        let per_row = match relationship {
             // Run once for the statement.
             "InitPlan" => false,
             // A correlated subquery runs once per row of its node.
             "SubPlan" => true,
-            "Inner" if kind == "Nested Loop" => per_row || !loops_once,
-            _ => per_row,
+            "Inner" if kind == "Nested Loop" => reach.per_row || !loops_once,
+            _ => reach.per_row,
         };
-        faults(child, child_per_row, found);
+        let limited = match relationship {
+            "InitPlan" | "SubPlan" => kind == "Limit",
+            _ => reach.limited || kind == "Limit",
+        };
+        faults(child, Reach { per_row, limited }, found);
     }
+}
+
+/// `faults` of a whole plan.
+fn plan_faults(plan: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    let top = Reach {
+        per_row: false,
+        limited: false,
+    };
+    faults(&plan[0]["Plan"], top, &mut found);
+    found
 }
 
 /// The highest `$n` in `sql`.
@@ -137,8 +188,7 @@ async fn assert_keyed_plans(env: &TestEnv, statistics: &str) {
     let mut wrong = Vec::new();
     for (name, sql) in tokenwarden::store::batch_statements() {
         let plan = generic_plan(&mut conn, sql).await;
-        let mut found = Vec::new();
-        faults(&plan[0]["Plan"], false, &mut found);
+        let found = plan_faults(&plan);
         if !found.is_empty() {
             wrong.push(format!("{name}: {found:?}\n{plan:#}"));
         }
@@ -223,10 +273,8 @@ fn a_locking_subquery_rescanned_per_row_is_found() {
             ]}
         ]
     });
-    let mut found = Vec::new();
-    faults(&plan, false, &mut found);
     assert_eq!(
-        found,
+        plan_faults(&serde_json::json!([{ "Plan": plan }])),
         vec![
             "Index Scan on social_accounts looks up every key of the batch once per row of a nested loop"
         ]
@@ -239,22 +287,12 @@ fn a_locking_subquery_rescanned_per_row_is_found() {
 /// (a CTE) for each row it updates, and the check finds it.
 #[tokio::test]
 async fn a_subplan_rescanning_the_batch_per_row_is_found() {
-    let env = TestEnv::new().await;
-    add_accounts(&env, 1, 2_000).await;
-    analyze(&env).await;
-    let mut conn = env.pool().acquire().await.unwrap();
-    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
     let quadratic = "WITH input AS MATERIALIZED (
              SELECT * FROM unnest($1::text[], $2::uuid[]) AS i(id, claim))
          UPDATE account_schedule s SET claim_id = NULL
          WHERE s.account_id = ANY(ARRAY(SELECT id FROM input))
            AND s.claim_id = (SELECT claim FROM input i WHERE i.id = s.account_id LIMIT 1)";
-    let plan = generic_plan(&mut conn, quadratic).await;
-    let mut found = Vec::new();
-    faults(&plan[0]["Plan"], false, &mut found);
+    let (found, plan) = faults_of(quadratic).await;
     assert!(
         !found.is_empty(),
         "a CTE Scan of the batch per updated row passed the check:\n{plan:#}"
@@ -275,7 +313,55 @@ fn a_full_index_scan_of_the_account_table_is_found() {
              "Index Name": "social_accounts_pkey", "Parent Relationship": "Inner"}
         ]
     });
-    let mut found = Vec::new();
-    faults(&plan, false, &mut found);
-    assert_eq!(found, vec!["reads all of social_accounts"]);
+    assert_eq!(
+        plan_faults(&serde_json::json!([{ "Plan": plan }])),
+        vec!["reads all of social_accounts"]
+    );
+}
+
+/// The faults the check finds in the generic plan of `sql`, on 2,000
+/// accounts with fresh statistics.
+async fn faults_of(sql: &str) -> (Vec<String>, Value) {
+    let env = TestEnv::new().await;
+    add_accounts(&env, 1, 2_000).await;
+    analyze(&env).await;
+    let mut conn = env.pool().acquire().await.unwrap();
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan = generic_plan(&mut conn, sql).await;
+    (plan_faults(&plan), plan)
+}
+
+/// A range scan of an account table run once per row of the batch reads a
+/// share of the table per row (here an estimated ninth of the schedule per
+/// row): the batch costs its size times the table's. Its inner side has an
+/// index condition, but not a key: the check must not take any index
+/// condition for a keyed lookup.
+#[tokio::test]
+async fn a_range_scan_per_row_of_the_batch_is_found() {
+    let per_row_range = "UPDATE account_schedule s SET claim_id = NULL
+         FROM unnest($1::timestamptz[], $2::timestamptz[]) AS i(lo, hi)
+         WHERE s.dead_at >= i.lo AND s.dead_at < i.hi";
+    let (found, plan) = faults_of(per_row_range).await;
+    assert!(
+        !found.is_empty(),
+        "an index range scan of account_schedule per row of the batch passed the check:\n{plan:#}"
+    );
+}
+
+/// An open-ended range of an account table's index, outside any loop and
+/// under no limit, reads as much of the table as the range covers (all of
+/// it, once every account is past the bound): a whole-table read that has
+/// an index condition.
+#[tokio::test]
+async fn an_unbounded_range_scan_of_an_account_table_is_found() {
+    let unbounded = "UPDATE account_schedule SET dead_at = NULL
+         WHERE dead_at <= now() + make_interval(secs => $1)";
+    let (found, plan) = faults_of(unbounded).await;
+    assert!(
+        !found.is_empty(),
+        "an unbounded range scan of account_schedule passed the check:\n{plan:#}"
+    );
 }
