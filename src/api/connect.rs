@@ -118,6 +118,19 @@ pub struct CallbackQuery {
     error_description: Option<String>,
 }
 
+impl CallbackQuery {
+    /// The flow's state, and the platform's answer for the connect service.
+    pub fn into_parts(self) -> (Option<String>, Callback) {
+        let callback = Callback {
+            code: self.code.map(SecretString::from),
+            error: self.error,
+            error_description: self.error_description,
+            issuer: self.iss,
+        };
+        (self.state, callback)
+    }
+}
+
 #[utoipa::path(get, path = "/v1/connect/callback", tag = "connect",
     params(CallbackQuery),
     responses(
@@ -129,22 +142,11 @@ pub async fn callback(
     State(state): State<ApiState>,
     Params(query): Params<CallbackQuery>,
 ) -> Result<Response, ApiError> {
-    let Some(flow_state) = query.state.clone() else {
+    let (flow_state, callback) = query.into_parts();
+    let Some(flow_state) = flow_state else {
         return Err(connect_error(ConnectError::state_unknown()));
     };
-    let finished = state
-        .inner
-        .connect
-        .finish(
-            &flow_state,
-            Callback {
-                code: query.code.map(SecretString::from),
-                error: query.error,
-                error_description: query.error_description,
-                issuer: query.iss,
-            },
-        )
-        .await;
+    let finished = state.inner.connect.finish(&flow_state, callback).await;
     match finished {
         Ok(Finished::Connected {
             accounts,

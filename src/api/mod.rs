@@ -35,6 +35,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 pub use accounts::{ForcedRefresh, forced_refresh};
+pub use connect::CallbackQuery;
 pub use error::ApiError;
 pub use params::{decode_list_cursor, encode_list_cursor};
 

@@ -12,13 +12,13 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
-use secrecy::SecretString;
 use tokio::sync::mpsc;
 use url::Url;
 
+use tokenwarden::api::CallbackQuery;
 use tokenwarden::app::App;
 use tokenwarden::config::Settings;
-use tokenwarden::connect::{Callback, ConnectService, Failed, Finished, Landed, StartRequest};
+use tokenwarden::connect::{ConnectService, Failed, Finished, Landed, StartRequest};
 use tokenwarden::domain::Provider;
 
 #[derive(clap::Args, Debug)]
@@ -145,33 +145,15 @@ pub(super) async fn run(mut settings: Settings, args: ConnectArgs) -> anyhow::Re
 
 type CallbackState = (ConnectService, mpsc::Sender<Result<Finished, Failed>>);
 
-#[derive(serde::Deserialize)]
-struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    iss: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
 async fn callback(
     State((service, tx)): State<CallbackState>,
     Query(query): Query<CallbackQuery>,
 ) -> axum::response::Response {
-    let Some(state) = query.state else {
+    let (state, callback) = query.into_parts();
+    let Some(state) = state else {
         return (axum::http::StatusCode::BAD_REQUEST, "state is missing").into_response();
     };
-    let finished = service
-        .finish(
-            &state,
-            Callback {
-                code: query.code.map(SecretString::from),
-                error: query.error,
-                error_description: query.error_description,
-                issuer: query.iss,
-            },
-        )
-        .await;
+    let finished = service.finish(&state, callback).await;
     let page = match &finished {
         Ok(Finished::Connected { .. }) => "tokenwarden: connected; you can close this window.",
         Ok(Finished::ChoiceRequired { .. }) => "tokenwarden: choose the accounts in the terminal.",
