@@ -5,18 +5,13 @@
 //! test binary of its own: it installs the global subscriber.
 
 mod common;
-// Shared with the connect tests; not every helper is used here.
-#[allow(dead_code)]
 #[path = "connect/support.rs"]
 mod support;
 
 use common::capture::Capture;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokenwarden::config::Flow;
 use tokenwarden::crypto::Field;
 use tokenwarden::domain::{Outcome, Provider, Trigger};
@@ -24,19 +19,7 @@ use tokenwarden::providers::DpopKey;
 use tokenwarden_fakes::{FakeBluesky, ScriptedResponse};
 use url::Url;
 
-use support::{Connect, RETURN_URL, query};
-
-/// Every 43-character base64url word in `text` whose S256 is one of the
-/// challenges: a leaked PKCE verifier.
-fn verifiers_in(text: &str, challenges: &[String]) -> Vec<String> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .filter(|word| word.len() == 43)
-        .filter(|word| {
-            challenges.contains(&URL_SAFE_NO_PAD.encode(Sha256::digest(word.as_bytes())))
-        })
-        .map(str::to_owned)
-        .collect()
-}
+use support::{Connect, RETURN_URL, query, verifiers_in};
 
 #[tokio::test]
 async fn no_code_verifier_token_or_dpop_key_leaks_from_the_bluesky_flow() {
@@ -84,10 +67,7 @@ async fn no_code_verifier_token_or_dpop_key_leaks_from_the_bluesky_flow() {
     seen.push(format!("{report:?}"));
 
     // 2. The server refuses the code, echoing it.
-    let started = connect.begin(body.clone()).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(body.clone()).await;
     let code = query(&back, "code").unwrap();
     fake.script_next(ScriptedResponse::json(
         400,
@@ -104,10 +84,7 @@ async fn no_code_verifier_token_or_dpop_key_leaks_from_the_bluesky_flow() {
 
     // 3. The same through the API tier's exchange, then one that succeeds.
     for scripted in [true, false] {
-        let started = connect.begin(body.clone()).await;
-        let back = connect
-            .browse(started["authorization_url"].as_str().unwrap())
-            .await;
+        let (_, back) = connect.consent(body.clone()).await;
         let code = query(&back, "code").unwrap();
         if scripted {
             fake.script_next(ScriptedResponse::json(

@@ -4,8 +4,6 @@
 //! echoes them. A test binary of its own: it installs the global subscriber.
 
 mod common;
-// Shared with the connect tests; not every helper is used here.
-#[allow(dead_code)]
 #[path = "connect/support.rs"]
 mod support;
 
@@ -13,29 +11,14 @@ use common::capture::Capture;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokenwarden::config::{ClientAuth, Flow};
 use tokenwarden::domain::Provider;
 use tokenwarden_fakes::{FakeMastodon, FakeX, ScriptedResponse};
 
 use common::CLIENT_ID;
-use support::{Connect, RETURN_URL, query};
+use support::{Connect, RETURN_URL, query, verifiers_in};
 
 const CANARY_SECRET: &str = "canary-x-client-secret-3f2e1d0c";
-
-/// Every 43-character base64url word in `text` whose S256 is one of the
-/// challenges: a leaked PKCE verifier.
-fn verifiers_in(text: &str, challenges: &[String]) -> Vec<String> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .filter(|word| word.len() == 43)
-        .filter(|word| {
-            let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(Sha256::digest(word.as_bytes()));
-            challenges.contains(&hash)
-        })
-        .map(str::to_owned)
-        .collect()
-}
 
 #[tokio::test]
 async fn no_code_verifier_token_or_client_secret_leaks_from_the_connect_flow() {

@@ -10,7 +10,6 @@
 
 #[path = "common/mod.rs"]
 mod common;
-#[allow(dead_code)]
 #[path = "connect/support.rs"]
 mod support;
 

@@ -183,10 +183,7 @@ async fn the_client_metadata_is_served_without_an_api_key() {
 #[tokio::test]
 async fn a_new_nonce_at_the_token_endpoint_costs_one_retry() {
     let (connect, fake, accounts) = with_accounts(&["alice.localhost"]).await;
-    let started = connect.begin(body("alice.localhost")).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(body("alice.localhost")).await;
     fake.rotate_nonce();
     let landed = connect.callback(&back).await;
     let id = Connect::account_id(&landed);
@@ -208,10 +205,7 @@ async fn a_new_nonce_at_the_token_endpoint_costs_one_retry() {
 async fn a_callback_from_another_issuer_or_without_one_is_refused() {
     let (connect, fake, _) = with_accounts(&["alice.localhost"]).await;
     for iss in [Some("https://evil.example"), None] {
-        let started = connect.begin(body("alice.localhost")).await;
-        let back = connect
-            .browse(started["authorization_url"].as_str().unwrap())
-            .await;
+        let (_, back) = connect.consent(body("alice.localhost")).await;
         let mut forged = back.clone();
         let pairs: Vec<(String, String)> = back
             .query_pairs()
@@ -341,10 +335,7 @@ async fn from_a_server_the_account_signed_in_must_be_hosted_there() {
     // Hosted elsewhere (its PDS names another authorization server): this
     // server cannot speak for the account.
     fake.set_pds(&carol.did, &other.origin());
-    let started = connect.begin(body(&fake.origin())).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(body(&fake.origin())).await;
     let landed = connect.callback(&back).await;
     assert_eq!(
         query(&landed, "error").as_deref(),

@@ -101,10 +101,7 @@ async fn x_account_connects_with_pkce_and_then_refreshes() {
 #[tokio::test]
 async fn a_state_is_used_once() {
     let (connect, _fake) = with_x().await;
-    let started = connect.begin(x_body()).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (started, back) = connect.consent(x_body()).await;
     connect.callback(&back).await;
 
     let again = connect.browser.get(back.clone()).send().await.unwrap();
@@ -127,10 +124,7 @@ async fn a_state_is_used_once() {
 #[tokio::test]
 async fn an_expired_or_unknown_state_is_refused_without_a_redirect() {
     let (connect, _fake) = with_x().await;
-    let started = connect.begin(x_body()).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(x_body()).await;
     sqlx::query("UPDATE connect_sessions SET expires_at = now() - interval '1 second'")
         .execute(connect.env.pool())
         .await
@@ -174,10 +168,7 @@ async fn a_user_who_declines_is_sent_back_with_the_error() {
 #[tokio::test]
 async fn the_api_tier_can_exchange_the_code_itself() {
     let (connect, _fake) = with_x().await;
-    let started = connect.begin(x_body()).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(x_body()).await;
     let response = connect.exchange(&back).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
@@ -192,10 +183,7 @@ async fn without_offline_access_the_account_warns_it_needs_a_reconnect() {
     let (connect, _fake) = with_x().await;
     let mut body = x_body();
     body["scopes"] = json!(["tweet.read", "users.read"]);
-    let started = connect.begin(body).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(body).await;
     let response = connect.exchange(&back).await;
     let body: Value = response.json().await.unwrap();
     let warnings = body["accounts"][0]["warnings"].as_array().unwrap();

@@ -249,10 +249,7 @@ async fn a_user_who_declines_is_sent_back_with_the_error() {
 #[tokio::test]
 async fn an_app_the_token_endpoint_no_longer_knows_is_registered_again() {
     let (connect, fake) = with_instance().await;
-    let started = connect.begin(body(&fake.origin())).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(body(&fake.origin())).await;
     fake.forget_apps();
     let landed = connect.callback(&back).await;
     assert_eq!(query(&landed, "error").as_deref(), Some("server_error"));

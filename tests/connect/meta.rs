@@ -227,10 +227,7 @@ async fn the_choice_is_offered_through_the_api_tiers_exchange_too() {
     let (connect, fake) = with_facebook(Provider::FacebookPage).await;
     fake.give_pages("10001", three_pages());
     fake.desk().next_consent(Consent::Approve(baker()));
-    let started = connect.begin(body(Provider::FacebookPage)).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(body(Provider::FacebookPage)).await;
     let (status, answer) = exchange(
         &connect,
         &query(&back, "state").unwrap(),
@@ -252,10 +249,7 @@ async fn the_choice_is_offered_through_the_api_tiers_exchange_too() {
 async fn a_facebook_user_without_pages_is_told_so() {
     let (connect, fake) = with_facebook(Provider::FacebookPage).await;
     fake.desk().next_consent(Consent::Approve(baker()));
-    let started = connect.begin(body(Provider::FacebookPage)).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(body(Provider::FacebookPage)).await;
     let (status, answer) = exchange(
         &connect,
         &query(&back, "state").unwrap(),
@@ -300,10 +294,7 @@ async fn a_page_the_user_does_not_manage_is_refused() {
 async fn a_facebook_user_who_declines_is_sent_back_with_the_error() {
     let (connect, fake) = with_facebook(Provider::FacebookPage).await;
     fake.desk().next_consent(Consent::Deny);
-    let started = connect.begin(body(Provider::FacebookPage)).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(body(Provider::FacebookPage)).await;
     assert_eq!(query(&back, "error_reason").as_deref(), Some("user_denied"));
     let landed = connect.callback(&back).await;
     assert_eq!(query(&landed, "error").as_deref(), Some("access_denied"));
@@ -546,10 +537,7 @@ async fn threads_connects_a_long_lived_token_that_then_refreshes() {
 #[tokio::test]
 async fn a_threads_outage_is_temporary_and_leaks_no_token() {
     let (connect, fake) = with_own_login(Provider::Threads).await;
-    let started = connect.begin(body(Provider::Threads)).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(body(Provider::Threads)).await;
     // The code exchange answers; the long-lived exchange is down.
     fake.script_next(tokenwarden_fakes::ScriptedResponse::json(
         200,

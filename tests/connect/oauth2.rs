@@ -75,10 +75,7 @@ async fn refreshes(connect: &Connect, id: &AccountId) {
 /// Starts a flow, lets the browser through the consent screen, and hands
 /// the code to `POST /v1/connect/exchange`: its JSON answer.
 async fn exchanged(connect: &Connect, body: Value) -> Value {
-    let started = connect.begin(body).await;
-    let back = connect
-        .browse(started["authorization_url"].as_str().unwrap())
-        .await;
+    let (_, back) = connect.consent(body).await;
     let response = connect.exchange(&back).await;
     let status = response.status();
     let answer: Value = response.json().await.unwrap();

@@ -1043,12 +1043,7 @@ async fn a_meta_transport_failure_names_no_url_and_no_token() {
             section.client_secret = Some(CLIENT_SECRET.into());
         })
         .await;
-        let started = connect
-            .begin(json!({"provider": "THREADS", "workspace_id": "ws-1", "redirect_after": RETURN_URL}))
-            .await;
-        let back = connect
-            .browse(started["authorization_url"].as_str().unwrap())
-            .await;
+        let (_, back) = connect.consent(json!({"provider": "THREADS", "workspace_id": "ws-1", "redirect_after": RETURN_URL})).await;
         fake.script_next(ScriptedResponse::json(
             200,
             json!({"access_token": "THQSshortlivedtoken0123456789", "user_id": 7003}),

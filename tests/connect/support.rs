@@ -2,11 +2,17 @@
 //! URL is the server itself, and a finished flow may return the browser to
 //! `RETURN_URL` only. The browser is simulated hop by hop (no redirect is
 //! followed automatically), so every Location can be checked.
+//!
+//! Shared by the connect tests and the canary binaries; each uses a part.
+#![allow(dead_code)]
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use secrecy::SecretString;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokenwarden::api;
 use tokenwarden::api::ApiState;
 use tokenwarden::config::Settings;
@@ -143,12 +149,21 @@ impl Connect {
         location
     }
 
+    /// Starts a flow for `body` and takes the browser through the
+    /// platform's consent: the started flow, and where the platform sends
+    /// the browser back to.
+    pub async fn consent(&self, body: Value) -> (Value, Url) {
+        let started = self.begin(body).await;
+        let back = self
+            .browse(started["authorization_url"].as_str().unwrap())
+            .await;
+        (started, back)
+    }
+
     /// The whole dance for `body`: start, consent, callback. The Location
     /// the browser ends at.
     pub async fn connect(&self, body: Value) -> Url {
-        let started = self.begin(body).await;
-        let at_platform = started["authorization_url"].as_str().unwrap();
-        let back = self.browse(at_platform).await;
+        let (_, back) = self.consent(body).await;
         self.callback(&back).await
     }
 
@@ -184,5 +199,17 @@ pub fn query_all(url: &Url, key: &str) -> Vec<String> {
     url.query_pairs()
         .filter(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+/// Every 43-character base64url word in `text` whose S256 is one of the
+/// challenges: a leaked PKCE verifier.
+pub fn verifiers_in(text: &str, challenges: &[String]) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .filter(|word| word.len() == 43)
+        .filter(|word| {
+            challenges.contains(&URL_SAFE_NO_PAD.encode(Sha256::digest(word.as_bytes())))
+        })
+        .map(str::to_owned)
         .collect()
 }
